@@ -1,0 +1,53 @@
+"""The ``stylecodec`` command line. One sub-command per entry of :data:`COMMANDS`.
+
+Exit status: 0 success, 2 usage error (argparse), 1 bad input or missing resource
+(one line on stderr, no traceback; ``STYLECODEC_DEBUG=1`` shows the traceback).
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+
+from .errors import StylecodecError
+
+# name -> (module implementing `add_arguments(parser)` and `run(args) -> int`, one-line help).
+# Modules are imported only when their command runs or `--help` is built, so each stays small.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "env": ("stylecodec.commands.env", "print the environment check (versions, devices, assets)"),
+    "assets": ("stylecodec.commands.assets", "fetch / list the third-party weights"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    parser = argparse.ArgumentParser(prog="stylecodec", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"stylecodec {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for name, (module, help_) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_, description=help_)
+        mod = importlib.import_module(module)
+        mod.add_arguments(p)
+        p.set_defaults(_run=mod.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args._run(args) or 0)
+    except StylecodecError as e:
+        if os.environ.get("STYLECODEC_DEBUG"):
+            raise
+        print(f"stylecodec {args.command}: error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"stylecodec {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
