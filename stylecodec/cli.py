@@ -23,7 +23,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
-    parser = argparse.ArgumentParser(prog="stylecodec", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="stylecodec",
+        description="Scalable face-image codec on a StyleGAN2 prior (machines: basic layer; people: all layers).")
     parser.add_argument("--version", action="version", version=f"stylecodec {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True

@@ -1,0 +1,26 @@
+"""`stylecodec assets list|fetch [NAME ...]`: the third-party weights (DESIGN.md §4)."""
+from __future__ import annotations
+
+import argparse
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("action", choices=["list", "fetch"], help="list the assets or fetch them")
+    p.add_argument("names", nargs="*", help="asset names (default: all)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..analysis import assets
+
+    if args.action == "list":
+        print(f"cache: {assets.cache_dir()}")
+        for name, target in assets.ASSETS.items():
+            print(f"  {name:<15} {target}")
+        return 0
+    import time
+
+    for name in args.names or list(assets.ASSETS):
+        t0 = time.perf_counter()
+        paths = assets.fetch_all([name])[name]
+        print(f"  {name:<15} ok ({time.perf_counter() - t0:.1f} s)  " + ", ".join(str(p) for p in paths))
+    return 0

@@ -1,0 +1,33 @@
+"""Shared fixtures: the ../shared data folder (skip when absent) and a private asset cache."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from stylecodec.commands.env import default_shared
+
+
+@pytest.fixture(scope="session")
+def shared_dir() -> Path:
+    """The shared data folder; tests needing it skip with a reason when it is absent."""
+    root = default_shared()
+    if not (root / "data").is_dir():
+        pytest.skip(f"needs the shared data folder ({root}) which is absent; set STYLECODEC_SHARED")
+    return root
+
+
+@pytest.fixture(scope="session")
+def lfw_dir(shared_dir: Path) -> Path:
+    p = shared_dir / "data" / "lfw"
+    if not p.is_dir():
+        pytest.skip(f"needs {p}")
+    return p
+
+
+@pytest.fixture(scope="session")
+def utkface_dir(shared_dir: Path) -> Path:
+    p = shared_dir / "data" / "utkface"
+    if not p.is_dir():
+        pytest.skip(f"needs {p}")
+    return p
