@@ -17,6 +17,11 @@ from .errors import StylecodecError
 COMMANDS: dict[str, tuple[str, str]] = {
     "env": ("stylecodec.commands.env", "print the environment check (versions, devices, assets)"),
     "assets": ("stylecodec.commands.assets", "fetch / list the third-party weights"),
+    "convert-pkl": ("stylecodec.commands.convert_pkl", "convert an official StyleGAN2-ADA .pkl to a safe checkpoint"),
+    "compress": ("stylecodec.commands.compress", "compress a face image to a .sfc stream"),
+    "decompress": ("stylecodec.commands.decompress", "decode a .sfc stream (or its first layers) to an image"),
+    "inspect": ("stylecodec.commands.inspect_stream", "show a .sfc stream's header and per-layer bytes (no model)"),
+    "extract": ("stylecodec.commands.extract", "keep the first layers of a .sfc stream (no model)"),
 }
 
 

@@ -1,0 +1,110 @@
+"""CPU speed and entropy-coding overhead of the codec on a folder of face images.
+
+    python experiments/bench_codec.py --model pretrained/default.pt -n 20
+    python experiments/bench_codec.py --tiny -n 20        # tiny RANDOM model (mechanics only)
+
+Per image (torch threads: --threads, default 2): encode time (read + align + E + analysis, then
+entropy coding) at --quality (default: the highest), decode time (entropy decoding, then
+synthesis transforms + G), and for every quality the whole-file bytes, the rANS payload
+bytes and the ideal bytes (sum of −log2 p under the coding tables / 8). The coding overhead
+is payload / ideal; container bytes (7 + 2 per layer) are reported separately.
+Images: the last N files (sorted by name) of --images (default ../shared/data/utkface).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+
+def _ms(t0: float) -> float:
+    return (time.perf_counter() - t0) * 1e3
+
+
+def _summary(xs) -> str:
+    return f"mean {statistics.mean(xs):8.2f}  median {statistics.median(xs):8.2f}"
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--model", default="default", help="model name or checkpoint path")
+    ap.add_argument("--tiny", action="store_true", help="benchmark a tiny random model built on the fly")
+    ap.add_argument("--images", default=os.path.join(ROOT, "..", "shared", "data", "utkface"))
+    ap.add_argument("-n", type=int, default=20, help="number of images (the last N of the folder)")
+    ap.add_argument("--quality", type=int, help="quality for the timings (default: the highest)")
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args()
+
+    import torch
+
+    from stylecodec.bitstream import unpack
+    from stylecodec.codec import Codec
+
+    torch.set_num_threads(args.threads)
+    if args.tiny:
+        from stylecodec.model import StyleCodecModel, tiny_config
+        from stylecodec.zoo import save_model
+
+        torch.manual_seed(0)
+        args.model = os.path.join(tempfile.mkdtemp(), "tiny.pt")
+        save_model(StyleCodecModel(tiny_config()), args.model, {"note": "random weights (benchmark only)"})
+    codec = Codec.from_pretrained(args.model)
+    q_time = codec.quality_range[-1] if args.quality is None else args.quality
+    files = sorted(f for f in os.listdir(args.images) if f.lower().endswith((".jpg", ".jpeg", ".png")))[-args.n:]
+    if not files:
+        print(f"no images in {args.images}", file=sys.stderr)
+        return 1
+    paths = [os.path.join(args.images, f) for f in files]
+    codec.decompress(codec.compress(paths[0], quality=q_time))          # warm-up (allocators, tables)
+
+    enc_pre, enc_code, dec_entropy, dec_synth = [], [], [], []
+    per_q = {q: {"file": [], "payload": [], "ideal": []} for q in codec.quality_range}
+    for path in paths:
+        t0 = time.perf_counter()
+        with torch.no_grad():
+            ys = codec.analyse(codec.preprocess(path))
+        enc_pre.append(_ms(t0))
+        t0 = time.perf_counter()
+        data = codec.compress_latents(ys, q_time)[0]
+        enc_code.append(_ms(t0))
+        t0 = time.perf_counter()
+        y_hat, _ = codec.decode_y(data)
+        dec_entropy.append(_ms(t0))
+        t0 = time.perf_counter()
+        with torch.no_grad():
+            ws = codec.model.transforms.synthesise(y_hat)
+            codec.model.G.synthesis(ws, noise_mode="const")
+        dec_synth.append(_ms(t0))
+        for q in codec.quality_range:
+            stats: list = []
+            data = codec.compress_latents(ys, q, stats)[0]
+            per_q[q]["file"].append(len(data))
+            per_q[q]["payload"].append(sum(len(p) for p in unpack(data)[1]))
+            per_q[q]["ideal"].append(sum(stats[0]["ideal_bits"]) / 8)
+
+    r = codec.resolution
+    print(f"model {args.model} ({r}x{r}, fingerprint 0x{codec.fingerprint:04x}), {len(paths)} images from "
+          f"{os.path.abspath(args.images)}, torch threads {torch.get_num_threads()}, CPU")
+    print(f"timings in ms per image at quality {q_time}:")
+    enc = [a + b for a, b in zip(enc_pre, enc_code)]
+    dec = [a + b for a, b in zip(dec_entropy, dec_synth)]
+    for name, xs in (("encode total", enc), ("  read+align+E+analysis", enc_pre), ("  entropy coding", enc_code),
+                     ("decode total", dec), ("  entropy decoding", dec_entropy), ("  synthesis + G", dec_synth)):
+        print(f"  {name:24s} {_summary(xs)}")
+    print("rate per quality (means over images): file bytes, bpp, rANS payload bytes, ideal bytes, payload/ideal")
+    for q, d in per_q.items():
+        f, p, i = (statistics.mean(d[k]) for k in ("file", "payload", "ideal"))
+        ratio = sum(d["payload"]) / max(sum(d["ideal"]), 1e-9)
+        print(f"  q{q:<2d} {f:7.2f} B  {8 * f / r ** 2:.5f} bpp  payload {p:6.2f} B  ideal {i:6.2f} B  "
+              f"ratio {ratio:5.2f}  (+{p - i:.2f} B coder, +{f - p:.2f} B container)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

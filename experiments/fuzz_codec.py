@@ -1,0 +1,234 @@
+"""Fuzz the full decoder (Codec.decompress / decode_latents) with damaged and garbage streams.
+
+Valid streams of a model (random W+ near w_avg, random qualities) are damaged (truncation,
+bit flips, overwrites, insertions, appended / random bytes, header fields re-packed with valid
+CRCs, layer payloads damaged and re-packed with valid CRCs, valid layer cuts) and decoded in a
+worker process with a watchdog, so crashes and hangs are counted, not fatal.
+
+    python experiments/fuzz_codec.py --cases 10000                # tiny random model built on the fly
+    python experiments/fuzz_codec.py --model pretrained/default.pt --cases 10000
+
+Outcomes: ok_intact (accepted; equals the original decoded at that many layers), ok_changed
+(accepted, decodes to something else, from fewer than 3 layers: a payload damaged and
+re-packed with valid CRCs, which only the CRC protects), ok_changed_all3 (the same with all
+three layers decoded: the re-encoding check should make this 0 unless a header field was
+edited with valid CRCs), BitstreamError, other:<exception>, crash, timeout.
+"""
+from __future__ import annotations
+
+import argparse
+import collections
+import os
+import random
+import selectors
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+N_BASES = 16
+KINDS = ["truncate", "layer_cut", "flip1", "flips", "overwrite", "insert", "append", "random", "header", "payload"]
+
+
+def tiny_model(path: str) -> None:
+    import torch
+
+    from stylecodec.model import StyleCodecModel, tiny_config
+    from stylecodec.zoo import save_model
+
+    torch.manual_seed(0)
+    save_model(StyleCodecModel(tiny_config()), path, {"note": "random weights (fuzzing only)"})
+
+
+def make_bases(codec, seed: int):
+    """[(stream, {k: (Ŵ+ at k layers, image at k layers)})] for N_BASES random W+."""
+    import torch
+
+    gen = torch.Generator().manual_seed(seed)
+    w_avg = codec.model.G.mapping.w_avg.detach().cpu()
+    bases = []
+    for b in range(N_BASES):
+        ws = w_avg + torch.randn(1, codec.model.G.num_ws, w_avg.numel(), generator=gen)
+        data = codec.compress_ws(ws, b % codec.model.num_qualities)[0]
+        ref = {k: (codec.decode_latents(data, k), codec.decompress(data, k, output="array")) for k in (1, 2, 3)}
+        bases.append((data, ref))
+    return bases
+
+
+def _rand(rng: random.Random, n: int) -> bytes:
+    return bytes(rng.getrandbits(8) for _ in range(n))
+
+
+def mutate(rng: random.Random, data: bytes, n_qualities: int) -> tuple[str, bytes]:
+    from stylecodec.bitstream import StreamHeader, extract, pack, unpack
+
+    kind = rng.choice(KINDS)
+    b = bytearray(data)
+    header, payloads = unpack(data)
+    if kind == "truncate":
+        return kind, data[:rng.randrange(len(data))]
+    if kind == "layer_cut":
+        n = rng.randint(1, 3)
+        return kind, extract(data, n) if rng.random() < 0.5 else data[:len(data) - sum(2 + len(p) for p in payloads[n:])]
+    if kind == "header":       # valid CRCs, odd fields: other quality (maybe unsupported), resolution, fingerprint
+        field = rng.choice(["quality", "resolution", "fingerprint"])
+        q, r, f = header.quality, header.resolution, header.fingerprint
+        if field == "quality":
+            q = rng.choice([rng.randrange(n_qualities), rng.randrange(n_qualities, 32)])
+        elif field == "resolution":
+            r = 1 << rng.randint(5, 12)
+        else:
+            f = rng.getrandbits(16)
+        return f"header_{field}", pack(StreamHeader(r, q, f), payloads)
+    if kind == "payload":      # damage one payload, re-pack with valid CRCs
+        payloads = payloads[:rng.choice([1, 2, 3, 3, 3])]
+        k = rng.randrange(len(payloads))
+        p = bytearray(payloads[k])
+        how = rng.choice(["flip", "overwrite", "cut", "extend", "random"])
+        if how == "flip" and p:
+            i = rng.randrange(8 * len(p))
+            p[i // 8] ^= 1 << (i % 8)
+        elif how == "overwrite" and p:
+            p[rng.randrange(len(p))] = rng.getrandbits(8)
+        elif how == "cut" and p:
+            del p[rng.randrange(len(p)):]
+        elif how == "extend":
+            p += _rand(rng, rng.randint(1, 8))
+        else:
+            p = bytearray(_rand(rng, rng.randint(0, 60)))
+        payloads[k] = bytes(p)
+        return f"payload{len(payloads)}of3", pack(StreamHeader(header.resolution, header.quality,
+                                                               header.fingerprint), payloads)
+    if kind in ("flip1", "flips"):
+        for _ in range(1 if kind == "flip1" else rng.randint(2, 8)):
+            i = rng.randrange(8 * len(b))
+            b[i // 8] ^= 1 << (i % 8)
+    elif kind == "overwrite":
+        i = rng.randrange(len(b))
+        b[i:i + rng.randint(1, 8)] = _rand(rng, rng.randint(1, 8))
+    elif kind == "insert":
+        i = rng.randrange(len(b) + 1)
+        b[i:i] = _rand(rng, rng.randint(1, 8))
+    elif kind == "append":
+        b += _rand(rng, rng.randint(1, 64))
+    else:
+        b = bytearray(_rand(rng, rng.randint(0, 120)))
+        if rng.random() < 0.7:
+            b[:7] = data[:7]
+    return kind, bytes(b)
+
+
+def run_case(codec, bases, case: int, seed: int) -> tuple[str, str]:
+    import numpy as np
+    import torch
+
+    from stylecodec.bitstream import BitstreamError
+
+    rng = random.Random(seed * 1_000_003 + case)
+    data, ref = bases[rng.randrange(len(bases))]
+    kind, bad = mutate(rng, data, codec.model.num_qualities)
+    layers = rng.choice(["basic", "middle", "enhanced", 1, 2, 3])
+    k = layers if isinstance(layers, int) else ("basic", "middle", "enhanced").index(layers) + 1
+    try:
+        if rng.random() < 0.5:
+            ws = codec.decode_latents(bad, layers)
+            candidates = [ref[j][0] for j in range(1, k + 1)]
+            intact = any(torch.equal(ws, c) for c in candidates)
+        else:
+            img = codec.decompress(bad, layers, output="array")
+            intact = any(np.array_equal(img, ref[j][1]) for j in range(1, k + 1))
+        if intact:
+            return kind, "ok_intact"
+        return kind, "ok_changed_all3" if codec.decode_y(bad, layers)[1] == 3 else "ok_changed"
+    except BitstreamError:
+        return kind, "BitstreamError"
+    except Exception as e:  # noqa: BLE001  (the point is to count anything else)
+        return kind, f"other:{type(e).__name__}"
+
+
+def worker(model: str, start: int, stop: int, seed: int) -> None:
+    import torch
+
+    sys.path.insert(0, ROOT)
+    torch.set_num_threads(1)
+    from stylecodec.codec import Codec
+
+    codec = Codec.from_pretrained(model)
+    bases = make_bases(codec, seed)
+    print("ready", flush=True)
+    for case in range(start, stop):
+        t = time.perf_counter()
+        kind, outcome = run_case(codec, bases, case, seed)
+        print(case, kind, outcome, f"{(time.perf_counter() - t) * 1e3:.3f}", flush=True)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--model", help="checkpoint path (default: a tiny random model built on the fly)")
+    ap.add_argument("--cases", type=int, default=10_000)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--timeout", type=float, default=20.0, help="seconds per case before it counts as a hang")
+    ap.add_argument("--worker", nargs=2, type=int, metavar=("START", "STOP"), help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.worker:
+        worker(args.model, *args.worker, args.seed)
+        return 0
+    tmp = None
+    if args.model is None:
+        sys.path.insert(0, ROOT)
+        tmp = tempfile.TemporaryDirectory()
+        args.model = os.path.join(tmp.name, "tiny.pt")
+        tiny_model(args.model)
+    outcomes: collections.Counter = collections.Counter()
+    by_kind: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
+    times: list[float] = []
+    case, t0 = 0, time.time()
+    while case < args.cases:
+        cmd = [sys.executable, os.path.abspath(__file__), "--worker", str(case), str(args.cases),
+               "--seed", str(args.seed), "--model", args.model]
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, bufsize=1)
+        sel = selectors.DefaultSelector()
+        sel.register(proc.stdout, selectors.EVENT_READ)
+        ready = False
+        while case < args.cases:
+            if not sel.select(timeout=args.timeout if ready else 600):
+                proc.kill()
+                outcomes["timeout"] += 1
+                by_kind["?"]["timeout"] += 1
+                case += 1
+                break
+            line = proc.stdout.readline()
+            if not line:                              # the worker died: a crash on this case
+                outcomes["crash"] += 1
+                by_kind["?"]["crash"] += 1
+                case += 1
+                break
+            if line.startswith("ready"):
+                ready = True
+                continue
+            _, kind, outcome, ms = line.split()
+            outcomes[outcome] += 1
+            by_kind[kind][outcome] += 1
+            times.append(float(ms))
+            case += 1
+        proc.kill()
+        proc.wait()
+    print(f"{args.cases} cases in {time.time() - t0:.1f} s, model {args.model}")
+    for name in ("ok_intact", "ok_changed", "ok_changed_all3", "BitstreamError", "crash", "timeout"):
+        print(f"  {name:15s} {outcomes.pop(name, 0)}")
+    for name, n in sorted(outcomes.items()):
+        print(f"  {name:15s} {n}")
+    print("by mutation:")
+    for kind in sorted(by_kind):
+        print(f"  {kind:18s} " + ", ".join(f"{k} {v}" for k, v in sorted(by_kind[kind].items())))
+    if times:
+        times.sort()
+        print(f"per case: median {times[len(times) // 2]:.2f} ms, max {times[-1]:.2f} ms")
+    if tmp is not None:
+        tmp.cleanup()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

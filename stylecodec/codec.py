@@ -1,0 +1,263 @@
+"""The codec: face image <-> stylecodec bitstream (``docs/bitstream.md``), with one model.
+
+    codec = Codec.from_pretrained("default")            # or a checkpoint path
+    data = codec.compress("face.jpg", quality=3)        # or bpp=0.01: highest quality that fits
+    img = codec.decompress(data, layers="basic")        # PIL image, resolution x resolution
+    ws = codec.decode_latents(data, layers=2)           # Ŵ+ [1, num_ws, w_dim], no pixels
+
+Encoder: image -> RGB -> ``align(image, R)`` (default: centre square crop + Lanczos resize;
+landmark alignment will plug in here) -> E -> analysis -> y_l. Then, layer by layer and
+group by group, (μ, σ) from the LSET in float64 on CPU (its exact path), coded as
+``y·g`` with mean ``μ·g`` and scale ``σ·g`` (g: the quality's gains, float64), and the
+decoded ``ŷ_c / g`` appended to the LSET context (see :mod:`stylecodec.model`). All these
+float64 operations are correctly rounded or exact, so the decoder repeats them bit for bit.
+
+Decoder: unpack (this model's fingerprint) -> the same loop with the rANS decoder -> layers
+not present: LSET greedy means -> synthesis transforms (ŷ_c · inv_gain) -> G.synthesis
+(noise_mode='const') -> uint8. Every decoding failure raises :class:`BitstreamError`.
+"""
+from __future__ import annotations
+
+import copy
+import os
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+
+from .bitstream import BitstreamError, StreamHeader, fingerprint, pack, unpack
+from .entropy import gaussian
+from .errors import StylecodecError
+from .layers import LAYER_NAMES
+from .model import GAIN_MIN
+
+__all__ = ["Codec", "ImageReadError", "centre_square", "load_image", "parse_layers"]
+
+Align = Callable[["PIL.Image.Image", int], "PIL.Image.Image"]  # noqa: F821
+
+
+class ImageReadError(StylecodecError):
+    """An input image cannot be read or has an unsupported shape or type."""
+
+
+def parse_layers(layers: str | int) -> int:
+    """'basic'|'middle'|'enhanced' or 1..3 -> number of layers."""
+    if isinstance(layers, str) and layers in LAYER_NAMES:
+        return LAYER_NAMES.index(layers) + 1
+    if isinstance(layers, int) and not isinstance(layers, bool) and 1 <= layers <= len(LAYER_NAMES):
+        return layers
+    raise StylecodecError(f"layers must be one of {LAYER_NAMES} or 1..{len(LAYER_NAMES)}, got {layers!r}")
+
+
+def load_image(image) -> "PIL.Image.Image":  # noqa: F821
+    """PIL image, uint8 array [H, W], [H, W, 3] or [H, W, 4], or a file path -> RGB PIL image."""
+    from PIL import Image
+
+    try:
+        if isinstance(image, Image.Image):
+            img = image
+        elif isinstance(image, np.ndarray):
+            if image.dtype != np.uint8 or image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] not in (3, 4)):
+                raise ImageReadError(f"an image array must be uint8 [H, W(, 3|4)], got {image.dtype} {image.shape}")
+            img = Image.fromarray(image)
+        elif isinstance(image, (str, os.PathLike)):
+            img = Image.open(os.fspath(image))
+        else:
+            raise ImageReadError(f"cannot read an image from {type(image).__name__}")
+        img.load()
+        if min(img.size) < 1:
+            raise ImageReadError("empty image")
+        return img.convert("RGB")
+    except ImageReadError:
+        raise
+    except (OSError, ValueError, Image.DecompressionBombError, SyntaxError) as e:
+        raise ImageReadError(f"cannot read image {image if isinstance(image, (str, os.PathLike)) else ''}: "
+                             f"{type(e).__name__}: {e}".replace(":  ", ": ")) from None
+
+
+def centre_square(img: "PIL.Image.Image", size: int) -> "PIL.Image.Image":  # noqa: F821
+    """Default ``align``: the centred square crop, resized (Lanczos) to size x size."""
+    from PIL import Image
+
+    w, h = img.size
+    s = min(w, h)
+    left, top = (w - s) // 2, (h - s) // 2
+    return img.crop((left, top, left + s, top + s)).resize((size, size), Image.LANCZOS)
+
+
+class Codec:
+    """Compress / decompress faces with one :class:`~stylecodec.model.StyleCodecModel` (CPU or GPU
+    for the networks; the entropy model always runs in float64 on CPU)."""
+
+    def __init__(self, model, align: Align | None = None):
+        self.model = model.eval()
+        self.align = align or centre_square
+        if not 4 <= model.num_qualities <= 32:
+            raise StylecodecError(f"the header codes quality in 5 bits; model has {model.num_qualities} qualities")
+        self.fingerprint = getattr(model, "fingerprint", None)
+        if not isinstance(self.fingerprint, int):
+            self.fingerprint = fingerprint(model.state_dict())
+        self._lset = copy.deepcopy(model.lset).to("cpu", torch.float64).eval()
+        self._gain = model.gain.detach().to("cpu", torch.float64).abs().clamp_min(GAIN_MIN)
+        self._inv_gain = model.inv_gain.detach().float().abs().clamp_min(GAIN_MIN)
+        self._sizes = list(model.latent_dims)
+
+    @classmethod
+    def from_pretrained(cls, name_or_path: str | os.PathLike = "default", device: str = "cpu",
+                        align: Align | None = None) -> "Codec":
+        from .zoo import load_model
+        return cls(load_model(name_or_path, device), align)
+
+    @property
+    def resolution(self) -> int:
+        return self.model.resolution
+
+    @property
+    def quality_range(self) -> range:
+        return range(self.model.num_qualities)
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.gain.device
+
+    # -- encoder -----------------------------------------------------------------------------
+    def preprocess(self, image) -> torch.Tensor:
+        """Image -> x [1, 3, R, R] float32 in [-1, 1] on the model's device."""
+        img = self.align(load_image(image), self.resolution)
+        if img.size != (self.resolution, self.resolution):
+            raise StylecodecError(f"align returned {img.size}, expected {self.resolution}x{self.resolution}")
+        arr = np.asarray(img.convert("RGB"), dtype=np.float32)
+        return (torch.from_numpy(arr).permute(2, 0, 1)[None] / 127.5 - 1.0).to(self.device)
+
+    @torch.no_grad()
+    def analyse(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """x [N, 3, R, R] -> unscaled latents y_l [N, d_l] (float64, CPU)."""
+        ys = self.model.transforms.analyse(self.model.E(x))
+        return [y.detach().to("cpu", torch.float64) for y in ys]
+
+    def compress(self, image, quality: int | None = None, bpp: float | None = None) -> bytes:
+        """One face -> bytes. ``quality`` (default: the highest) or ``bpp``: the highest quality whose
+        whole file is at most ``bpp`` bits per pixel of the R x R face."""
+        ys = self.analyse(self.preprocess(image))
+        if bpp is None:
+            return self.compress_latents(ys, self.quality_range[-1] if quality is None else quality)[0]
+        if quality is not None:
+            raise StylecodecError("give quality or bpp, not both")
+        sizes = {}
+        for q in reversed(self.quality_range):
+            data = self.compress_latents(ys, q)[0]
+            if 8 * len(data) / self.resolution ** 2 <= bpp:
+                return data
+            sizes[q] = len(data)
+        q = min(sizes, key=lambda k: (sizes[k], k))
+        raise StylecodecError(f"no quality fits {bpp:g} bpp: the smallest achievable for this image is "
+                              f"{8 * sizes[q] / self.resolution ** 2:.5f} bpp ({sizes[q]} bytes, quality {q})")
+
+    @torch.no_grad()
+    def compress_ws(self, ws: torch.Tensor, quality: int) -> list[bytes]:
+        """W+ [N, num_ws, w_dim] -> one stream per row."""
+        ys = self.model.transforms.analyse(ws.to(self.device, torch.float32))
+        return self.compress_latents([y.to("cpu", torch.float64) for y in ys], quality)
+
+    def compress_latents(self, ys: Sequence[torch.Tensor], quality: int, stats: list | None = None) -> list[bytes]:
+        """Unscaled latents y_l [N, d_l] -> one stream per row. ``stats`` (a list) receives per row
+        {"ideal_bits": [per layer]} (−log2 p under the coding tables, without coder overhead) and
+        {"y_hat": [per layer [d_l] float32]}: the synthesis inputs a decoder of all layers gets."""
+        if quality not in self.quality_range:
+            raise StylecodecError(f"quality must be in {self.quality_range.start}..{self.quality_range.stop - 1}, "
+                                  f"got {quality!r}")
+        ys = [torch.as_tensor(y).to("cpu", torch.float64) for y in ys]
+        n = ys[0].shape[0]
+        encs = [gaussian.StreamEncoder() for _ in range(n)]
+        ideal = [[0.0] * len(ys) for _ in range(n)]
+        g, gi = self._gain[quality], self._inv_gain[quality]
+        ctx: list[torch.Tensor] = []
+        y_hat: list[torch.Tensor] = []
+        for l, y in enumerate(ys):
+            cur = torch.zeros(n, self._sizes[l], dtype=torch.float64)
+            yc_layer = torch.zeros(n, self._sizes[l], dtype=torch.float32)
+            for sl, m, s in self._groups(ctx, cur, l, n):
+                a = g[self.model.layer_slice(l)][sl]
+                for i, enc in enumerate(encs):
+                    yc, mc, sc = y[i, sl] * a, m[i] * a, s[i] * a
+                    yc_layer[i, sl] = enc.encode(yc, mc, sc)
+                    cur[i, sl] = yc_layer[i, sl].double() / a
+                    if stats is not None:
+                        ideal[i][l] += float(gaussian.ideal_bits(yc, mc, sc).sum())
+            ctx.append(cur)
+            y_hat.append(yc_layer * gi[self.model.layer_slice(l)])
+            for enc in encs:
+                enc.end_layer()
+        if stats is not None:
+            stats.extend({"ideal_bits": b, "y_hat": [y[i] for y in y_hat]} for i, b in enumerate(ideal))
+        header = StreamHeader(resolution=self.resolution, quality=int(quality), fingerprint=self.fingerprint)
+        return [pack(header, enc.finish()) for enc in encs]
+
+    def _groups(self, ctx, cur, layer: int, n: int):
+        """Yield (column slice, means [n, g], scales [n, g]) of each group of ``layer``, float64;
+        the caller fills ``cur`` with the group's decoded context before the next is computed."""
+        gsz = self._lset.group_size
+        for j in range(self._lset.num_groups[layer]):
+            with torch.no_grad():
+                m, s = self._lset.params_for_group(ctx + ([cur] if j else []), layer, j)
+            yield slice(j * gsz, (j + 1) * gsz), m.expand(n, -1), s.expand(n, -1)
+
+    # -- decoder -----------------------------------------------------------------------------
+    def decode_y(self, data: bytes, layers: str | int = "enhanced") -> tuple[list[torch.Tensor], int]:
+        """(synthesis inputs ŷ_l [1, d_l] float32 for every layer: the received ones (ŷ_c · inv_gain), then
+        LSET predictions; the number received). ŷ_basic is what the analysis heads read."""
+        k = parse_layers(layers)
+        header, payloads = unpack(data, expected_fingerprint=self.fingerprint)
+        if header.resolution != self.resolution:
+            raise BitstreamError(f"stream codes a {header.resolution}x{header.resolution} face, this model "
+                                 f"{self.resolution}x{self.resolution}")
+        if header.quality not in self.quality_range:
+            raise BitstreamError(f"quality index {header.quality} is not one of this model's "
+                                 f"0..{self.quality_range.stop - 1}")
+        k = min(k, len(payloads))
+        g, gi = self._gain[header.quality], self._inv_gain[header.quality]
+        ctx, y_hat = [], []
+        try:
+            dec = gaussian.StreamDecoder(payloads[:k], self._sizes)
+            for l in range(k):
+                cur = torch.zeros(1, self._sizes[l], dtype=torch.float64)
+                yc_layer = torch.zeros(1, self._sizes[l], dtype=torch.float32)
+                sl_l = self.model.layer_slice(l)
+                for sl, m, s in self._groups(ctx, cur, l, 1):
+                    a = g[sl_l][sl]
+                    yc = dec.decode(m[0] * a, s[0] * a)
+                    yc_layer[0, sl] = yc
+                    cur[0, sl] = yc.double() / a
+                ctx.append(cur)
+                y_hat.append(yc_layer * gi[sl_l])
+            dec.finish()
+            for l in range(k, len(self._sizes)):
+                pred = self._lset.predict_missing(ctx, l)
+                ctx.append(pred)
+                y_hat.append(pred.float())
+        except BitstreamError:
+            raise
+        except (ValueError, RuntimeError, OverflowError, IndexError) as e:
+            raise BitstreamError(f"cannot decode the entropy-coded layers: {e}") from None
+        return y_hat, k
+
+    @torch.no_grad()
+    def decode_latents(self, data: bytes, layers: str | int = "enhanced") -> torch.Tensor:
+        """Ŵ+ [1, num_ws, w_dim] (float32, CPU) from the first ``layers`` layers present."""
+        y_hat, _ = self.decode_y(data, layers)
+        ws = self.model.transforms.synthesise([y.to(self.device) for y in y_hat])
+        return torch.nan_to_num(ws.float(), nan=0.0, posinf=1e6, neginf=-1e6).cpu()
+
+    @torch.no_grad()
+    def decompress(self, data: bytes, layers: str | int = "enhanced", output: str = "pil"):
+        """Bytes -> R x R RGB face: a PIL image (``output="pil"``) or uint8 array [R, R, 3] ("array")."""
+        if output not in ("pil", "array"):
+            raise StylecodecError(f'output must be "pil" or "array", got {output!r}')
+        ws = self.decode_latents(data, layers).to(self.device)
+        img = self.model.G.synthesis(ws, noise_mode="const")[0]
+        img = torch.nan_to_num(img.float(), nan=0.0).clamp(-1, 1)
+        arr = ((img + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+        if output == "array":
+            return arr
+        from PIL import Image
+        return Image.fromarray(arr, "RGB")

@@ -1,0 +1,29 @@
+"""``stylecodec compress IN -o OUT.sfc [--quality Q | --bpp B] [--model NAME|PATH]``."""
+from __future__ import annotations
+
+import argparse
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("input", metavar="IN", help="face image (any format Pillow reads)")
+    parser.add_argument("-o", "--output", metavar="OUT.sfc", required=True, help="stream to write")
+    rate = parser.add_mutually_exclusive_group()
+    rate.add_argument("--quality", type=int, metavar="Q", help="rate point index (default: the model's highest)")
+    rate.add_argument("--bpp", type=float, metavar="B", help="the highest quality whose whole file is <= B bpp")
+    parser.add_argument("--model", default="default", metavar="NAME|PATH", help="model name or checkpoint (default: default)")
+    parser.add_argument("--device", default="cpu", help="device for the networks (default: cpu)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..bitstream import describe
+    from ..codec import Codec
+    from ._files import write_bytes
+
+    codec = Codec.from_pretrained(args.model, device=args.device)
+    data = codec.compress(args.input, quality=args.quality, bpp=args.bpp)
+    write_bytes(args.output, data)
+    d = describe(data)
+    layers = " + ".join(f"{l['name']} {l['total_bytes']}" for l in d["layers"])
+    print(f"{args.input} -> {args.output}: {len(data)} bytes = {d['bpp']:.5f} bpp at {d['resolution']}x"
+          f"{d['resolution']}, quality {d['quality']} (header {d['header_bytes']} + {layers})")
+    return 0

@@ -1,0 +1,36 @@
+"""``stylecodec inspect IN.sfc [--json]``: header fields, per-layer bytes and cumulative bpp (no model)."""
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("input", metavar="IN.sfc", help="stylecodec stream")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..bitstream import describe
+    from ._files import read_stream
+
+    d = describe(read_stream(args.input))
+    pixels = d["resolution"] ** 2
+    total = d["header_bytes"]
+    for layer in d["layers"]:
+        total += layer["total_bytes"]
+        layer["cumulative_bytes"], layer["cumulative_bpp"] = total, 8.0 * total / pixels
+    if args.json:
+        print(json.dumps(d, indent=1))
+        return 0
+    print(f"{args.input}: stylecodec v{d['version']}, model {d['fingerprint']}, {d['resolution']}x{d['resolution']}, "
+          f"quality {d['quality']}, layers {d['layers_present']} of {d['layers_declared']} declared")
+    print(f"  {'layer':9s} {'payload':>7s} {'overhead':>8s} {'cum.bytes':>9s} {'cum.bpp':>8s}")
+    print(f"  {'header':9s} {'':7s} {d['header_bytes']:8d} {d['header_bytes']:9d} "
+          f"{8.0 * d['header_bytes'] / pixels:8.5f}")
+    for layer in d["layers"]:
+        print(f"  {layer['name']:9s} {layer['payload_bytes']:7d} {layer['overhead_bytes']:8d} "
+              f"{layer['cumulative_bytes']:9d} {layer['cumulative_bpp']:8.5f}")
+    print(f"  total {d['total_bytes']} bytes ({d['payload_bytes']} payload + {d['overhead_bytes']} container) "
+          f"= {d['bpp']:.5f} bpp")
+    return 0

@@ -1,0 +1,212 @@
+"""Codec mechanics on a tiny RANDOM-initialised model (64², n = 10; built here, never shipped):
+round trips at every prefix, layer cuts, rate control, model checks, CLI, determinism."""
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from stylecodec.bitstream import BitstreamError, extract, unpack
+from stylecodec.cli import main
+from stylecodec.codec import Codec, ImageReadError
+from stylecodec.model import StyleCodecModel, tiny_config
+from stylecodec.zoo import ModelError, ModelNotFoundError, load_model, model_path, save_model
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _images(n: int, seed: int = 0) -> list[np.ndarray]:
+    rng = np.random.RandomState(seed)
+    return [(rng.rand(72 + 8 * i, 80, 3) * 255).astype(np.uint8) for i in range(n)]
+
+
+@pytest.fixture(scope="module")
+def model_file(tmp_path_factory) -> Path:
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("model") / "tiny.pt"
+    save_model(StyleCodecModel(tiny_config()), path, {"note": "random weights, mechanics tests only"})
+    return path
+
+
+@pytest.fixture(scope="module")
+def codec(model_file) -> Codec:
+    torch.set_num_threads(1)
+    return Codec.from_pretrained(model_file)
+
+
+@pytest.fixture(scope="module")
+def stream(codec) -> bytes:
+    return codec.compress(_images(1)[0], quality=3)
+
+
+def test_round_trip_every_prefix(codec, stream):
+    stats: list = []
+    ys = codec.analyse(codec.preprocess(_images(1)[0]))
+    assert codec.compress_latents(ys, 3, stats)[0] == stream
+    header, payloads = unpack(stream)
+    assert (header.resolution, header.quality, header.fingerprint, len(payloads)) == (64, 3, codec.fingerprint, 3)
+    ws_all = []
+    for k in (1, 2, 3):
+        y_hat, received = codec.decode_y(stream, k)
+        assert received == k
+        for l in range(k):                                  # received layers: exactly what was coded
+            assert torch.equal(y_hat[l][0], stats[0]["y_hat"][l])
+        ws = codec.decode_latents(stream, k)
+        assert ws.shape == (1, 10, 16) and torch.isfinite(ws).all()
+        ws_all.append(ws)
+    assert not torch.equal(ws_all[0], ws_all[2])
+    img = codec.decompress(stream, "basic")
+    assert img.size == (64, 64) and img.mode == "RGB"
+
+
+def test_basic_layer_from_extract_and_from_cut(codec, stream):
+    _, payloads = unpack(stream)
+    cut = stream[:len(stream) - sum(2 + len(p) for p in payloads[1:])]   # physically cut after basic
+    ex = extract(stream, 1)
+    assert cut != ex and cut[4:] == ex[4:]                 # only the declared count differs
+    a, b, c = codec.decode_latents(cut), codec.decode_latents(ex), codec.decode_latents(stream, "basic")
+    assert torch.equal(a, b) and torch.equal(a, c)
+    assert np.array_equal(codec.decompress(cut, output="array"), codec.decompress(ex, output="array"))
+
+
+def test_quality_orders_rate_and_bpp_picks_the_highest_fit(codec):
+    imgs = _images(3, seed=1)
+    ys = [codec.analyse(codec.preprocess(im)) for im in imgs]
+    sizes = np.array([[len(codec.compress_latents(y, q)[0]) for q in codec.quality_range] for y in ys])
+    mean = sizes.mean(0)
+    assert all(a <= b for a, b in zip(mean, mean[1:])), mean
+    pixels = codec.resolution ** 2
+    row = sizes[0]
+    target = 8 * (row[-1] - 1) / pixels                     # the top quality cannot fit
+    fits = [q for q in codec.quality_range if 8 * row[q] / pixels <= target]
+    data = codec.compress(imgs[0], bpp=target)
+    assert unpack(data)[0].quality == max(fits) and 8 * len(data) / pixels <= target
+    with pytest.raises(Exception, match=r"smallest achievable for this image is \d"):
+        codec.compress(imgs[0], bpp=8 * (row.min() - 1) / pixels)
+
+
+def test_wrong_model_and_bad_header(codec, stream, tmp_path):
+    torch.manual_seed(1)
+    other = Codec(StyleCodecModel(tiny_config()))
+    assert other.fingerprint != codec.fingerprint
+    with pytest.raises(BitstreamError, match="wrong model"):
+        other.decompress(stream)
+    for bad in (stream[:5], stream[:-1], stream + b"\0", b"SFC\x20" + stream[4:]):
+        with pytest.raises(BitstreamError):
+            codec.decode_latents(bad)
+    with pytest.raises(ImageReadError):
+        codec.compress(b"not an image")
+
+
+def test_cli_exit_codes(model_file, stream, tmp_path, capsys):
+    img_path = tmp_path / "face.png"
+    from PIL import Image
+    Image.fromarray(_images(1)[0]).save(img_path)
+    out = tmp_path / "face.sfc"
+    assert main(["compress", str(img_path), "-o", str(out), "--quality", "3", "--model", str(model_file)]) == 0
+    assert out.read_bytes() == stream
+    assert main(["inspect", str(out)]) == 0
+    assert "quality 3" in capsys.readouterr().out
+    assert main(["extract", str(out), "-o", str(tmp_path / "b.sfc"), "--layers", "basic"]) == 0
+    assert (tmp_path / "b.sfc").read_bytes() == extract(stream, 1)
+    assert main(["decompress", str(out), "-o", str(tmp_path / "f.png"), "--model", str(model_file)]) == 0
+    assert Image.open(tmp_path / "f.png").size == (64, 64)
+    with pytest.raises(SystemExit) as e:
+        main(["compress", str(img_path), "-o", str(out), "--quality", "1", "--bpp", "0.1"])
+    assert e.value.code == 2
+    (tmp_path / "bad.sfc").write_bytes(stream[:-3])
+    (tmp_path / "bad.png").write_bytes(b"garbage")
+    capsys.readouterr()
+    for argv in (["decompress", str(tmp_path / "bad.sfc"), "-o", str(tmp_path / "x.png"), "--model", str(model_file)],
+                 ["compress", str(tmp_path / "bad.png"), "-o", str(tmp_path / "x.sfc"), "--model", str(model_file)],
+                 ["compress", str(img_path), "-o", str(tmp_path / "x.sfc"), "--model", str(tmp_path / "none.pt")]):
+        assert main(argv) == 1
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "Traceback" not in err
+    assert not (tmp_path / "x.png").exists() and not (tmp_path / "x.sfc").exists()
+    r = subprocess.run([sys.executable, "-m", "stylecodec.cli", "inspect", str(tmp_path / "bad.sfc")],
+                       capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert r.returncode == 1 and "truncated layer" in r.stderr and "Traceback" not in r.stderr
+
+
+_CHILD = """
+import hashlib, sys, numpy as np, torch
+torch.set_num_threads(int(sys.argv[2]))
+from stylecodec.codec import Codec
+sys.path.insert(0, sys.argv[3])
+from test_codec import _determinism_case
+print(_determinism_case(Codec.from_pretrained(sys.argv[1])))
+"""
+
+
+def _determinism_case(codec: Codec) -> str:
+    """Streams (image at quality 3, a batch of 3 W+ at quality 5) and a hash of their decoded Ŵ+."""
+    rng = np.random.RandomState(0)
+    img = (rng.rand(72, 80, 3) * 255).astype(np.uint8)
+    ws = torch.from_numpy(rng.randn(3, 10, 16).astype(np.float32))
+    streams = [codec.compress(img, quality=3)] + codec.compress_ws(ws, 5)
+    lat = b"".join(codec.decode_latents(s).numpy().tobytes() for s in streams)
+    return b"".join(streams).hex() + " " + hashlib.sha256(lat).hexdigest()
+
+
+def test_determinism_threads_and_batch(codec, model_file):
+    ws = torch.from_numpy(np.random.RandomState(5).randn(3, 10, 16).astype(np.float32))
+    batch = codec.compress_ws(ws, 5)                      # LSET contexts of batch 3 vs batch 1
+    assert batch == [codec.compress_ws(ws[i:i + 1], 5)[0] for i in range(3)]
+    ys = [y.double() for y in codec.model.transforms.analyse(ws)]
+    assert codec.compress_latents(ys, 5) == [codec.compress_latents([y[i:i + 1] for y in ys], 5)[0] for i in range(3)]
+    assert torch.get_num_threads() == 1                   # this process: 1 thread; the child: 2
+    r = subprocess.run([sys.executable, "-c", _CHILD, str(model_file), "2", str(Path(__file__).parent)],
+                       capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == _determinism_case(codec)
+
+
+def test_decoding_twice_is_identical(codec, stream):
+    a, b = codec.decompress(stream, output="array"), codec.decompress(stream, output="array")
+    assert a.dtype == np.uint8 and a.shape == (64, 64, 3) and np.array_equal(a, b)
+
+
+def test_checkpoint_round_trip_and_errors(model_file, codec, tmp_path, monkeypatch):
+    model = codec.model
+    sd = model.state_dict()
+    assert not any("cdf" in k.lower() or k.endswith(("_offset", "_cdf_length")) for k in sd)
+    fresh = StyleCodecModel(model.config)
+    fresh.load_state_dict(sd, strict=True)
+    assert Codec(fresh).fingerprint == codec.fingerprint
+    fp16 = tmp_path / "half.pt"
+    fp = save_model(model, fp16, {"run": "x"}, storage="fp16")
+    assert fp16.stat().st_size < 0.75 * model_file.stat().st_size and load_model(fp16).fingerprint == fp
+    assert load_model(fp16).meta == {"run": "x"}
+    (tmp_path / "garbage.pt").write_bytes(b"\x00" * 100)
+    (tmp_path / "cut.pt").write_bytes(model_file.read_bytes()[:5000])
+    torch.save({"format": "other"}, tmp_path / "other.pt")
+    for name in ("garbage.pt", "cut.pt", "other.pt"):
+        with pytest.raises(ModelError):
+            load_model(tmp_path / name)
+    monkeypatch.setattr("stylecodec.zoo.search_dirs", lambda: [tmp_path / "empty"])
+    with pytest.raises(ModelNotFoundError, match="default model has not been trained/shipped yet"):
+        model_path("default")
+    with pytest.raises(ModelNotFoundError, match="unknown model name"):
+        model_path("nope")
+    assert os.fspath(model_path(model_file)) == os.fspath(model_file)
+
+
+def test_forward_contract():
+    torch.manual_seed(0)
+    model = StyleCodecModel(tiny_config())
+    x = torch.rand(2, 3, 64, 64) * 2 - 1
+    out = model(x, torch.tensor([0, 5]), n_layers=2, quant="ste")
+    assert [y.shape for y in out["y"]] == [(2, 8), (2, 8)] and len(out["likelihoods"]) == 2
+    assert set(out["x_hat"]) == {1, 2} and out["x_hat"][1].shape == (2, 3, 64, 64)
+    assert out["ws_hat"][2].shape == (2, 10, 16)
+    bits = StyleCodecModel.bits(out)
+    assert bits.shape == (2, 2) and (bits[1] > bits[0]).all()          # quality 5 costs more than 0
+    (bits.sum() + out["x_hat"][1].square().mean()).backward()
+    assert model.gain.grad is not None and model.E.styles[0].linear.weight.grad is not None
