@@ -18,10 +18,18 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "env": ("stylecodec.commands.env", "print the environment check (versions, devices, assets)"),
     "assets": ("stylecodec.commands.assets", "fetch / list the third-party weights"),
     "convert-pkl": ("stylecodec.commands.convert_pkl", "convert an official StyleGAN2-ADA .pkl to a safe checkpoint"),
+    "train": ("stylecodec.commands.train", "train the networks (prior = StyleGAN2 G)"),
     "compress": ("stylecodec.commands.compress", "compress a face image to a .sfc stream"),
     "decompress": ("stylecodec.commands.decompress", "decode a .sfc stream (or its first layers) to an image"),
     "inspect": ("stylecodec.commands.inspect_stream", "show a .sfc stream's header and per-layer bytes (no model)"),
     "extract": ("stylecodec.commands.extract", "keep the first layers of a .sfc stream (no model)"),
+    "analyze": ("stylecodec.commands.analyze", "landmarks + identity embedding from the basic layer only (no pixels)"),
+    "verify-lfw": ("stylecodec.commands.verify_lfw", "LFW 10-fold verification with coded faces (and the bpp)"),
+    "compress-dir": ("stylecodec.commands.compress_dir", "compress a folder of faces (sharded, resumable, manifest)"),
+    "eval": ("stylecodec.commands.eval", "compare with VVC and other anchors on a folder of faces; write the report"),
+    "eval-merge": ("stylecodec.commands.eval_merge", "merge sharded eval runs and write the report"),
+    "report": ("stylecodec.commands.report", "(re)write the report of an eval run folder"),
+    "demo": ("stylecodec.commands.demo", "the main job: sample faces at <= 0.01 bpp vs VVC, report"),
 }
 
 

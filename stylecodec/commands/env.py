@@ -4,9 +4,10 @@ from __future__ import annotations
 import argparse
 import importlib
 import importlib.metadata
-import os
 import subprocess
 from pathlib import Path
+
+from ..paths import shared_dir
 
 # (import name, distribution name)
 _PACKAGES = [("torch", "torch"), ("torchvision", "torchvision"), ("numpy", "numpy"),
@@ -19,10 +20,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--shared", type=Path, default=None, help="the shared data folder (default: ../shared)")
 
 
-def default_shared() -> Path:
-    """``$STYLECODEC_SHARED`` or the ``shared`` folder beside the repository checkout."""
-    env = os.environ.get("STYLECODEC_SHARED")
-    return Path(env) if env else Path(__file__).resolve().parents[3] / "shared"
 
 
 def ffmpeg_encoders() -> dict[str, bool]:
@@ -56,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
     cache = assets.cache_dir()
     cached = sorted(p.name for p in cache.glob("*") if p.is_file())
     print(f"asset cache: {cache} ({', '.join(cached) or 'empty'})")
-    shared = args.shared or default_shared()
+    shared = args.shared or shared_dir()
     for sub in ("data/utkface", "data/lfw", "data/lfw_pairs.csv"):
         p = shared / sub
         n = sum(1 for _ in p.iterdir()) if p.is_dir() else (1 if p.exists() else 0)

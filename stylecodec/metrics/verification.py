@@ -51,9 +51,9 @@ class VerificationResult:
 
 def default_pairs_csv() -> Path:
     """``$STYLECODEC_SHARED/data/lfw_pairs.csv``, else ``../shared/data/lfw_pairs.csv``."""
-    shared = os.environ.get("STYLECODEC_SHARED")
-    base = Path(shared) if shared else Path(__file__).resolve().parents[3] / "shared"
-    return base / "data" / "lfw_pairs.csv"
+    from ..paths import shared_dir
+
+    return shared_dir() / "data" / "lfw_pairs.csv"
 
 
 def read_pairs(path: str | os.PathLike) -> list[Pair]:

@@ -1,0 +1,246 @@
+"""``stylecodec train WHAT``: training runs (``prior`` = the StyleGAN2 prior, ``codec`` = the codec).
+
+Each run writes into ``--out RUN_DIR``: checkpoints ``ckpt-<step>.pt``, ``config.json``,
+TensorBoard logs ``tb/``, sample grids ``samples/``, and the final product (``prior.pt``;
+``model.pt`` + ``model.json`` for the codec).
+Multi-GPU / multi-node: ``torchrun --nproc_per_node=K -m stylecodec.cli train prior|codec ...``.
+Exit status: 0 finished, 130 / 143 stopped by SIGINT / SIGTERM after saving a checkpoint
+(continue with ``--resume auto``), 1 bad input.
+"""
+from __future__ import annotations
+
+import argparse
+from typing import Callable
+
+# name -> (add_arguments, run, help). Further trainers (codec, heads) add an entry here.
+TRAINERS: dict[str, tuple[Callable, Callable, str]] = {}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="what", metavar="WHAT")
+    sub.required = True
+    for name, (add, run_, help_) in TRAINERS.items():
+        p = sub.add_parser(name, help=help_, description=help_)
+        add(p)
+        p.set_defaults(_train=run_)
+
+
+def run(args: argparse.Namespace) -> int:
+    return args._train(args)
+
+
+# ---------------------------------------------------------------- prior
+_PRIOR_OPTIONS = [  # (flag, type, help); every default is None = "from the preset / the resumed run"
+    ("--resolution", int, "image side in pixels (power of two)"),
+    ("--batch", int, "global batch (split over processes)"),
+    ("--kimg", float, "total training length in thousands of real images"),
+    ("--channel-base", int, "channels at resolution r = min(channel_base / r, channel_max)"),
+    ("--channel-max", int, "widest layer"),
+    ("--map-layers", int, "mapping-network depth"),
+    ("--z-dim", int, "latent z size"),
+    ("--w-dim", int, "style w size"),
+    ("--r1-gamma", float, "R1 weight (default without preset: 0.0002 R^2 / batch)"),
+    ("--r1-interval", int, "lazy R1 every this many D steps"),
+    ("--pl-weight", float, "path-length regularisation weight (0 = off; official: 2)"),
+    ("--pl-interval", int, "lazy path-length reg every this many G steps"),
+    ("--style-mixing", float, "style-mixing probability"),
+    ("--ema-kimg", float, "G_ema half-life in kimg (default without preset: batch / 3.2)"),
+    ("--ema-rampup", float, "EMA ramp-up ratio (0 = off)"),
+    ("--augment", str, "DiffAugment policy: comma-separated subset of color,translation,cutout ('' = off)"),
+    ("--lr", float, "Adam learning rate (G and D)"),
+    ("--mbstd-group", int, "minibatch-stddev group size in D"),
+    ("--conv-clamp", int, "clamp conv outputs to +-this (0 = off)"),
+    ("--val-count", int, "last N files by name are validation (never trained on)"),
+    ("--seed", int, "random seed"),
+    ("--log-kimg", float, "TensorBoard scalars every this many kimg"),
+    ("--snap-kimg", float, "sample grid every this many kimg"),
+    ("--ckpt-kimg", float, "checkpoint every this many kimg"),
+    ("--keep", int, "checkpoints kept in RUN_DIR"),
+    ("--workers", int, "data-loader processes per rank (default: spare CPUs, at most 8)"),
+    ("--max-minutes", float, "stop (checkpoint + prior.pt) after this many minutes of this invocation"),
+]
+
+
+def _add_prior(p: argparse.ArgumentParser) -> None:
+    from ..train.prior import PRESETS
+
+    p.add_argument("--data", default=None,
+                   help="image folder, packed .npy/.npz file, or glob of packed files "
+                        "(default: $STYLECODEC_DATA or ../shared/data/utkface)")
+    p.add_argument("--out", required=True, help="run directory")
+    p.add_argument("--preset", choices=sorted(PRESETS), default=None,
+                   help="cpu64: 64px tiny nets for 2 CPU cores; gpu256: 256px (n=14) for one H100")
+    p.add_argument("--resume", default=None, metavar="auto|PATH",
+                   help="'auto': continue from the newest checkpoint in --out (fresh start when none)")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default=None, help="default: auto")
+    p.add_argument("--precision", choices=("auto", "bf16", "fp32"), default=None,
+                   help="auto: bf16 autocast on CUDA, fp32 on CPU (CPU is always fp32)")
+    p.add_argument("--xflip", action=argparse.BooleanOptionalAction, default=None, help="random mirroring")
+    for flag, type_, help_ in _PRIOR_OPTIONS:
+        p.add_argument(flag, type=type_, default=None, help=help_)
+
+
+def _run_prior(args: argparse.Namespace) -> int:
+    from ..train.prior import train_prior
+
+    keys = ["data", "out", "device", "precision", "xflip"] + [f[2:].replace("-", "_") for f, _, _ in _PRIOR_OPTIONS]
+    return train_prior({k: getattr(args, k) for k in keys}, preset=args.preset, resume=args.resume)
+
+
+TRAINERS["prior"] = (_add_prior, _run_prior, "train the StyleGAN2 prior G adversarially (writes RUN_DIR/prior.pt)")
+
+
+# ---------------------------------------------------------------- codec
+_CODEC_OPTIONS = [  # (flag, type, help); every default is None = "from the preset / the resumed run"
+    ("--prior", str, "frozen/initial G: a `train prior` prior.pt, an official .pkl or a G state dict"),
+    ("--init", str, "start every part from a codec model.pt (e.g. the pretrain-encoder stage's)"),
+    ("--val-data", str, "validation source (default: --data; its last --val-count files)"),
+    ("--batch", int, "global batch (split over processes)"),
+    ("--kimg", float, "training length in thousands of images"),
+    ("--resolution", int, "face side in pixels (e.g. 128 for the 128x128 variant; a prior fixes it)"),
+    ("--channel-base", int, "generator channels at resolution r = min(channel_base / r, channel_max)"),
+    ("--channel-max", int, "generator's widest layer"),
+    ("--z-dim", int, "generator z size"),
+    ("--w-dim", int, "generator w size"),
+    ("--map-layers", int, "mapping-network depth"),
+    ("--backbone", str, "encoder timm backbone (resnet18, resnet34, ...)"),
+    ("--enc-res", int, "encoder input resolution"),
+    ("--style-width", int, "encoder map2style width"),
+    ("--fpn-width", int, "encoder FPN width"),
+    ("--latent-dims", str, "coded latent sizes basic,middle,enhanced (e.g. 16,24,32)"),
+    ("--qualities", int, "number of rate points (quality indices)"),
+    ("--model-json", str, "JSON file of StyleCodecModel config overrides"),
+    ("--lr", float, "Adam lr of E, transforms, LSET and gains"),
+    ("--g-lr", float, "Adam lr of G.synthesis (joint mode)"),
+    ("--d-lr", float, "Adam lr of D (joint mode with --adv-weight)"),
+    ("--grad-clip", float, "clip the gradient norm (0 = off)"),
+    ("--rate", float, "rate weight per bpp (lambda_rate, before rate control)"),
+    ("--rate-ratio", float, "rate multiplier ratio between neighbouring qualities (m[q] = ratio^(Q-1-q))"),
+    ("--lambda-basic", float, "weight of D_machine(basic)"),
+    ("--lambda-middle", float, "weight of D_identity/perceptual(basic+middle)"),
+    ("--lambda-enhanced", float, "weight of D_fidelity(all)"),
+    ("--id-weight", float, "identity (1 - cos) weight inside the basic and middle terms"),
+    ("--lpips-weight", float, "LPIPS weight inside the middle and enhanced terms"),
+    ("--l2-weight", float, "MSE weight inside D_fidelity"),
+    ("--ms-ssim-weight", float, "(1 - MS-SSIM) weight inside D_fidelity"),
+    ("--latent-weight", float, "W+ latent loss weight"),
+    ("--adv-weight", float, "light adversarial term on the full decode (joint mode; 0 = off)"),
+    ("--r1-gamma", float, "R1 weight for D (default 0.0002 R^2 / batch)"),
+    ("--r1-interval", int, "lazy R1 every this many steps"),
+    ("--identity", str, "identity network: facenet, standin, auto (facenet if cached) or none"),
+    ("--id-size", int, "identity network input side (FaceNet is trained at 160)"),
+    ("--perceptual", str, "LPIPS trunk: alex, vgg or none"),
+    ("--heads", str, "comma-separated registered machine heads for D_machine ('' = none)"),
+    ("--target-bpp", float, "default quality's whole file in bpp (0 = no rate control)"),
+    ("--target-bytes", int, "default quality's whole file in bytes (overrides --target-bpp)"),
+    ("--rate-margin", float, "aim the default quality's mean file this many bytes under the target"),
+    ("--rate-control", float, "rate-control step size (0 = fixed rate weight)"),
+    ("--p-default", float, "probability of training a sample at the default (highest) quality"),
+    ("--quant", str, "quantisation proxy: mixed, noise or ste"),
+    ("--truncation", float, "truncation psi for generated samples (pretrain-encoder)"),
+    ("--style-mixing", float, "style-mixing probability for generated samples (pretrain-encoder)"),
+    ("--prefix-probs", str, "decode each sample at ONE prefix drawn with these weights basic,middle,all "
+                            "(one synthesis pass per step; '' = decode all three)"),
+    ("--threads", int, "torch CPU threads per process (default: torch's; 1 on a busy 2-core machine)"),
+    ("--val-count", int, "last N files by name are validation (never trained on)"),
+    ("--val-images", int, "validation faces used"),
+    ("--coder-images", int, "faces compressed by the real coder at a coder check"),
+    ("--val-every", int, "validate every this many steps"),
+    ("--coder-every", int, "real-coder check every this many validations"),
+    ("--log-every", int, "TensorBoard scalars every this many steps"),
+    ("--snap-every", int, "sample grid (original | basic | +middle | all) every this many steps"),
+    ("--ckpt-every", int, "checkpoint every this many steps"),
+    ("--keep", int, "checkpoints kept in RUN_DIR"),
+    ("--seed", int, "random seed"),
+    ("--workers", int, "data-loader processes per rank (default: spare CPUs, at most 8)"),
+    ("--max-minutes", float, "stop (checkpoint + model.pt) after this many minutes of this invocation"),
+]
+
+
+def _add_codec(p: argparse.ArgumentParser) -> None:
+    from ..train.codec import MODES, PRESETS
+
+    p.add_argument("--mode", choices=MODES, default=None,
+                   help="pretrain-encoder: frozen prior, generated faces, w known; joint: E + codec + G.synthesis "
+                        "on real faces (default); finetune: G frozen, real faces")
+    p.add_argument("--data", default=None,
+                   help="image folder, packed .npy/.npz file, or glob of packed files "
+                        "(default: $STYLECODEC_DATA or ../shared/data/utkface)")
+    p.add_argument("--out", required=True, help="run directory")
+    p.add_argument("--preset", choices=sorted(PRESETS), default=None,
+                   help="cpu: slim 256px model for 2 CPU cores; gpu256: the default model (n=14) on one GPU")
+    p.add_argument("--resume", default=None, metavar="auto|PATH",
+                   help="'auto': continue from the newest checkpoint in --out (fresh start when none)")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default=None, help="default: auto")
+    p.add_argument("--precision", choices=("auto", "bf16", "fp32"), default=None,
+                   help="auto: bf16 autocast on CUDA, fp32 on CPU (CPU is always fp32)")
+    p.add_argument("--xflip", action=argparse.BooleanOptionalAction, default=None, help="random mirroring")
+    for flag, type_, help_ in _CODEC_OPTIONS:
+        p.add_argument(flag, type=type_, default=None, help=help_)
+
+
+def _run_codec(args: argparse.Namespace) -> int:
+    from ..train.codec import train_codec
+
+    keys = ["mode", "data", "out", "device", "precision", "xflip"] + [f[2:].replace("-", "_") for f, _, _ in
+                                                                     _CODEC_OPTIONS]
+    return train_codec({k: getattr(args, k) for k in keys}, preset=args.preset, resume=args.resume)
+
+
+TRAINERS["codec"] = (_add_codec, _run_codec,
+                     "train the codec (E, transforms, LSET, gains; joint mode also G) (writes RUN_DIR/model.pt)")
+
+
+# ---------------------------------------------------------------- heads
+_HEADS_OPTIONS = [  # (flag, type, help); None = the default (stylecodec.train.heads.DEFAULTS) / the resumed run
+    ("--steps", int, "optimiser steps (default 20000)"),
+    ("--batch", int, "faces per step (default 256)"),
+    ("--lr", float, "AdamW learning rate (default 1e-3; warm-up, then cosine to 1%%)"),
+    ("--weight-decay", float, "AdamW weight decay (default 1e-4)"),
+    ("--warmup", int, "warm-up steps (default 500)"),
+    ("--w-landmarks", float, "weight of the landmark NME loss (default 1)"),
+    ("--w-identity", float, "weight of the identity (1 - cosine) loss (default 1)"),
+    ("--hidden", int, "MLP width (default 512)"),
+    ("--depth", int, "hidden layers per MLP (default 3)"),
+    ("--dropout", float, "dropout in the MLPs (default 0)"),
+    ("--limit", int, "train on the first N train-split faces only"),
+    ("--val-count", int, "last N files by name are held out, never trained on (default 1000)"),
+    ("--val-images", int, "held-out faces scored during training (default 200; 0 = none)"),
+    ("--seed", int, "random seed (default 0)"),
+    ("--log-every", int, "TensorBoard scalars every this many steps (default 100)"),
+    ("--val-every", int, "held-out scores every this many steps (default 1000)"),
+    ("--ckpt-every", int, "checkpoint every this many steps (default 1000)"),
+    ("--keep", int, "checkpoints kept in RUN_DIR (default 2)"),
+    ("--encode-batch", int, "faces per encoder pass when caching the basic latents (default 64)"),
+    ("--teacher-workers", int, "processes for dlib when computing teacher labels (default 1)"),
+    ("--max-minutes", float, "stop (checkpoint + model.pt) after this many minutes of this invocation"),
+]
+
+
+def _add_heads(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", default=None, metavar="NAME|PATH", help="the frozen codec (default: default)")
+    p.add_argument("--data", default=None,
+                   help="UTKFace-like image folder (default: $STYLECODEC_DATA or ../shared/data/utkface)")
+    p.add_argument("--out", required=True, help="run directory (writes RUN_DIR/model.pt = codec + heads)")
+    p.add_argument("--inputs", choices=("basic", "basic+pred"), default=None,
+                   help="head input: ŷ_basic, or ŷ_basic + LSET-predicted higher layers (default: basic)")
+    p.add_argument("--teacher-cache", default=None, metavar="DIR",
+                   help="teacher-label cache (default: $STYLECODEC_CACHE/teacher or ~/.cache/stylecodec/teacher)")
+    p.add_argument("--resume", default=None, metavar="auto|PATH",
+                   help="'auto': continue from the newest checkpoint in --out (fresh start when none)")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default=None, help="default: auto")
+    for flag, type_, help_ in _HEADS_OPTIONS:
+        p.add_argument(flag, type=type_, default=None, help=help_)
+
+
+def _run_heads(args: argparse.Namespace) -> int:
+    from ..train.heads import train_heads
+
+    keys = ["model", "data", "out", "inputs", "teacher_cache", "device"] + [
+        f[2:].replace("-", "_") for f, _, _ in _HEADS_OPTIONS]
+    return train_heads({k: getattr(args, k) for k in keys}, resume=args.resume)
+
+
+TRAINERS["heads"] = (_add_heads, _run_heads,
+                     "train the analysis heads (landmarks, identity) on a frozen codec's basic layer "
+                     "(writes RUN_DIR/model.pt)")

@@ -1,0 +1,13 @@
+"""Where the shared (read-only) data lives: ``$STYLECODEC_SHARED`` or ``../shared`` beside the repo."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+_REPO = Path(__file__).resolve().parents[1]
+
+
+def shared_dir() -> Path:
+    """``$STYLECODEC_SHARED``, else the ``shared`` folder beside the repository checkout."""
+    env = os.environ.get("STYLECODEC_SHARED")
+    return Path(env) if env else _REPO.parent / "shared"

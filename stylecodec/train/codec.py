@@ -1,0 +1,794 @@
+"""``stylecodec train codec``: E, the layer transforms, the LSET and the gains (and in joint mode G).
+
+Modes (DESIGN.md §1):
+
+- ``pretrain-encoder``: G frozen (``--prior`` or ``--init``); images are generated from
+  w = G.mapping(z) (style mixing, optional truncation), so W+ is known: pSp/e4e pretraining
+  with the latent loss to the true w on top of the codec objective.
+- ``joint`` (compute-aware route): real faces; E, transforms, LSET, gains AND G.synthesis train
+  together as a style-based autoencoder (G from ``--prior`` or from scratch), optionally with
+  a light non-saturating adversarial term and lazy R1 (``--adv-weight > 0``).
+- ``finetune``: real faces, G frozen; the codec parts train.
+
+Objective: :mod:`stylecodec.train.losses`. Each sample draws a quality index (the highest,
+i.e. the default one, with probability ``p_default``, else uniform). Rate control: the rate
+weight is scaled by c = exp(s), and after every step s += rate_control · ln(bits_top / budget)
+(s kept in [-5, 8]), where bits_top is the mean rate of the default-quality samples (all ranks)
+and budget = 8·(target_bytes − margin − container bytes − coder overhead): the default quality's
+whole three-layer file lands ``rate_margin`` (3) bytes under ``target_bytes`` on average (81 = 0.01 bpp
+at 256²), so typical faces stay at or under it; ``Codec.compress(bpp=...)`` drops to the next
+quality for the rare face that does not. The coder overhead (rANS words beyond
+−log2 p) starts at 6 bytes and is re-measured by each real-coder check.
+
+Intervals are in optimiser steps, the budget in kimg (thousands of training images). Writes
+RUN_DIR/ckpt-<step>.pt (resumable: ``--resume auto``), config.json, tb/, samples/*.png and at
+the end model.pt (:func:`stylecodec.zoo.save_model`, meta = training record) + model.json.
+Validation on the held-out split (last ``val_count`` files by name) at the default quality uses
+the exact coding emulation (quant "ste") for bits; every ``coder_every``-th validation also
+runs the real coder on ``coder_images`` faces.
+"""
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from ..errors import StylecodecError
+from ..layers import LAYER_NAMES
+from ..model import StyleCodecModel, make_config
+from . import common as C
+from .losses import (CONTAINER_BYTES, IDENTITY_NETS, MACHINE_HEADS, PERCEPTUAL_NETS, CodecObjective, LossWeights,
+                     RateController, build_identity)
+
+__all__ = ["MODES", "PRESETS", "PRESET_MODELS", "CodecConfig", "resolve_config", "build_model_config",
+           "RateController", "CodecTrainer", "train_codec"]
+
+MODES = ("pretrain-encoder", "joint", "finetune")
+
+DEFAULTS: dict[str, Any] = dict(
+    mode="joint", data=None, val_data=None, prior=None, init=None, model_json=None, resolution=None,
+    channel_base=None, channel_max=None, z_dim=None, w_dim=None, map_layers=None, backbone=None, enc_res=None,
+    style_width=None, fpn_width=None, latent_dims=None, qualities=None, model_config=None,
+    lr=2e-4, g_lr=2e-3, d_lr=2e-3, grad_clip=0.0, rate=10.0, rate_ratio=1.6, lambda_basic=1.0, lambda_middle=1.0,
+    lambda_enhanced=1.0, id_weight=1.0, lpips_weight=1.0, l2_weight=1.0, ms_ssim_weight=0.0, latent_weight=1.0,
+    adv_weight=0.0, r1_gamma=None, r1_interval=16, identity="facenet", id_size=160, perceptual="alex",
+    target_bpp=0.01, target_bytes=None, rate_margin=3.0, rate_control=0.05, p_default=0.25, quant="mixed",
+    truncation=1.0,
+    style_mixing=0.5, heads="", prefix_probs="", threads=None, val_count=1000, val_images=32, coder_images=4,
+    val_every=500, coder_every=4,
+    log_every=20, snap_every=500, ckpt_every=500, keep=2, seed=0, device="auto", precision="auto", workers=None,
+    max_minutes=None, xflip=True)
+
+# Slim 256² model for 2 CPU cores: 128 channels up to 32², then 64/32/16 at 64²/128²/256².
+CPU_MODEL: dict[str, Any] = {
+    "generator": {"channel_base": 4096, "channel_max": 128, "mapping_layers": 2, "num_fp16_res": 0,
+                  "conv_clamp": None},
+    "encoder": {"backbone": "resnet18", "input_resolution": 128, "fpn_width": 64, "style_width": 64},
+    "transforms": {"proj_dim": 32, "hidden": 128},
+    "lset": {"d_model": 64, "n_blocks": 2, "n_heads": 4},
+}
+PRESET_MODELS: dict[str, dict[str, Any]] = {"cpu": CPU_MODEL, "gpu256": {}}
+PRESETS: dict[str, dict[str, Any]] = {
+    "cpu": dict(batch=4, kimg=20.0, log_every=10, val_every=250, snap_every=250, ckpt_every=250, val_images=16,
+                coder_images=4, id_size=128, prefix_probs="1,1,1"),
+    "gpu256": dict(batch=32, kimg=4000.0, log_every=50, val_every=1000, snap_every=1000, ckpt_every=1000,
+                   val_images=64, coder_images=16),
+}
+# Options that may change when a run is resumed; all others must match the checkpoint.
+RUN_CONTROL = {"data", "val_data", "out", "kimg", "keep", "device", "precision", "workers", "max_minutes",
+               "log_every", "val_every", "snap_every", "ckpt_every", "coder_every", "val_images", "coder_images",
+               "preset", "threads"}
+_ARCH = ("model_json", "resolution", "channel_base", "channel_max", "z_dim", "w_dim", "map_layers", "backbone",
+         "enc_res", "style_width", "fpn_width", "latent_dims", "qualities")
+
+
+@dataclass
+class CodecConfig:
+    """Everything a run needs; stored in each checkpoint (``config``) and in RUN_DIR/config.json.
+    Architecture options (``_ARCH``) override the preset's model; ``model_config`` is the final
+    StyleCodecModel config, fixed when the run starts."""
+    out: str
+    batch: int
+    kimg: float
+    mode: str
+    data: str | None
+    val_data: str | None
+    prior: str | None
+    init: str | None
+    model_json: str | None
+    resolution: int | None
+    channel_base: int | None
+    channel_max: int | None
+    z_dim: int | None
+    w_dim: int | None
+    map_layers: int | None
+    backbone: str | None
+    enc_res: int | None
+    style_width: int | None
+    fpn_width: int | None
+    latent_dims: str | None
+    qualities: int | None
+    model_config: dict | None
+    lr: float
+    g_lr: float
+    d_lr: float
+    grad_clip: float
+    rate: float
+    rate_ratio: float
+    lambda_basic: float
+    lambda_middle: float
+    lambda_enhanced: float
+    id_weight: float
+    lpips_weight: float
+    l2_weight: float
+    ms_ssim_weight: float
+    latent_weight: float
+    adv_weight: float
+    r1_gamma: float | None
+    r1_interval: int
+    identity: str
+    id_size: int
+    perceptual: str
+    target_bpp: float
+    target_bytes: int | None
+    rate_margin: float
+    rate_control: float
+    p_default: float
+    quant: str
+    truncation: float
+    style_mixing: float
+    heads: str
+    prefix_probs: str
+    threads: int | None
+    val_count: int
+    val_images: int
+    coder_images: int
+    val_every: int
+    coder_every: int
+    log_every: int
+    snap_every: int
+    ckpt_every: int
+    keep: int
+    seed: int
+    device: str
+    precision: str
+    workers: int | None
+    max_minutes: float | None
+    xflip: bool
+    preset: str | None = None
+
+    def validate(self) -> None:
+        if self.mode not in MODES:
+            raise StylecodecError(f"unknown --mode {self.mode!r}; choose from {', '.join(MODES)}")
+        if self.mode != "joint" and not (self.prior or self.init or self.model_config):
+            raise StylecodecError(f"--mode {self.mode} keeps G frozen: give --prior PATH (or --init MODEL.pt)")
+        if self.mode != "joint" and self.adv_weight > 0:
+            raise StylecodecError("--adv-weight needs --mode joint (G is frozen otherwise)")
+        for name in ("batch", "val_every", "coder_every", "log_every", "snap_every", "ckpt_every", "r1_interval",
+                     "id_size", "val_images"):
+            if getattr(self, name) < 1:
+                raise StylecodecError(f"--{name.replace('_', '-')} must be at least 1")
+        if self.kimg < 0.001:
+            raise StylecodecError("--kimg must be at least 0.001 (one image)")
+        if self.identity not in IDENTITY_NETS or self.perceptual not in PERCEPTUAL_NETS:
+            raise StylecodecError(f"--identity must be one of {IDENTITY_NETS}, --perceptual one of {PERCEPTUAL_NETS}")
+        if self.quant not in ("noise", "ste", "mixed"):
+            raise StylecodecError(f"--quant must be noise, ste or mixed, not {self.quant!r}")
+        if not 0 <= self.p_default <= 1:
+            raise StylecodecError("--p-default must be in [0, 1]")
+        if self.prefix_probs and (len(self.prefix_list()) != 3 or min(self.prefix_list()) < 0
+                                  or sum(self.prefix_list()) <= 0):
+            raise StylecodecError(f"--prefix-probs wants three non-negative weights (basic,middle,all), "
+                                  f"not {self.prefix_probs!r}")
+        for name in filter(None, self.heads.split(",")):
+            if name not in MACHINE_HEADS:
+                raise StylecodecError(f"unknown machine head {name!r} (registered: {sorted(MACHINE_HEADS) or 'none'})")
+
+    def prefix_list(self) -> list[float]:
+        try:
+            return [float(v) for v in self.prefix_probs.split(",")] if self.prefix_probs else []
+        except ValueError:
+            raise StylecodecError(f"--prefix-probs {self.prefix_probs!r} is not a list of numbers") from None
+
+    def loss_weights(self) -> LossWeights:
+        return LossWeights(rate=self.rate, rate_ratio=self.rate_ratio, basic=self.lambda_basic,
+                           middle=self.lambda_middle, enhanced=self.lambda_enhanced, identity=self.id_weight,
+                           lpips=self.lpips_weight, l2=self.l2_weight, ms_ssim=self.ms_ssim_weight,
+                           latent=self.latent_weight)
+
+
+def resolve_config(given: dict[str, Any], preset: str | None = None,
+                   checkpoint_config: dict[str, Any] | None = None) -> CodecConfig:
+    """Defaults < preset < ``given`` options (None = not given). When resuming, the checkpoint's
+    config replaces defaults and preset; a given option outside RUN_CONTROL must match it."""
+    given = {k: v for k, v in given.items() if v is not None}
+    if checkpoint_config is not None:
+        cfg = dict(checkpoint_config)
+        for k, v in given.items():
+            if k not in RUN_CONTROL and k in cfg and cfg[k] != v:
+                raise StylecodecError(f"--{k.replace('_', '-')} {v} differs from the resumed run's {cfg[k]}; "
+                                      "start a new --out to change it")
+        cfg.update({k: v for k, v in given.items() if k in RUN_CONTROL})
+    else:
+        if preset is not None and preset not in PRESETS:
+            raise StylecodecError(f"unknown preset {preset!r}; choose from {', '.join(PRESETS)}")
+        cfg = {**DEFAULTS, **(PRESETS[preset] if preset else {}), **given, "preset": preset, "model_config": None}
+        missing = [f.name for f in fields(CodecConfig) if f.name not in cfg]
+        if missing:
+            raise StylecodecError("without --preset, also give " + ", ".join("--" + m.replace("_", "-")
+                                                                              for m in missing))
+    config = CodecConfig(**{k: v for k, v in cfg.items() if k in {f.name for f in fields(CodecConfig)}})
+    config.validate()
+    return config
+
+
+def _prior_generator_config(G) -> dict[str, Any]:
+    kw = G.init_kwargs
+    syn, mp = kw.get("synthesis_kwargs", {}), kw.get("mapping_kwargs", {})
+    return {"channel_base": int(syn.get("channel_base", 32768)), "channel_max": int(syn.get("channel_max", 512)),
+            "z_dim": int(kw["z_dim"]), "w_dim": int(kw["w_dim"]), "mapping_layers": int(mp.get("num_layers", 8)),
+            "num_fp16_res": int(syn.get("num_fp16_res", 0)), "conv_clamp": syn.get("conv_clamp")}
+
+
+def _flags(names) -> str:
+    return ", ".join("--" + k.replace("_", "-") for k in names)
+
+
+def _deep_merge(a: dict, b: dict) -> dict:
+    out = dict(a)
+    for k, v in b.items():
+        out[k] = _deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def build_model_config(cfg: CodecConfig, prior=None, init_config: dict | None = None) -> dict:
+    """The StyleCodecModel config of a new run: the init model's, or the preset's model with the
+    architecture options merged in; a prior fixes the generator and the resolution."""
+    given = {k: getattr(cfg, k) for k in _ARCH if getattr(cfg, k) is not None}
+    if init_config is not None:
+        if given:
+            raise StylecodecError(f"--init fixes the architecture; drop {_flags(given)}")
+        mc = make_config(init_config)
+    else:
+        over: dict[str, Any] = json.loads(Path(cfg.model_json).read_text()) if cfg.model_json else {}
+        mc = make_config(_deep_merge(PRESET_MODELS.get(cfg.preset or "", {}), over))
+        gen, enc = dict(mc["generator"]), dict(mc["encoder"])
+        for key, opt in (("channel_base", "channel_base"), ("channel_max", "channel_max"), ("z_dim", "z_dim"),
+                         ("w_dim", "w_dim"), ("mapping_layers", "map_layers")):
+            if getattr(cfg, opt) is not None:
+                gen[key] = getattr(cfg, opt)
+        for key, opt in (("backbone", "backbone"), ("input_resolution", "enc_res"), ("style_width", "style_width"),
+                         ("fpn_width", "fpn_width")):
+            if getattr(cfg, opt) is not None:
+                enc[key] = getattr(cfg, opt)
+        mc.update(generator=gen, encoder=enc)
+        if cfg.resolution is not None:
+            mc["resolution"] = cfg.resolution
+        if cfg.latent_dims is not None:
+            mc["latent_dims"] = [int(d) for d in cfg.latent_dims.split(",")]
+        if cfg.qualities is not None:
+            mc["num_qualities"] = cfg.qualities
+    if prior is not None:
+        pg = _prior_generator_config(prior)
+        if cfg.resolution is not None and cfg.resolution != prior.img_resolution:
+            raise StylecodecError(f"--resolution {cfg.resolution} differs from the prior's {prior.img_resolution}")
+        clash = [k for k in ("channel_base", "channel_max", "z_dim", "w_dim") if getattr(cfg, k) is not None
+                 and getattr(cfg, k) != pg[k]]
+        if clash:
+            raise StylecodecError(f"the prior fixes the generator; drop {_flags(clash)}")
+        mc["generator"], mc["resolution"] = pg, int(prior.img_resolution)
+    mc["encoder"]["input_resolution"] = min(int(mc["encoder"]["input_resolution"]), int(mc["resolution"]))
+    return make_config(mc)
+
+
+def _autocast_forward(module: torch.nn.Module, device: torch.device, dtype) -> None:
+    """Run ``module`` under autocast with float32 outputs (instance attribute: weights untouched);
+    ``module.forward_fp32`` keeps the plain forward (e.g. for R1's double backward)."""
+    inner = module.forward_fp32 = module.forward
+    if dtype is None:
+        return
+
+    def forward(*args, **kwargs):
+        with C.autocast(device, dtype):
+            return inner(*args, **kwargs).float()
+
+    module.forward = forward
+
+
+class CodecTrainer:
+    """Holds the model (+ D), optimisers, objective, rate controller and loop state."""
+
+    def __init__(self, cfg: CodecConfig, info: C.DistInfo, checkpoint: dict[str, Any] | None = None, log=print):
+        self.cfg, self.info, self.dev, self.log = cfg, info, info.device, log
+        self.out = Path(cfg.out)
+        if cfg.batch % info.world_size:
+            raise StylecodecError(f"--batch {cfg.batch} is not divisible by the {info.world_size} processes")
+        self.batch_gpu = cfg.batch // info.world_size
+        self.amp = C.amp_dtype(self.dev, cfg.precision)
+        torch.manual_seed(cfg.seed)  # identical initial weights on every rank
+        self.sources: dict[str, str | None] = {"prior": cfg.prior, "init": cfg.init}
+        if checkpoint is None:
+            prior, init_ck = self._load_sources()
+            cfg.model_config = build_model_config(cfg, prior, init_ck["config"] if init_ck else None)
+        self.model = StyleCodecModel(cfg.model_config)
+        if checkpoint is None:
+            if init_ck is not None:
+                self.model.load_state_dict(init_ck["state_dict"])
+            if prior is not None:
+                try:
+                    self.model.G.load_state_dict(prior.state_dict())
+                except RuntimeError as e:
+                    raise StylecodecError(f"the prior's generator does not fit the codec's generator config: "
+                                          f"{str(e).splitlines()[0]}") from None
+                self.model.sync_w_avg()
+        self.model.to(self.dev)
+        self.Q, self.R = self.model.num_qualities, self.model.resolution
+        joint = cfg.mode == "joint"
+        self.model.G.requires_grad_(joint)
+        self.model.G.mapping.requires_grad_(False)
+        syn = self.model.G.synthesis
+        for res in syn.block_resolutions:
+            getattr(syn, f"b{res}").use_fp16 = False  # training: bf16 autocast instead of fp16 blocks
+        _autocast_forward(self.model.E, self.dev, self.amp)
+        _autocast_forward(self.model.G.synthesis, self.dev, self.amp)
+        codec_params = [p for n, p in self.model.named_parameters() if not n.startswith("G.")]
+        groups = [{"params": codec_params, "lr": cfg.lr, "betas": (0.9, 0.99)}]
+        if joint:
+            groups.append({"params": list(self.model.G.synthesis.parameters()), "lr": cfg.g_lr, "betas": (0.0, 0.99)})
+        self.params = [p for g in groups for p in g["params"]]
+        self.opt = torch.optim.Adam(groups, eps=1e-8)
+        self.D = self.opt_D = None
+        if cfg.adv_weight > 0:
+            self._build_discriminator()
+        identity = build_identity(cfg.identity, self.dev, cfg.id_size, log=log)
+        heads = tuple(MACHINE_HEADS[h](self.model) for h in filter(None, cfg.heads.split(",")))
+        self.objective = CodecObjective(cfg.loss_weights(), self.Q, self.R, identity, cfg.perceptual, heads, self.amp)
+        target = cfg.target_bytes if cfg.target_bytes is not None else (
+            int(cfg.target_bpp * self.R * self.R / 8) if cfg.target_bpp > 0 else None)
+        self.rate = RateController(target, cfg.rate_control if target is not None else 0.0,
+                                   margin_bytes=cfg.rate_margin)
+        self.step = self.images_seen = 0
+        self.wall_time, self.last_val = 0.0, {}
+        if checkpoint is not None:
+            self.load_state(checkpoint)
+        else:
+            C.seed_everything(cfg.seed + 7919 * info.rank)
+        C.broadcast_module(self.model, info)
+        if self.D is not None:
+            C.broadcast_module(self.D, info)
+        self.set_train(True)
+
+    # ------------------------------------------------------------ setup helpers
+    def _load_sources(self):
+        from ..gan import load_official
+        from ..zoo import read_checkpoint
+
+        prior = load_official(self.cfg.prior) if self.cfg.prior else None
+        init_ck = read_checkpoint(self.cfg.init) if self.cfg.init else None
+        return prior, init_ck
+
+    def _build_discriminator(self) -> None:
+        from ..gan import build_discriminator
+
+        gen = self.model.config["generator"]
+        self.D = build_discriminator(self.R, channel_base=gen["channel_base"], channel_max=gen["channel_max"],
+                                     num_fp16_res=0, conv_clamp=gen["conv_clamp"],
+                                     mbstd_group_size=min(4, self.batch_gpu)).to(self.dev).requires_grad_(False)
+        _autocast_forward(self.D, self.dev, self.amp)
+        k = self.cfg.r1_interval / (self.cfg.r1_interval + 1)
+        self.opt_D = torch.optim.Adam(self.D.parameters(), lr=self.cfg.d_lr * k, betas=(0.0, 0.99 ** k), eps=1e-8)
+        self.r1_gamma = self.cfg.r1_gamma if self.cfg.r1_gamma is not None else 0.0002 * self.R ** 2 / self.cfg.batch
+
+    def set_train(self, flag: bool) -> None:
+        """Train mode for the trained parts; a frozen G (and always the mapping net) stays in eval."""
+        self.model.train(flag)
+        if self.cfg.mode != "joint":
+            self.model.G.eval()
+        self.model.G.mapping.eval()
+
+    # ------------------------------------------------------------ state
+    def state_dict(self, stats: dict[str, float]) -> dict[str, Any]:
+        s = {"kind": "stylecodec.codec", "step": self.step, "images_seen": self.images_seen,
+             "wall_time": self.wall_time, "model": self.model.state_dict(), "optimiser": self.opt.state_dict(),
+             "rate": self.rate.state_dict(), "rng": C.rng_state(), "config": asdict(self.cfg), "stats": stats,
+             "val": self.last_val, "sources": self.sources}
+        if self.D is not None:
+            s.update(D=self.D.state_dict(), optimiser_D=self.opt_D.state_dict())
+        return s
+
+    def load_state(self, ck: dict[str, Any]) -> None:
+        self.model.load_state_dict(ck["model"])
+        self.opt.load_state_dict(ck["optimiser"])
+        if self.D is not None:
+            self.D.load_state_dict(ck["D"])
+            self.opt_D.load_state_dict(ck["optimiser_D"])
+        self.rate.load_state_dict(ck["rate"])
+        self.step, self.images_seen, self.wall_time = ck["step"], ck["images_seen"], ck["wall_time"]
+        self.last_val, self.sources = dict(ck.get("val", {})), dict(ck.get("sources", self.sources))
+        if self.info.is_main:
+            C.set_rng_state(ck["rng"])
+        else:
+            C.seed_everything(self.cfg.seed + 7919 * self.info.rank + self.step)
+
+    def save(self, stats: dict[str, float]) -> Path | None:
+        if not self.info.is_main:
+            return None
+        return C.save_checkpoint(self.out, self.step, self.state_dict(stats), keep=self.cfg.keep)
+
+    def training_record(self, data_record: dict[str, Any]) -> dict[str, Any]:
+        """The model card's training record (plain values)."""
+        return {"trainer": "stylecodec train codec", "mode": self.cfg.mode, "steps": self.step,
+                "images_seen": self.images_seen, "wall_time_s": round(self.wall_time, 1),
+                "hardware": C.hardware_info(self.info), "config": asdict(self.cfg), "data": data_record,
+                "sources": self.sources, "precision": "bf16-autocast" if self.amp else "fp32",
+                "rate_control": {"target_bytes": self.rate.target, "margin_bytes": self.rate.margin,
+                                 "scale": self.rate.scale,
+                                 "coder_overhead_bytes": self.rate.overhead, "default_quality": self.Q - 1},
+                "validation": self.last_val, "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+
+    def export(self, data_record: dict[str, Any]) -> Path | None:
+        """Write RUN_DIR/model.pt (zoo format, meta = training record) and model.json (rank 0)."""
+        if not self.info.is_main:
+            return None
+        from ..zoo import save_model
+
+        meta = self.training_record(data_record)
+        meta["fingerprint"] = save_model(self.model, self.out / "model.pt", meta)
+        (self.out / "model.json").write_text(json.dumps(meta, indent=2) + "\n")
+        return self.out / "model.pt"
+
+    # ------------------------------------------------------------ data
+    @torch.no_grad()
+    def generate(self, n: int, gen: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(images [n, 3, R, R], true W+ [n, num_ws, w_dim]) from the frozen G (style mixing as in training)."""
+        G, cfg = self.model.G, self.cfg
+        z = torch.randn(n, G.z_dim, generator=gen).to(self.dev)
+        ws = G.mapping(z, None, truncation_psi=cfg.truncation)
+        mix = torch.rand([], generator=gen)
+        if cfg.style_mixing > 0 and G.num_ws > 1 and float(mix) < cfg.style_mixing:
+            cut = int(torch.randint(1, G.num_ws, [], generator=gen))
+            z2 = torch.randn(n, G.z_dim, generator=gen).to(self.dev)
+            ws = torch.cat([ws[:, :cut], G.mapping(z2, None, truncation_psi=cfg.truncation)[:, cut:]], 1)
+        return G.synthesis(ws, noise_mode="const").clamp(-1, 1).float(), ws.float()
+
+    def batches(self, dataset):
+        """Endless (x, w or None) batches of this rank."""
+        if self.cfg.mode == "pretrain-encoder":
+            while True:
+                yield self.generate(self.batch_gpu)
+        workers = self.cfg.workers if self.cfg.workers is not None else C.default_workers(self.info)
+        for x in C.infinite_batches(dataset, self.batch_gpu, self.info, self.cfg.seed, workers,
+                                    self.images_seen // len(dataset)):
+            yield x, None
+
+    def sample_quality(self, n: int) -> torch.Tensor:
+        """int64 [n]: the default (highest) quality with probability p_default, else uniform."""
+        q = torch.randint(0, self.Q, (n,))
+        q[torch.rand(n) < self.cfg.p_default] = self.Q - 1
+        return q.to(self.dev)
+
+    # ------------------------------------------------------------ one step
+    def synthesise(self, ws: torch.Tensor) -> torch.Tensor:
+        """G.synthesis with constant noise (fused modulated convs on CPU: faster there)."""
+        fused = True if self.dev.type == "cpu" else None
+        return self.model.G.synthesis(ws, noise_mode="const", fused_modconv=fused)
+
+    def decode_prefixes(self, out: dict) -> tuple[dict, dict | None, torch.Tensor | None]:
+        """(x_hat {k: decodes}, subsets or None, images for D). Without prefix sampling every needed
+        prefix is decoded for the whole batch; with it each sample is decoded once, at a prefix
+        drawn from ``prefix_probs`` (one synthesis pass instead of three)."""
+        probs = self.cfg.prefix_list()
+        if not probs:
+            need = set(self.objective.prefixes()) | ({3} if self.D is not None else set())
+            x_hat = {k: self.synthesise(out["ws_hat"][k]) for k in sorted(need)}
+            return x_hat, None, x_hat.get(3)
+        p = torch.tensor(probs) / sum(probs)
+        n = out["ws"].shape[0]
+        k_of = torch.multinomial(p, n, replacement=True).to(self.dev)
+        ws = torch.stack([out["ws_hat"][k] for k in (1, 2, 3)])[k_of, torch.arange(n, device=self.dev)]
+        x_all = self.synthesise(ws)
+        x_hat, subsets = {}, {}
+        for k in (1, 2, 3):
+            idx = (k_of == k - 1).nonzero().flatten()
+            if len(idx):
+                x_hat[k], subsets[k] = x_all[idx], (idx, len(idx) / (n * float(p[k - 1])))
+        return x_hat, subsets, x_all
+
+    def train_step(self, x: torch.Tensor, w_true: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        cfg, model = self.cfg, self.model
+        q = self.sample_quality(x.shape[0])
+        self.opt.zero_grad(set_to_none=True)
+        out = model(x, q, n_layers=3, synthesise=False, quant=cfg.quant)
+        x_hat, subsets, fake = self.decode_prefixes(out)
+        loss, stats = self.objective(out, x, x_hat, w_true, self.rate.scale, subsets)
+        if self.D is not None:
+            g_adv = F.softplus(-self.D(fake, None).flatten()).mean()
+            loss = loss + cfg.adv_weight * g_adv
+            stats["Loss/adv/G"] = g_adv.detach()
+        loss.backward()
+        C.sync_grads(model, self.info)
+        if cfg.grad_clip > 0:
+            stats["Grad/norm"] = torch.nn.utils.clip_grad_norm_(self.params, cfg.grad_clip).detach()
+        self.opt.step()
+        if self.D is not None:
+            stats.update(self._d_step(x, fake.detach()))
+        bits = StyleCodecModel.bits(out).detach()
+        top = q == self.Q - 1
+        red = C.all_reduce_sum(torch.stack([bits.sum(1)[top].sum(), top.sum().float()]), self.info)
+        self.rate.update(float(red[0]), float(red[1]))
+        if top.any():
+            for l, name in enumerate(LAYER_NAMES):
+                stats[f"Rate/default_q/bytes_{name}"] = bits[top, l].mean() / 8
+            stats["Rate/default_q/file_bytes_est"] = bits[top].sum(1).mean() / 8 + CONTAINER_BYTES + self.rate.overhead
+        stats["Rate/control_scale"] = torch.tensor(self.rate.scale)
+        self.step += 1
+        self.images_seen += cfg.batch
+        return stats
+
+    def _d_step(self, real: torch.Tensor, fake: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Non-saturating D loss on (real, decoded) [+ lazy R1 every r1_interval steps]."""
+        self.D.requires_grad_(True)
+        self.opt_D.zero_grad(set_to_none=True)
+        lf, lr = self.D(fake, None).flatten(), self.D(real, None).flatten()
+        loss = F.softplus(lf).mean() + F.softplus(-lr).mean()
+        loss.backward()
+        C.sync_grads(self.D, self.info)
+        self.opt_D.step()
+        stats = {"Loss/adv/D": loss.detach()}
+        if self.r1_gamma > 0 and self.step % self.cfg.r1_interval == 0:
+            self.opt_D.zero_grad(set_to_none=True)
+            x = real.detach().requires_grad_(True)
+            grads, = torch.autograd.grad(self.D.forward_fp32(x, None).sum(), x, create_graph=True)
+            r1 = grads.square().sum([1, 2, 3])
+            (r1.mean() * (self.r1_gamma / 2) * self.cfg.r1_interval).backward()
+            C.sync_grads(self.D, self.info)
+            self.opt_D.step()
+            stats["Loss/adv/r1"] = r1.mean().detach()
+        self.D.requires_grad_(False)
+        return stats
+
+    # ------------------------------------------------------------ validation
+    @torch.no_grad()
+    def decode_all(self, x: torch.Tensor, quality: int) -> tuple[dict, dict[int, torch.Tensor]]:
+        """Exact coding emulation (quant 'ste') at one quality: (forward output, {k: x̂_k in [-1, 1]})."""
+        out = self.model(x, quality, synthesise=False, quant="ste")
+        return out, {k: self.synthesise(out["ws_hat"][k]).clamp(-1, 1) for k in (1, 2, 3)}
+
+    @torch.no_grad()
+    def validate(self, val_x: torch.Tensor, val_w: torch.Tensor | None, coder: bool) -> dict[str, float]:
+        """Mean rate per layer and quality of the decodes on the held-out images (rank 0)."""
+        from ..metrics.image import psnr
+        from ..metrics.lpips import lpips_distance
+
+        self.set_train(False)
+        acc: dict[str, list[torch.Tensor]] = {}
+
+        def add(k, v):
+            acc.setdefault(k, []).append(v.detach().float().cpu().reshape(-1))
+
+        ident = self.objective.identity
+        for i in range(0, len(val_x), self.batch_gpu):
+            x = val_x[i:i + self.batch_gpu].to(self.dev)
+            out, x_hat = self.decode_all(x, self.Q - 1)
+            bits = StyleCodecModel.bits(out)
+            for l, name in enumerate(LAYER_NAMES):
+                add(f"Val/bytes_{name}", bits[:, l] / 8)
+            add("Val/bpp", bits.sum(1) / self.R ** 2)
+            add("Val/q0/bytes", StyleCodecModel.bits(self.model(x, 0, synthesise=False, quant="ste")).sum(1) / 8)
+            e_x = ident(x) if ident is not None else None
+            for k, name in zip((1, 2, 3), ("1_basic", "2_middle", "3_all")):
+                add(f"Val/psnr/{name}", psnr((x_hat[k] + 1) / 2, (x + 1) / 2))
+                if self.cfg.perceptual != "none":
+                    add(f"Val/lpips/{name}", lpips_distance(x_hat[k], x, self.cfg.perceptual))
+                if e_x is not None:
+                    add(f"Val/identity_cos/{name}", (e_x * ident(x_hat[k])).sum(1))
+            if val_w is not None:
+                add("Val/latent_mse_vs_w", F.mse_loss(out["ws"], val_w[i:i + len(x)].to(self.dev),
+                                                      reduction="none").flatten(1).mean(1))
+        stats = {k: float(torch.cat(v).mean()) for k, v in acc.items()}
+        stats["Val/file_bytes_est"] = (sum(stats[f"Val/bytes_{n}"] for n in LAYER_NAMES) + CONTAINER_BYTES
+                                       + self.rate.overhead)
+        if coder:
+            stats.update(self.coder_check(val_x[:self.cfg.coder_images]))
+        self.set_train(True)
+        return stats
+
+    @torch.no_grad()
+    def coder_check(self, x: torch.Tensor) -> dict[str, float]:
+        """Real compression of a few faces (default quality and quality 0): bytes per layer and file;
+        re-calibrates the rate controller's coder overhead."""
+        from ..bitstream import unpack
+        from ..codec import Codec
+
+        codec = Codec(self.model)
+        ys = codec.analyse(x.to(self.dev))
+        stats: dict[str, float] = {}
+        for q, tag in ((self.Q - 1, "coder"), (0, "coder_q0")):
+            info: list = []
+            streams = codec.compress_latents(ys, q, stats=info)
+            payloads = [unpack(s)[1] for s in streams]
+            stats[f"Val/{tag}/file_bytes"] = sum(map(len, streams)) / len(streams)
+            for l, name in enumerate(LAYER_NAMES):
+                stats[f"Val/{tag}/bytes_{name}"] = sum(len(p[l]) for p in payloads) / len(payloads)
+            if q == self.Q - 1:
+                payload = sum(sum(map(len, p)) for p in payloads) / len(payloads)
+                ideal = sum(sum(i["ideal_bits"]) for i in info) / len(info) / 8
+                self.rate.calibrate(payload, ideal)
+                stats["Val/coder/overhead_bytes"] = self.rate.overhead
+        return stats
+
+    @torch.no_grad()
+    def grid(self, x: torch.Tensor) -> torch.Tensor:
+        """Rows of original | basic | +middle | all at the default quality: [4n, 3, R, R]."""
+        self.set_train(False)
+        _, x_hat = self.decode_all(x.to(self.dev), self.Q - 1)
+        self.set_train(True)
+        return torch.stack([x.to(self.dev), x_hat[1], x_hat[2], x_hat[3]], 1).flatten(0, 1)
+
+    # ------------------------------------------------------------ the loop
+    def run(self, dataset, val_x: torch.Tensor, val_w: torch.Tensor | None, data_record: dict[str, Any]) -> int:
+        """Train until ``cfg.kimg`` (or ``max_minutes``, or a signal). Returns an exit status."""
+        cfg, info = self.cfg, self.info
+        log = C.RunLogger(self.out, info)
+        total = int(cfg.kimg * 1000)
+        batches = self.batches(dataset)
+        timer, session = C.Timer(self.wall_time), C.Timer()
+        acc: dict[str, list] = {}
+        last: dict[str, float] = {}
+        tick_t, tick_img, saved_step, n_val = session(), self.images_seen, None, self.step // cfg.val_every
+        snap = val_x[:8]
+        if self.images_seen == 0:
+            log.images("decodes", self.grid(snap), 0, nrow=4, png="samples/decodes000000.png")
+        log.print(f"[codec] {cfg.mode}: {'resuming at step ' + str(self.step) if self.step else 'start'}; "
+                  f"{self.R}px, {data_record.get('train_images', 'generated')} train images, batch {cfg.batch} = "
+                  f"{info.world_size} x {self.batch_gpu}, device {self.dev}, {'bf16' if self.amp else 'fp32'}, "
+                  f"target {cfg.kimg} kimg, default-quality file target {self.rate.target} bytes")
+        bar = C.progress(total, min(self.images_seen, total), info, f"codec/{cfg.mode}")
+        status, reason = 0, "done"
+        try:
+            with C.StopSignal() as stop:
+                while self.images_seen < total:
+                    over_time = cfg.max_minutes is not None and session() > cfg.max_minutes * 60
+                    if C.any_rank(bool(stop.requested) or over_time, info):
+                        if stop.requested:
+                            status, reason = (130 if stop.requested == "SIGINT" else 143), stop.requested
+                        else:
+                            reason = f"time limit ({cfg.max_minutes} min)"
+                        break
+                    x, w = next(batches)
+                    stats = self.train_step(x, w)
+                    bar.update(cfg.batch)
+                    for k, v in stats.items():
+                        a = acc.setdefault(k, [0.0, 0])
+                        a[0], a[1] = a[0] + v, a[1] + 1
+                    self.wall_time = timer()
+                    if self.step % cfg.log_every == 0 or self.images_seen >= total:
+                        last = self._log_tick(log, bar, acc, session() - tick_t, self.images_seen - tick_img)
+                        acc, tick_t, tick_img = {}, session(), self.images_seen
+                    if self.step % cfg.val_every == 0:
+                        n_val += 1
+                        if info.is_main:
+                            self.last_val = self.validate(val_x, val_w, coder=n_val % cfg.coder_every == 0)
+                            log.scalars(self.last_val, self.images_seen)
+                        self._sync_rate()
+                    if self.step % cfg.snap_every == 0:
+                        log.images("decodes", self.grid(snap), self.images_seen, nrow=4,
+                                   png=f"samples/decodes{self.step:06d}.png")
+                    if self.step % cfg.ckpt_every == 0:
+                        log.print(f"[codec] checkpoint {self.save(last)}")
+                        saved_step = self.step
+            if status == 0 and info.is_main:
+                self.last_val = self.validate(val_x, val_w, coder=True)
+                log.scalars(self.last_val, self.images_seen)
+                log.images("decodes", self.grid(snap), self.images_seen, nrow=4, png="samples/decodes_final.png")
+                log.print("[codec] validation: " + ", ".join(f"{k[4:]} {v:.4g}"
+                                                              for k, v in sorted(self.last_val.items())))
+            if saved_step != self.step:
+                path = self.save(last)
+                if path:
+                    log.print(f"[codec] checkpoint {path}")
+            if status == 0:
+                path = self.export(data_record)
+                if path:
+                    log.print(f"[codec] {reason} at step {self.step} ({self.images_seen / 1000:.2f} kimg); "
+                              f"model written to {path}")
+            else:
+                log.print(f"[codec] stopped by {reason} at step {self.step}; continue with --resume auto")
+        finally:
+            bar.close()
+            log.close()
+        return status
+
+    def _sync_rate(self) -> None:
+        """Rank 0's rate-controller state (re-calibrated by its coder checks) to every rank."""
+        if self.info.distributed:
+            t = torch.tensor([self.rate.log_scale, self.rate.overhead], dtype=torch.float64, device=self.dev)
+            torch.distributed.broadcast(t, src=0)
+            self.rate.log_scale, self.rate.overhead = t.tolist()
+
+    def _log_tick(self, log: C.RunLogger, bar, acc: dict[str, list], seconds: float, images: int) -> dict[str, float]:
+        stats = {k: float(s) / c for k, (s, c) in acc.items()}
+        speed = images / max(seconds, 1e-9)
+        stats.update({"Timing/images_per_s": speed, "Timing/wall_hours": self.wall_time / 3600,
+                      "Progress/kimg": self.images_seen / 1000, "Progress/step": float(self.step)})
+        if self.dev.type == "cuda":
+            stats["Resources/peak_gpu_mem_gb"] = torch.cuda.max_memory_allocated(self.dev) / 2**30
+        if not all(math.isfinite(v) for v in stats.values()):
+            raise StylecodecError(f"training diverged at step {self.step}: {stats}")
+        log.scalars(stats, self.images_seen)
+        post = {"loss": f"{stats['Loss/total']:.3f}", "bpp": f"{stats['Rate/bpp']:.4f}", "img/s": f"{speed:.2f}"}
+        if "Rate/default_q/file_bytes_est" in stats:
+            post["B@q"] = f"{stats['Rate/default_q/file_bytes_est']:.0f}"
+        bar.set_postfix(post, refresh=False)
+        return stats
+
+
+def _validation_set(trainer: CodecTrainer, cfg: CodecConfig, source: str | None):
+    """Fixed validation images (and true w when generated): the first ``val_images`` of the val split."""
+    if cfg.mode == "pretrain-encoder":
+        gen = torch.Generator().manual_seed(cfg.seed + 12345)
+        xs, ws = zip(*(trainer.generate(min(8, cfg.val_images - i), gen) for i in range(0, cfg.val_images, 8)))
+        return torch.cat(xs).cpu(), torch.cat(ws).cpu(), {"validation": "generated", "val_images": cfg.val_images}
+    from ..data import open_dataset
+
+    val = open_dataset(source, trainer.R, "val", cfg.val_count)
+    n = min(cfg.val_images, len(val))
+    return torch.stack([val[i] for i in range(n)]), None, {"val_images_used": n, "val_split_size": len(val)}
+
+
+def train_codec(given: dict[str, Any], preset: str | None = None, resume: str | None = None) -> int:
+    """Set up processes, data and networks from CLI-style options, then train. Returns an exit status.
+
+    ``resume``: None (refuse a RUN_DIR holding checkpoints), 'auto' (newest readable checkpoint
+    in RUN_DIR, or a fresh start) or a checkpoint path.
+    """
+    from ..data import default_data_root, open_dataset
+
+    if not given.get("out"):
+        raise StylecodecError("--out RUN_DIR is required")
+    out = Path(given["out"])
+    info = C.init_distributed(given.get("device") or "auto")
+    say = print if info.is_main else (lambda *_: None)
+    ok = False
+    try:
+        ckpt = None
+        if resume == "auto":
+            found = C.load_latest_checkpoint(out, "cpu", log=say)
+            ckpt = found[1] if found else None
+        elif resume:
+            ckpt = C.load_checkpoint(resume, "cpu")
+        elif C.list_checkpoints(out):
+            raise StylecodecError(f"{out} already holds checkpoints; pass --resume auto to continue it "
+                                  "or choose a new --out")
+        if ckpt is not None and ckpt.get("kind") != "stylecodec.codec":
+            raise StylecodecError("the checkpoint to resume is not a codec-training checkpoint")
+        cfg = resolve_config(given, preset, ckpt["config"] if ckpt else None)
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        if cfg.mode != "pretrain-encoder" and not cfg.data:
+            cfg.data = str(default_data_root())
+        trainer = CodecTrainer(cfg, info, ckpt, log=say)
+        del ckpt
+        if info.is_main:
+            out.mkdir(parents=True, exist_ok=True)
+            (out / "config.json").write_text(json.dumps(asdict(cfg), indent=2) + "\n")
+        dataset, record = None, {"source": cfg.data, "split_rule": f"files sorted by name; the last {cfg.val_count} "
+                                 "are validation, the rest train", "val_count": cfg.val_count}
+        if cfg.mode != "pretrain-encoder":
+            dataset = open_dataset(cfg.data, trainer.R, "train", cfg.val_count, cfg.xflip)
+            record["train_images"] = len(dataset)
+        else:
+            record["train_images"] = "generated by the frozen prior"
+        val_x, val_w, val_record = _validation_set(trainer, cfg, cfg.val_data or cfg.data)
+        record.update(val_record)
+        status = trainer.run(dataset, val_x, val_w, record)
+        ok = True
+        return status
+    finally:
+        C.cleanup_distributed(info, barrier=ok)
