@@ -241,6 +241,13 @@ class Codec:
             raise BitstreamError(f"cannot decode the entropy-coded layers: {e}") from None
         return y_hat, k
 
+    def analyze(self, data: bytes) -> dict:
+        """Machine analysis from the header + basic layer only (no pixels): {"landmarks": (68, 2)
+        pixels of the R x R face, "identity": (512,) unit vector, "layers_used": "basic",
+        "bytes_read": n}. See :func:`stylecodec.analysis.heads.analyze_stream`."""
+        from .analysis.heads import analyze_stream
+        return analyze_stream(self, data)
+
     @torch.no_grad()
     def decode_latents(self, data: bytes, layers: str | int = "enhanced") -> torch.Tensor:
         """Ŵ+ [1, num_ws, w_dim] (float32, CPU) from the first ``layers`` layers present."""

@@ -1,4 +1,4 @@
-"""``stylecodec compress IN -o OUT.sfc [--quality Q | --bpp B] [--model NAME|PATH]``."""
+"""``stylecodec compress IN -o OUT.sfc [--quality Q | --bpp B] [--model NAME|PATH] [--align auto|on|off]``."""
 from __future__ import annotations
 
 import argparse
@@ -12,18 +12,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     rate.add_argument("--bpp", type=float, metavar="B", help="the highest quality whose whole file is <= B bpp")
     parser.add_argument("--model", default="default", metavar="NAME|PATH", help="model name or checkpoint (default: default)")
     parser.add_argument("--device", default="cpu", help="device for the networks (default: cpu)")
+    parser.add_argument("--align", choices=("auto", "on", "off"), default="auto",
+                        help="face alignment to the training layout: on (detect + align; error without a face), "
+                             "off (centre square), auto (align unless the face already sits like a UTKFace crop "
+                             "or none is found; default)")
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..align import FaceAligner
     from ..bitstream import describe
     from ..codec import Codec
     from ._files import write_bytes
 
-    codec = Codec.from_pretrained(args.model, device=args.device)
+    aligner = FaceAligner(args.align)
+    codec = Codec.from_pretrained(args.model, device=args.device, align=aligner)
     data = codec.compress(args.input, quality=args.quality, bpp=args.bpp)
     write_bytes(args.output, data)
     d = describe(data)
     layers = " + ".join(f"{l['name']} {l['total_bytes']}" for l in d["layers"])
     print(f"{args.input} -> {args.output}: {len(data)} bytes = {d['bpp']:.5f} bpp at {d['resolution']}x"
-          f"{d['resolution']}, quality {d['quality']} (header {d['header_bytes']} + {layers})")
+          f"{d['resolution']}, quality {d['quality']} (header {d['header_bytes']} + {layers}); {aligner.last}")
     return 0

