@@ -1,0 +1,34 @@
+"""``stylecodec compress-dir IN_DIR OUT_DIR [--quality Q | --bpp B] [--shard k/N] [--model M]``."""
+from __future__ import annotations
+
+import argparse
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("input", metavar="IN_DIR", help="folder of face images (recursive)")
+    parser.add_argument("output", metavar="OUT_DIR", help="folder for the .sfc streams and manifest*.jsonl")
+    rate = parser.add_mutually_exclusive_group()
+    rate.add_argument("--quality", type=int, metavar="Q", help="rate point index (default: the model's highest)")
+    rate.add_argument("--bpp", type=float, metavar="B", help="per image, the highest quality whose file is <= B bpp")
+    parser.add_argument("--shard", metavar="k/N", help="this machine's share: images with sorted index %% N == k")
+    parser.add_argument("--limit", type=int, metavar="N", help="only the first N images")
+    parser.add_argument("--model", default="default", metavar="NAME|PATH", help="model name or checkpoint")
+    parser.add_argument("--device", default="cpu", help="device for the networks (default: cpu)")
+    parser.add_argument("--align", choices=("off", "auto", "on"), default="auto",
+                        help="face alignment (as `stylecodec compress --align`; default auto)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..eval.batch import compress_dir
+    from ..eval.common import parse_shard
+    from ..eval.harness import load_codec
+
+    shard = parse_shard(args.shard)
+    codec = load_codec(args.model, args.device, args.align)
+    if codec is None:
+        from ..errors import StylecodecError
+        raise StylecodecError("compress-dir needs a model (--model NAME|PATH)")
+    c = compress_dir(codec, args.input, args.output, args.quality, args.bpp, shard, args.limit, not args.quiet)
+    print(f"{c['ok']} compressed, {c['skipped']} already done, {c['error']} errors; manifest: {c['manifest']}")
+    return 0

@@ -1,0 +1,79 @@
+"""``stylecodec demo``: the main job. Compresses the sample faces at <= 0.01 bpp, compares with VVC
+and the other anchors, runs LFW verification on decoded base-layer faces when ../shared is
+there (``--lfw-pairs``, 100 by default, keeps it to minutes on a CPU; all 6,000 pairs take hours), writes the report and prints
+its path and headline table.
+
+Samples: the repository's ``samples/`` when it holds images, else ``--samples DIR``, else faces
+rendered by the model's generator into ``RUN_DIR/samples`` (see :mod:`stylecodec.eval.samples`).
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from .eval import add_eval_arguments
+
+    parser.add_argument("--out", default="runs/demo", metavar="RUN_DIR", help="run folder (default: runs/demo)")
+    parser.add_argument("--bpp", type=float, default=0.01, metavar="B", help="rate target per face (default 0.01)")
+    parser.add_argument("--samples", metavar="DIR", help="sample faces (default: the repository's samples/)")
+    parser.add_argument("--shared", metavar="PATH", help="the shared folder with data/lfw_pairs.csv "
+                                                          "(default: $STYLECODEC_SHARED or ../shared)")
+    parser.add_argument("--skip-if-no-model", action="store_true",
+                        help="exit 0 with a message when the model is not available (for scripts/main.sh)")
+    add_eval_arguments(parser, images_required=False)
+    parser.set_defaults(lfw_pairs=100)
+
+
+def _samples(args, codec, out: Path) -> tuple[Path, str]:
+    from ..eval.samples import find_samples, generate_samples, repo_samples_dir
+
+    folder = Path(args.samples) if args.samples else repo_samples_dir()
+    found = find_samples(folder)
+    if found:
+        return folder, f"samples: {len(found)} images from {folder}"
+    gen = out / "samples"
+    paths = generate_samples(codec.model, gen, n=5)
+    return gen, (f"samples: {folder} holds no images, so {len(paths)} faces were rendered by the model's own "
+                 f"generator (psi 0.7) into {gen}; they flatter the codec compared with photographs")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..paths import shared_dir
+    from ..eval.batch import compress_dir
+    from ..eval.common import read_json, write_json
+    from ..eval.harness import load_codec
+    from ..zoo import ModelNotFoundError
+    from .eval import config_from_args, evaluate, lfw_csv
+
+    try:
+        codec = load_codec(args.model, args.device, args.align)
+    except ModelNotFoundError as e:
+        if not args.skip_if_no_model:
+            raise
+        print(f"stylecodec demo: skipped -- {e}")
+        return 0
+    if codec is None:
+        from ..errors import StylecodecError
+        raise StylecodecError("the demo needs a model (--model none is for stylecodec eval)")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    folder, note = _samples(args, codec, out)
+    print(note)
+    c = compress_dir(codec, folder, out / "streams", bpp=args.bpp, progress=not args.quiet)
+    print(f"compressed at <= {args.bpp:g} bpp: {c['ok']} new, {c['skipped']} already done, {c['error']} could not "
+          f"meet the rate or failed (see {c['manifest']})")
+    info = read_json(out / "run.json", {}) or {}
+    info["notes"] = list(dict.fromkeys([*info.get("notes", []), note]))
+    write_json(out / "run.json", info)
+    cfg = config_from_args(args, folder, out)
+    cfg.codec = codec
+    cfg.bpp_targets = list(dict.fromkeys([args.bpp, *cfg.bpp_targets]))
+    lfw = lfw_csv(args.lfw, Path(args.shared) if args.shared else shared_dir())
+    if lfw is not None:
+        print(f"LFW: about {args.lfw_pairs} of the 6000 pairs, to keep the demo to minutes on a CPU "
+              f"(--lfw-pairs N to change; --lfw none to skip)")
+    res, path, head = evaluate(cfg, lfw, args.lfw_pairs, args.headline_quality)
+    print(f"\nreport: {path}\nhtml:   {out / 'index.html'}\n\n{head}")
+    return 0

@@ -1,0 +1,125 @@
+"""``stylecodec eval --images DIR --out RUN_DIR [...]``: the comparison with VVC and the other anchors.
+
+Codes every image with stylecodec (each layer prefix x each quality, and per-image rate
+targets) and each anchor's sweep, measures, writes ``RUN_DIR/results.csv`` (resumable), runs
+LFW verification when the LFW pairs are there, and writes the report (summary.md, plots,
+index.html, tb/). With ``--shard k/N`` each machine writes its own results file and no report;
+``stylecodec eval-merge`` (or ``stylecodec report``) combines them afterwards.
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def add_eval_arguments(parser: argparse.ArgumentParser, images_required: bool = True) -> None:
+    """The options shared by ``eval`` and ``demo``."""
+    from ..eval.measure import METRIC_GROUPS
+
+    if images_required:
+        parser.add_argument("--images", required=True, metavar="DIR", help="folder of face images (recursive)")
+        parser.add_argument("--out", required=True, metavar="RUN_DIR", help="run folder (created; re-runs resume)")
+    parser.add_argument("--model", default="default", metavar="NAME|PATH" + ("|none" if images_required else ""),
+                        help="codec model (default: default)" + ("; 'none' runs the anchors only" if images_required else ""))
+    parser.add_argument("--anchors", default="vvc,hevc,av1,jxl,jpeg", metavar="LIST",
+                        help="anchors to compare with (default: vvc,hevc,av1,jxl,jpeg; also vvencapp, vtm)")
+    parser.add_argument("--qualities", default="all", metavar="all|LIST", help="stylecodec quality indices")
+    parser.add_argument("--qps", action="append", metavar="SPEC",
+                        help="anchor sweeps, e.g. 'vvc=37:63:2;jpeg=10,5,1' (a bare list is VVC's; repeatable)")
+    parser.add_argument("--downscale", default="2,4", metavar="LIST|none",
+                        help="also VVC after downscaling by these factors (default: 2,4)")
+    parser.add_argument("--bpp-targets", default="", metavar="LIST",
+                        help="stylecodec rows at per-image rate targets, e.g. 0.01")
+    if images_required:
+        parser.add_argument("--limit", type=int, metavar="N", help="only the first N images (after --val-count)")
+        parser.add_argument("--val-count", type=int, metavar="N",
+                            help="only the last N images sorted by name (the held-out split, e.g. 1000 for UTKFace)")
+        parser.add_argument("--shard", metavar="k/N", help="this machine's share: images with index %% N == k")
+    parser.add_argument("--lfw", default="auto", metavar="auto|none|CSV",
+                        help="LFW pairs csv for verification (auto: ../shared/data/lfw_pairs.csv if present)")
+    parser.add_argument("--lfw-pairs", type=int, metavar="N", help="limit LFW to about N pairs (balanced folds)")
+    parser.add_argument("--thumbs", type=int, default=8, metavar="N", help="save thumbnails of the first N images")
+    parser.add_argument("--skip-metrics", default="", metavar="LIST",
+                        help=f"metric groups not to compute ({', '.join(METRIC_GROUPS)})")
+    parser.add_argument("--headline-quality", type=int, metavar="Q", help="stylecodec quality of the headline")
+    parser.add_argument("--align", choices=("off", "auto", "on"), default="auto",
+                        help="face alignment before coding (as `stylecodec compress --align`; default auto)")
+    if images_required:
+        parser.add_argument("--resolution", type=int, default=256, help="face size with --model none (default 256)")
+    parser.add_argument("--device", default="cpu", help="device for the networks (default: cpu)")
+    parser.add_argument("--threads", type=int, metavar="N", help="torch CPU threads")
+    parser.add_argument("--retry-errors", action="store_true", help="redo rows that failed before")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_eval_arguments(parser)
+    parser.add_argument("--no-report", action="store_true", help="only the results (no summary/plots/html)")
+
+
+def config_from_args(args, images, out):
+    from ..eval.common import parse_shard
+    from ..eval.harness import EvalConfig
+    from ..eval.settings import parse_floats, parse_qps
+
+    return EvalConfig(
+        images=images, out=out, model=args.model,
+        anchors=[a.strip() for a in args.anchors.split(",") if a.strip()] if args.anchors.lower() != "none" else [],
+        qps=parse_qps(args.qps), downscale=parse_floats(args.downscale, "--downscale"), qualities=args.qualities,
+        bpp_targets=parse_floats(args.bpp_targets, "--bpp-targets"), limit=getattr(args, "limit", None),
+        val_count=getattr(args, "val_count", None), shard=parse_shard(getattr(args, "shard", None)), thumbs=args.thumbs,
+        skip_metrics=tuple(s.strip() for s in args.skip_metrics.split(",") if s.strip()),
+        resolution=getattr(args, "resolution", 256), align=args.align, device=args.device, threads=args.threads, retry_errors=args.retry_errors,
+        progress=not args.quiet)
+
+
+def lfw_csv(choice: str, shared: Path | None = None) -> Path | None:
+    """The pairs csv for ``--lfw auto|none|PATH`` (auto: SHARED/data/lfw_pairs.csv when present)."""
+    from ..errors import StylecodecError
+    from ..metrics.verification import default_pairs_csv
+
+    if choice == "none":
+        return None
+    if choice == "auto":
+        p = (Path(shared) / "data" / "lfw_pairs.csv") if shared else default_pairs_csv()
+        return p if p.is_file() else None
+    if not Path(choice).is_file():
+        raise StylecodecError(f"--lfw: pairs file {choice} does not exist")
+    return Path(choice)
+
+
+def evaluate(cfg, lfw: Path | None, lfw_pairs: int | None, headline_quality: int | None, report: bool = True):
+    """Run the harness, LFW (unsharded runs or shard 0, with a model), then the report.
+    Returns (harness summary, summary.md path or None, headline markdown or None)."""
+    from ..eval.harness import run_eval
+    from ..eval.report import write_report
+    from ..eval.results import load_rows
+    from ..eval.tables import headline_quality as pick_quality, mean_table
+    from ..eval.common import read_json
+
+    res = run_eval(cfg)
+    codec = res["codec"]
+    if lfw is not None and codec is not None and (cfg.shard is None or cfg.shard[0] == 0):
+        from ..eval.lfw import run_lfw
+        q = None
+        if not cfg.bpp_targets:
+            info = read_json(Path(cfg.out) / "run.json", {}) or {}
+            q = pick_quality(mean_table(load_rows(cfg.out)), info, 0.01, headline_quality)
+        print(f"LFW verification: {lfw_pairs or 'all'} pairs from {lfw}")
+        run_lfw(codec, cfg.out, lfw, lfw_pairs, quality=q,
+                bpp=cfg.bpp_targets[0] if cfg.bpp_targets else None, progress=cfg.progress)
+    if not report or cfg.shard is not None:
+        return res, None, None
+    path, head = write_report(cfg.out, headline_quality)
+    return res, path, head
+
+
+def run(args: argparse.Namespace) -> int:
+    cfg = config_from_args(args, args.images, args.out)
+    res, path, head = evaluate(cfg, lfw_csv(args.lfw), args.lfw_pairs, args.headline_quality, not args.no_report)
+    print(f"{res['images']} images, {res['rows_new']} new rows, {res['rows_total']} in {args.out}")
+    if path is None:
+        print(f"results: {res['results']} (report: stylecodec report {args.out}, or eval-merge for shards)")
+        return 0
+    print(f"report: {path}\n\n{head}")
+    return 0

@@ -1,0 +1,98 @@
+"""``stylecodec compress-dir``: compress a folder of faces, sharded, resumable, one manifest.
+
+Each ``IN_DIR/<path>`` becomes ``OUT_DIR/<path>.sfc`` (the full name is kept, so a.jpg and a.png
+do not collide), written atomically (tmp + rename: an interrupt leaves no partial file). A file
+whose stream exists and has a valid header of this model (and the requested quality, or a
+rate within ``bpp``) is skipped. The manifest ``OUT_DIR/manifest[.shard-k-of-N].jsonl`` gets one
+JSON line per file: status ``ok`` / ``skipped`` / ``error``, bytes and bpp of the whole file,
+bytes per layer, quality, seconds, or the error. A file that cannot be compressed (unreadable,
+not a face for the aligner, no quality fits the rate) is logged and the run goes on.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+from ..bitstream import BitstreamError, describe, unpack
+from ..commands._files import write_bytes
+from .common import list_images, select_shard, shard_tag
+
+__all__ = ["compress_dir", "read_manifest", "stream_path"]
+
+
+def stream_path(out_dir: str | os.PathLike, name: str) -> Path:
+    return Path(out_dir) / f"{name}.sfc"
+
+
+def read_manifest(out_dir: str | os.PathLike) -> dict[str, dict]:
+    """image -> its latest manifest entry, over all manifest*.jsonl (a torn last line is ignored)."""
+    out: dict[str, dict] = {}
+    for path in sorted(Path(out_dir).glob("manifest*.jsonl")):
+        with open(path, encoding="utf-8") as fh:
+            for line in fh:
+                try:
+                    e = json.loads(line)
+                except ValueError:
+                    continue
+                out[e["image"]] = e
+    return out
+
+
+def _entry(name: str, stream: Path, data: bytes, status: str, seconds: float) -> dict:
+    d = describe(data)
+    return {"image": name, "stream": str(stream), "status": status, "bytes": len(data), "bpp": d["bpp"],
+            "resolution": d["resolution"], "quality": d["quality"],
+            "layer_bytes": [l["total_bytes"] for l in d["layers"]],
+            "layer_payload_bytes": [l["payload_bytes"] for l in d["layers"]], "seconds": round(seconds, 4)}
+
+
+def _done(path: Path, codec, quality: int | None, bpp: float | None) -> bytes | None:
+    """The existing stream if it is valid for this model and request, else None."""
+    try:
+        data = path.read_bytes()
+        header, _ = unpack(data, expected_fingerprint=codec.fingerprint)
+    except (OSError, BitstreamError):
+        return None
+    if quality is not None and header.quality != quality:
+        return None
+    if bpp is not None and 8 * len(data) / codec.resolution ** 2 > bpp:
+        return None
+    return data
+
+
+def compress_dir(codec, in_dir, out_dir, quality: int | None = None, bpp: float | None = None,
+                 shard: tuple[int, int] | None = None, limit: int | None = None, progress: bool = True) -> dict:
+    """Compress the (shard of the) images of ``in_dir``; returns counts {"ok", "skipped", "error", "manifest"}."""
+    from tqdm import tqdm
+
+    names = list_images(in_dir, limit=limit)
+    if quality is None and bpp is None:
+        quality = codec.quality_range[-1]
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    manifest = out_dir / f"manifest{shard_tag(shard)}.jsonl"
+    counts = {"ok": 0, "skipped": 0, "error": 0, "manifest": manifest}
+    with open(manifest, "a", encoding="utf-8") as log:
+        bar = tqdm(select_shard(names, shard), desc="compress", unit="img", disable=not progress)
+        for _, name in bar:
+            dst = stream_path(out_dir, name)
+            t0 = time.perf_counter()
+            data = _done(dst, codec, quality, bpp)
+            if data is not None:
+                entry = _entry(name, dst, data, "skipped", 0.0)
+            else:
+                try:
+                    data = codec.compress(Path(in_dir) / name, quality=quality, bpp=bpp)
+                    dst.parent.mkdir(parents=True, exist_ok=True)
+                    write_bytes(os.fspath(dst), data)
+                    entry = _entry(name, dst, data, "ok", time.perf_counter() - t0)
+                except Exception as e:  # noqa: BLE001  one bad file must not stop a dataset run
+                    entry = {"image": name, "stream": None, "status": "error",
+                             "error": f"{type(e).__name__}: {e}".replace("\n", " ")[:500]}
+            counts[entry["status"]] += 1
+            log.write(json.dumps(entry) + "\n")
+            log.flush()
+            bar.set_postfix(ok=counts["ok"], skipped=counts["skipped"], errors=counts["error"])
+    return counts

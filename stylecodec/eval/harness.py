@@ -1,0 +1,211 @@
+"""``stylecodec eval``: code every image with stylecodec and the anchors, measure, write ``results.csv``.
+
+    run_eval(EvalConfig(images="faces/", out="runs/x", anchors=["vvc", "jpeg"]))
+
+Per image: the aligned original (the codec's ``align`` to R x R, centre square by default) is
+what every codec codes and what every metric compares with. Rows already in the run folder
+(any ``results*.csv``, keyed by image, codec, setting) are not redone; the folder's CSV is
+rewritten atomically after each image, so a run can be stopped and restarted at any time.
+``shard=(k, N)`` takes the images whose sorted index i has i % N == k and writes
+``results.shard-k-of-N.csv``. Side outputs: ``run.json`` (what was run), ``img/`` (thumbnails
+of the first ``thumbs`` images, for ``index.html``), ``emb/`` (SFace embeddings, for FD-SFace).
+"""
+from __future__ import annotations
+
+import io
+import os
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..commands._files import write_atomic
+from ..errors import StylecodecError
+from .coding import code_anchor, code_stylecodec, error_row, head_landmarks, style_keys
+from .common import list_images, read_json, select_shard, shard_tag, slug, write_json, write_png
+from .measure import Measurer, Reference, head_nme
+from .results import load_rows, read_rows, results_path, row_key, write_rows
+from .settings import AnchorSpec, anchor_specs, parse_qualities, setting_name
+
+__all__ = ["EvalConfig", "run_eval", "load_codec", "make_aligner", "thumb_path", "THUMB_MAX"]
+
+THUMB_MAX = 128
+
+
+@dataclass
+class EvalConfig:
+    """What :func:`run_eval` does; see ``stylecodec eval --help`` for each field."""
+
+    images: str | os.PathLike
+    out: str | os.PathLike
+    model: str | None = "default"            # None or "none": anchors only, at ``resolution``
+    anchors: list[str] = field(default_factory=lambda: ["vvc", "hevc", "av1", "jxl", "jpeg"])
+    qps: dict[str, list[float]] = field(default_factory=dict)
+    downscale: list[float] = field(default_factory=lambda: [2.0, 4.0])
+    qualities: str | None = None             # "all" / None or "0,2,5"
+    bpp_targets: list[float] = field(default_factory=list)
+    limit: int | None = None
+    val_count: int | None = None
+    shard: tuple[int, int] | None = None
+    thumbs: int = 8
+    skip_metrics: tuple[str, ...] = ()
+    resolution: int = 256
+    align: str = "off"                       # off (centre square) | auto | on: see stylecodec.align
+    device: str = "cpu"
+    threads: int | None = None
+    retry_errors: bool = False
+    progress: bool = True
+    codec: object = None                     # an already loaded Codec (overrides ``model``)
+
+
+def make_aligner(mode: str = "off"):
+    """The codec's ``align`` hook for --align off (centre square) | auto | on (stylecodec.align.FaceAligner)."""
+    from ..codec import centre_square
+
+    if mode == "off":
+        return centre_square
+    try:
+        from ..align import FaceAligner
+    except ImportError:
+        raise StylecodecError(f"--align {mode} needs stylecodec.align, which is not installed") from None
+    return FaceAligner(mode)
+
+
+def load_codec(model: str | None, device: str = "cpu", align: str = "off"):
+    """A :class:`~stylecodec.codec.Codec` (``align``: off | auto | on), or None for ``model`` None / "none"."""
+    if model is None or str(model).lower() == "none":
+        return None
+    from ..codec import Codec
+    return Codec.from_pretrained(model, device=device, align=make_aligner(align))
+
+
+def thumb_path(run_dir: str | os.PathLike, image: str, codec: str = "original", setting: str = "") -> Path:
+    """Where the thumbnail of one image (``codec="original"``) or one decoded row is saved."""
+    return Path(run_dir) / "img" / slug(image) / f"{slug(f'{codec}_{setting}')}.png"
+
+
+def _run_info(cfg: EvalConfig, codec, specs: list[AnchorSpec], qualities, n_images: int, align: str) -> dict:
+    info = {"images": os.path.abspath(cfg.images), "n_images": n_images, "val_count": cfg.val_count,
+            "limit": cfg.limit, "thumbs": cfg.thumbs, "align": align, "bpp_targets": list(cfg.bpp_targets),
+            "anchors": {s.codec: list(s.qs) for s in specs}, "skip_metrics": list(cfg.skip_metrics)}
+    if codec is None:
+        info.update(model=None, resolution=cfg.resolution)
+    else:
+        meta = getattr(codec.model, "meta", {}) or {}
+        info.update(model=str(cfg.model), model_source=getattr(codec.model, "source", None),
+                    fingerprint=f"0x{codec.fingerprint:04x}", resolution=codec.resolution,
+                    qualities=list(qualities), num_qualities=len(codec.quality_range),
+                    default_quality=meta.get("default_quality"),
+                    has_analyze=hasattr(codec, "analyze"))
+    return info
+
+
+def _save_embeddings(path: Path, ref_emb, names: list[str], embs: list[np.ndarray]) -> None:
+    old = np.load(path) if path.is_file() else None
+    table = dict(zip(old["names"].tolist(), old["emb"])) if old is not None else {}
+    table.update(zip(names, embs))
+    ref = ref_emb if ref_emb is not None else (old["ref"] if old is not None else np.zeros(0, np.float32))
+    buf = io.BytesIO()
+    np.savez(buf, names=np.array(list(table), dtype=str), emb=np.stack(list(table.values())).astype(np.float32),
+             ref=np.asarray(ref, np.float32))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(os.fspath(path), lambda tmp: Path(tmp).write_bytes(buf.getvalue()))
+
+
+def _measure_image(ctx, idx: int, name: str, pending: set) -> list[dict]:
+    """Code and measure one image for its pending (codec, setting) pairs; return the rows."""
+    from ..codec import ImageReadError, load_image
+
+    codec, cfg = ctx["codec"], ctx["cfg"]
+    try:
+        img = load_image(Path(cfg.images) / name)
+        ref = Reference(np.asarray(ctx["align"](img, ctx["res"]).convert("RGB"), dtype=np.uint8))
+    except (ImageReadError, StylecodecError, OSError, ValueError) as e:
+        return [error_row(name, c, s, "stylecodec" if c.startswith("stylecodec") else c.split("_down")[0],
+                          f"{type(e).__name__}: {e}") for c, s in sorted(pending)]
+    items: list[tuple[dict, np.ndarray | None]] = []
+    basic_streams = {}
+    if codec is not None:
+        try:
+            coded = code_stylecodec(codec, ref.arr, name, ctx["qualities"], cfg.bpp_targets, pending)
+        except StylecodecError as e:          # e.g. a stream the model cannot decode: log it, go on
+            coded = [(error_row(name, c, s, "stylecodec", f"{type(e).__name__}: {e}"), None, b"")
+                     for c, s in sorted(pending) if c.startswith("stylecodec")]
+        for row, arr, part in coded:
+            items.append((row, arr))
+            if row.get("layers") == 1:
+                basic_streams[id(row)] = part
+    for spec in ctx["specs"]:
+        items += code_anchor(spec, ctx["anchors"][spec.codec], ref.arr, name, pending)
+    measured = [(row, arr) for row, arr in items if arr is not None]
+    metrics, emb = ctx["measurer"].measure(ref, [arr for _, arr in measured])
+    for (row, _), m in zip(measured, metrics):
+        row.update(m)
+        if id(row) in basic_streams and ctx["head_ok"]:
+            try:
+                pts = head_landmarks(codec, basic_streams[id(row)])
+                row["nme_head"] = head_nme(pts, ref) if pts is not None else None
+            except Exception as e:  # noqa: BLE001  a head that cannot run must not stop the evaluation
+                ctx["head_ok"] = False
+                ctx["notes"].append(f"base-layer head NME not measured: {type(e).__name__}: {e}")
+    if emb is not None:
+        names = [f"{row['codec']}|{row['setting']}" for row, _ in measured]
+        _save_embeddings(Path(cfg.out) / "emb" / f"{slug(name)}.npz", ctx["measurer"].ref_embedding(ref),
+                         names, list(emb))
+    if idx < cfg.thumbs:
+        size = min(ctx["res"], THUMB_MAX)
+        write_png(thumb_path(cfg.out, name), ref.arr, size)
+        for row, arr in measured:
+            write_png(thumb_path(cfg.out, name, row["codec"], row["setting"]), arr, size)
+    return [row for row, _ in items]
+
+
+def run_eval(cfg: EvalConfig) -> dict:
+    """Run (or resume) an evaluation; returns {"rows_new", "rows_total", "images", "results"}."""
+    from tqdm import tqdm
+
+    if cfg.threads:
+        import torch
+        torch.set_num_threads(int(cfg.threads))
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    codec = cfg.codec if cfg.codec is not None else load_codec(cfg.model, cfg.device, cfg.align)
+    align_fn = codec.align if codec is not None else make_aligner(cfg.align)
+    names = list_images(cfg.images, cfg.val_count, cfg.limit)
+    mine = select_shard(names, cfg.shard)
+    specs = anchor_specs(cfg.anchors, cfg.qps, cfg.downscale)
+    anchors = {s.codec: s.build() for s in specs}
+    for s in specs:
+        anchors[s.codec].check_available()
+    qualities = parse_qualities(cfg.qualities, codec.quality_range) if codec is not None else []
+    align = getattr(align_fn, "__name__", None) or f"{type(align_fn).__name__}({getattr(align_fn, 'mode', '')})"
+    info = {**(read_json(out / "run.json", {}) or {}),
+            **_run_info(cfg, codec, specs, qualities, len(names), align)}
+    write_json(out / "run.json", info)
+    keys = (style_keys(qualities, cfg.bpp_targets) if codec is not None else []) + \
+        [(s.codec, setting_name(anchors[s.codec].quality_name, q)) for s in specs for q in s.qs]
+    done = {row_key(r) for r in load_rows(out) if not (cfg.retry_errors and r["error"])}
+    own_path = results_path(out, shard_tag(cfg.shard))
+    own = read_rows(own_path)
+    measurer = Measurer(cfg.skip_metrics)
+    ctx = {"cfg": cfg, "codec": codec, "align": align_fn, "specs": specs, "anchors": anchors, "qualities": qualities,
+           "measurer": measurer, "res": codec.resolution if codec is not None else cfg.resolution,
+           "head_ok": codec is not None and hasattr(codec, "analyze"), "notes": []}
+    new = 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("once")
+        for idx, name in tqdm(mine, desc="eval", unit="img", disable=not cfg.progress):
+            pending = {k for k in keys if (name, *k) not in done}
+            if not pending:
+                continue
+            rows = _measure_image(ctx, idx, name, pending)
+            redo = {row_key(r) for r in rows}
+            own = [r for r in own if row_key(r) not in redo] + rows
+            write_rows(own_path, own)
+            new += len(rows)
+    info.update(unavailable_metrics=measurer.unavailable,
+                notes=list(dict.fromkeys([*info.get("notes", []), *ctx["notes"]])))
+    write_json(out / "run.json", info)
+    return {"rows_new": new, "rows_total": len(load_rows(out)), "images": len(mine), "results": own_path,
+            "codec": codec}

@@ -1,0 +1,153 @@
+"""The report of a run folder: ``summary.md``, ``rd_*.png``, ``index.html`` and ``tb/``.
+
+    summary_path, headline_md = write_report("runs/x")
+
+summary.md: the headline table (stylecodec basic / +middle / all vs VVC at its floor, at its
+lowest rate and at matched quality), BD-rate / BD-metric vs VVC for every metric (or "no
+overlap" where the curves share no interval), LFW verification when measured, the Fréchet
+distance in SFace space (FD-SFace; only with >= 50 images) and the mean of every metric per
+codec x setting.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from .common import read_json, write_text
+from .results import load_rows
+from .tables import METRICS, bd_table, fmt, headline, mean_table
+
+__all__ = ["write_report", "headline_markdown", "FD_MIN_IMAGES"]
+
+FD_MIN_IMAGES = 50
+_COLS = [("bytes", "bytes"), ("bpp", "bpp"), ("bpp_payload", "bpp slice-only")] + \
+        [(m, label) for m, label, _ in METRICS]
+
+
+def _md_table(entries: list[dict], first: tuple[str, str], cols: list[tuple[str, str]]) -> str:
+    lines = ["| " + " | ".join([first[1], *(c for _, c in cols)]) + " |",
+             "|" + "---|" * (len(cols) + 1)]
+    for e in entries:
+        lines.append("| " + " | ".join([str(e[first[0]]), *(fmt(e.get(k)) for k, _ in cols)]) + " |")
+    return "\n".join(lines)
+
+
+def headline_markdown(head: list[dict]) -> str:
+    if not head:
+        return "(no headline: the run has neither stylecodec rows nor VVC rows)"
+    return _md_table(head, ("label", "codec"), _COLS + [("n", "images")])
+
+
+def _bd_markdown(bd: list[dict]) -> str:
+    if not bd:
+        return "No BD numbers: the run has no VVC curve (anchors must include vvc)."
+    lines = ["| codec | metric | BD-rate vs VVC (whole files) | BD-metric vs VVC | BD-rate vs VVC slice-only |",
+             "|---|---|---|---|---|"]
+    for r in bd:
+        cells = []
+        for k in ("bd_rate", "bd_metric", "bd_rate_payload"):
+            v = r[k]
+            cells.append(v if isinstance(v, str) else (f"{v:+.1f} %" if k != "bd_metric" else f"{v:+.4g}"))
+        lines.append(f"| {r['codec']} | {r['label']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _frechet(run_dir: Path, table: list[dict], n_images: int) -> str:
+    if n_images < FD_MIN_IMAGES:
+        return (f"Not computed: {n_images} images (FD-SFace needs >= {FD_MIN_IMAGES}; with fewer samples than "
+                f"the 128 dimensions the estimate is dominated by bias).")
+    from ..metrics.frechet import frechet_distance
+
+    refs, decs = [], {}
+    for f in sorted((run_dir / "emb").glob("*.npz")):
+        z = np.load(f)
+        if z["ref"].size == 0:
+            continue
+        refs.append(z["ref"])
+        for name, e in zip(z["names"].tolist(), z["emb"]):
+            decs.setdefault(name, []).append(e)
+    lines = ["FD-SFace: Fréchet distance between Gaussians fitted to SFace embeddings of the originals and "
+             "of the decoded images (not FID: no Inception network).", "",
+             "| codec | setting | FD-SFace | n |", "|---|---|---|---|"]
+    for e in table:
+        emb = decs.get(f"{e['codec']}|{e['setting']}", [])
+        if len(emb) >= FD_MIN_IMAGES and len(refs) >= FD_MIN_IMAGES:
+            fd = frechet_distance(np.stack(refs), np.stack(emb), "SFace")
+            lines.append(f"| {e['codec']} | {e['setting']} | {fd.value:.4g} | {len(emb)} |")
+    return "\n".join(lines)
+
+
+def _lfw_markdown(lfw: dict | None) -> str:
+    if not lfw:
+        return "Not measured in this run (needs ../shared/data/lfw_pairs.csv or --lfw PATH)."
+    lines = [f"{lfw['n_pairs']} pairs (balanced over the 10 folds), judge {lfw['judge']}; image_a of each pair "
+             f"decoded, image_b original. LFW alignment: {lfw['align']}"
+             f" ({lfw.get('align_fallbacks', 0)} faces fell back to resizing).",
+             "", "| decoded image_a | setting | accuracy | std | bpp | bytes |", "|---|---|---|---|---|---|"]
+    for e in lfw["entries"]:
+        lines.append(f"| {e['codec']} | {e['setting']} | {e['accuracy']:.4f} | {e['std']:.4f} | {fmt(e.get('bpp'))} "
+                     f"| {fmt(e.get('bytes'))} |")
+    lines += ["", lfw.get("note", "")]
+    if lfw.get("target_misses"):
+        lines.append(f"{lfw['target_misses']} faces could not meet the rate target and used the lowest quality.")
+    return "\n".join(lines)
+
+
+def write_report(run_dir: str | os.PathLike, headline_quality: int | None = None, target: float | None = None,
+                 title: str | None = None) -> tuple[Path, str]:
+    """Write every report file of ``run_dir`` from its results; returns (summary.md path, headline table)."""
+    from .html import write_index
+    from .plots import rd_plots
+    from .tb import write_tensorboard
+
+    run_dir = Path(run_dir)
+    rows = load_rows(run_dir)
+    info = read_json(run_dir / "run.json", {}) or {}
+    lfw = read_json(run_dir / "lfw.json")
+    table = mean_table(rows)
+    head = headline(table, info, target, headline_quality)
+    head_md = headline_markdown(head)
+    images = sorted({r["image"] for r in rows})
+    title = title or f"stylecodec evaluation: {run_dir.name}"
+    model = (f"`{info.get('model')}` (fingerprint {info.get('fingerprint')}, {info.get('resolution')}x"
+             f"{info.get('resolution')}, qualities {info.get('qualities')})" if info.get("model") else "none (anchors only)")
+    errors = sum(1 for r in rows if r["error"])
+    md = [f"# {title}", "",
+          f"- images: {len(images)} from `{info.get('images')}`; model: {model}; alignment: {info.get('align')}",
+          f"- rate: bpp = 8 x bytes of the whole file / (W x H) of the {info.get('resolution')}² coded face; "
+          "anchors also slice-only (parameter sets agreed in advance). Metrics compare each decoded face "
+          "with the aligned original. ID = identity cosine; NME normalised by the outer-eye distance.",
+          f"- rows: {len(rows)} ({errors} with errors)"]
+    for group, why in (info.get("unavailable_metrics") or {}).items():
+        md.append(f"- **metric {group} not measured**: {why}")
+    for note in info.get("notes") or []:
+        md.append(f"- {note}")
+    no_face = {r["image"] for r in rows if r.get("face_ref") == 0}
+    if no_face:
+        md.append(f"- dlib found no face in {len(no_face)} of {len(images)} originals: their NME compares points "
+                  "fitted to the whole frame.")
+    md += ["", "## Headline", "", head_md, "",
+           "VVC cannot code a face in fewer bytes than its floor (parameter sets + slice header at QP 63); "
+           "below it only downscaled VVC remains.", "",
+           "## BD-rate / BD-metric vs VVC", "", "Piecewise-cubic Bjøntegaard deltas on the mean RD curves (points "
+           "that a cheaper point beats are dropped). BD-rate < 0: fewer bits at equal quality. BD-metric: mean "
+           "metric difference at equal rate (lower is better for LPIPS and NME).", "", _bd_markdown(bd_table(table)),
+           "", "## LFW verification", "", _lfw_markdown(lfw), "",
+           "## Fréchet distance (FD-SFace)", "", _frechet(run_dir, table, len(images)), "",
+           "## Mean per codec x setting", "",
+           _md_table(table, ("codec", "codec"), [("setting", "setting"), ("n", "n")] + _COLS +
+                     [("encode_s", "encode s"), ("decode_s", "decode s")]), "",
+           "## Files", "", "- `index.html`: headline, RD plots, decoded faces side by side at matched rates",
+           "- `rd_*.png`: RD plots; `tb/`: TensorBoard (`tensorboard --logdir tb`)",
+           "- `results*.csv`: one row per image x codec x setting; `run.json`: what was run"]
+    for e in table:
+        if e["errors"]:
+            md.append(f"- {e['codec']} {e['setting']}: {e['errors']} errors, e.g. {e['first_error'][:160]}")
+    plots = rd_plots(table, head, run_dir, lfw)
+    write_index(run_dir, rows, head, _COLS, plots, title)
+    write_tensorboard(run_dir, table, rows, head, head_md)
+    path = run_dir / "summary.md"
+    write_text(path, "\n".join(md) + "\n")
+    return path, head_md

@@ -1,0 +1,235 @@
+"""Evaluation harness, report, compress-dir and demo on a tiny RANDOM model (64², never shipped)
+with three synthetic 64x64 face-like images, JPEG + VVC anchors at two settings each."""
+from __future__ import annotations
+
+import json
+import math
+import time
+from html.parser import HTMLParser
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image, ImageDraw
+
+from stylecodec.cli import main
+from stylecodec.eval.common import select_shard
+from stylecodec.eval.measure import METRIC_GROUPS
+from stylecodec.eval.results import read_rows
+from stylecodec.model import StyleCodecModel, tiny_config
+from stylecodec.zoo import save_model
+
+FAST = ["--align", "off", "--quiet", "--threads", "1", "--lfw", "none"]
+METRIC_COLS = ["psnr", "ms_ssim", "lpips_alex", "lpips_vgg", "id_facenet", "id_sface", "nme_dlib"]
+GROUP = {col: group for group, cols in METRIC_GROUPS.items() for col in cols}
+
+
+def _face(seed: int) -> Image.Image:
+    rng = np.random.RandomState(seed)
+    img = Image.new("RGB", (64, 64), tuple(int(v) for v in rng.randint(60, 200, 3)))
+    d = ImageDraw.Draw(img)
+    d.ellipse((14, 8, 50, 58), fill=(224, 180, 150))
+    for x in (22, 36):
+        d.ellipse((x, 24, x + 6, 30), fill=(40, 30, 30))
+    d.line((26, 46, 38, 46), fill=(150, 60, 60), width=2)
+    arr = np.asarray(img, np.float32) + rng.randn(64, 64, 3) * 6
+    return Image.fromarray(arr.clip(0, 255).astype(np.uint8))
+
+
+@pytest.fixture(scope="module")
+def model_file(tmp_path_factory) -> Path:
+    torch.manual_seed(0)
+    torch.set_num_threads(1)
+    path = tmp_path_factory.mktemp("model") / "tiny.pt"
+    save_model(StyleCodecModel(tiny_config()), path, {"note": "random weights, mechanics tests only"})
+    return path
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory) -> Path:
+    d = tmp_path_factory.mktemp("faces")
+    for i in range(3):
+        _face(i).save(d / f"face{i}.png")
+    return d
+
+
+def _eval(model_file, images, out, *extra):
+    t0 = time.perf_counter()
+    assert main(["eval", "--images", str(images), "--out", str(out), "--model", str(model_file), *FAST, *extra]) == 0
+    return time.perf_counter() - t0
+
+
+MAIN = ["--anchors", "jpeg,vvc", "--qps", "vvc=51,63;jpeg=10,1;vvc_down2=63", "--downscale", "2",
+        "--qualities", "0,5", "--bpp-targets", "0.05"]
+
+
+@pytest.fixture(scope="module")
+def run1(model_file, images, tmp_path_factory):
+    out = tmp_path_factory.mktemp("run1")
+    return out, _eval(model_file, images, out, *MAIN)
+
+
+def test_results_rows(run1):
+    out, _ = run1
+    rows = read_rows(out / "results.csv")
+    unavailable = json.loads((out / "run.json").read_text())["unavailable_metrics"]
+    # per image: 3 prefixes x (2 qualities + 1 target) + jpeg 2 + vvc 2 + vvc_down2 1
+    assert len(rows) == 3 * 14 and len({(r["image"], r["codec"], r["setting"]) for r in rows}) == 42
+    assert not any(r["error"] for r in rows)
+    for r in rows:
+        assert r["bpp"] == pytest.approx(8 * r["bytes"] / 4096, rel=1e-5)
+        assert r["width"] == r["height"] == 64 and r["encode_s"] >= 0 and r["decode_s"] >= 0
+        for c in METRIC_COLS:
+            assert math.isfinite(r[c]) or GROUP[c] in unavailable, (c, r)
+    by = {(r["image"], r["codec"], r["setting"]): r for r in rows}
+    for img in ("face0.png", "face1.png", "face2.png"):
+        assert by[(img, "stylecodec-basic", "q5")]["bytes"] < by[(img, "stylecodec-all", "q5")]["bytes"]
+        assert by[(img, "stylecodec-all", "bpp<=0.05")]["bpp"] <= 0.05
+        vvc = by[(img, "vvc", "qp63")]
+        assert vvc["payload_bytes"] < vvc["bytes"] and vvc["bpp_payload"] < vvc["bpp"]
+        assert by[(img, "vvc_down2", "qp63")]["family"] == "vvc"
+
+
+def test_resume_adds_nothing_then_fills_gaps(run1, model_file, images, capsys):
+    out, t1 = run1
+    before = (out / "results.csv").read_text()
+    t2 = _eval(model_file, images, out, *MAIN, "--no-report")
+    assert "0 new rows" in capsys.readouterr().out
+    assert (out / "results.csv").read_text() == before and t2 < t1
+    rows = read_rows(out / "results.csv")
+    from stylecodec.eval.results import write_rows
+    write_rows(out / "results.csv", [r for r in rows if not (r["image"] == "face1.png" and r["codec"] == "jpeg")])
+    _eval(model_file, images, out, *MAIN, "--no-report")
+    assert "2 new rows, 42 in" in capsys.readouterr().out
+
+
+def test_shards_are_disjoint_and_complete(model_file, images, tmp_path, capsys):
+    for n in (1, 2, 3, 5):
+        parts = [[i for i, _ in select_shard(list("abcdefg"), (k, n))] for k in range(n)]
+        assert sorted(sum(parts, [])) == list(range(7))
+    cheap = ["--anchors", "jpeg", "--qps", "jpeg=10", "--qualities", "0", "--skip-metrics",
+             "ms_ssim,lpips_vgg,facenet,sface,dlib"]
+    for k in (0, 1):
+        _eval(model_file, images, tmp_path / "b", *cheap, "--shard", f"{k}/2")
+    shard_images = [{r["image"] for r in read_rows(tmp_path / "b" / f"results.shard-{k}-of-2.csv")} for k in (0, 1)]
+    assert shard_images == [{"face0.png", "face2.png"}, {"face1.png"}]
+    assert not (tmp_path / "b" / "summary.md").exists()
+    assert main(["eval-merge", str(tmp_path / "b"), "--out", str(tmp_path / "m")]) == 0
+    merged = read_rows(tmp_path / "m" / "results.csv")
+    assert len(merged) == 3 * 4 and {r["image"] for r in merged} == {"face0.png", "face1.png", "face2.png"}
+    assert (tmp_path / "m" / "summary.md").is_file()
+
+
+class _Html(HTMLParser):
+    VOID = {"meta", "img", "br", "link", "hr", "input"}
+
+    def __init__(self):
+        super().__init__()
+        self.stack, self.srcs, self.errors = [], [], []
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "img":
+            self.srcs.append(dict(attrs)["src"])
+        elif tag not in self.VOID:
+            self.stack.append(tag)
+
+    def handle_endtag(self, tag):
+        if not self.stack or self.stack.pop() != tag:
+            self.errors.append(tag)
+
+
+def test_report_summary_html_plots_tb(run1):
+    out, _ = run1
+    md = (out / "summary.md").read_text()
+    for needle in ("## Headline", "stylecodec basic (<= 0.05 bpp", "stylecodec +middle", "stylecodec all",
+                   "VVC floor (QP 63)", "VVC matched LPIPS-Alex", "## BD-rate / BD-metric vs VVC",
+                   "Not computed: 3 images", "## LFW verification"):
+        assert needle in md, needle
+    bd = [ln for ln in md.splitlines() if ln.startswith("| stylecodec-") and "LPIPS-Alex" in ln]
+    assert len(bd) == 3 and all(("%" in ln) or ("no overlap" in ln) or ("n/a" in ln) for ln in bd)
+    p = _Html()
+    p.feed((out / "index.html").read_text())
+    assert not p.errors and not p.stack
+    assert len([s for s in p.srcs if s.startswith("img/")]) >= 3 * 5
+    assert all((out / s).is_file() for s in p.srcs)
+    assert (out / "rd_lpips_alex.png").is_file() and any((out / "tb").glob("events.out.tfevents.*"))
+
+
+def test_compress_dir_manifest_skip_and_errors(model_file, images, tmp_path, capsys, monkeypatch):
+    src = tmp_path / "in"
+    (src / "sub").mkdir(parents=True)
+    for f in ("face0.png", "face1.png"):
+        (src / f).write_bytes((images / f).read_bytes())
+    (src / "sub" / "face2.png").write_bytes((images / "face2.png").read_bytes())
+    (src / "bad.jpg").write_bytes(b"this is not an image")
+    out = tmp_path / "out"
+    args = ["compress-dir", str(src), str(out), "--model", str(model_file), "--quality", "2", "--align", "off",
+            "--quiet"]
+    assert main(args) == 0
+    assert "3 compressed, 0 already done, 1 errors" in capsys.readouterr().out
+    from stylecodec.eval.batch import read_manifest
+    m = read_manifest(out)
+    assert m["bad.jpg"]["status"] == "error" and "ImageReadError" in m["bad.jpg"]["error"]
+    ok = m["sub/face2.png"]
+    assert ok["status"] == "ok" and ok["quality"] == 2 and sum(ok["layer_bytes"]) + 7 == ok["bytes"]
+    assert (out / "sub" / "face2.png.sfc").stat().st_size == ok["bytes"]
+    mtime = (out / "face0.png.sfc").stat().st_mtime_ns
+    assert main(args) == 0
+    assert "0 compressed, 3 already done, 1 errors" in capsys.readouterr().out
+    assert (out / "face0.png.sfc").stat().st_mtime_ns == mtime
+    # interrupted while writing the second file: no partial file, the rerun finishes the job
+    import stylecodec.commands._files as files
+    real, calls = files.os.replace, []
+
+    def flaky(a, b):
+        calls.append(b)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(a, b)
+
+    out2 = tmp_path / "out2"
+    monkeypatch.setattr(files.os, "replace", flaky)
+    assert main([args[0], str(src), str(out2), *args[3:]]) == 130
+    monkeypatch.setattr(files.os, "replace", real)
+    assert sorted(p.name for p in out2.rglob("*") if p.is_file()) == ["face0.png.sfc", "manifest.jsonl"]
+    assert main([args[0], str(src), str(out2), *args[3:], "--shard", "0/1"]) == 0
+    assert "2 compressed, 1 already done, 1 errors" in capsys.readouterr().out
+
+
+def test_demo_end_to_end(model_file, images, tmp_path, capsys):
+    samples = tmp_path / "samples"
+    samples.mkdir()
+    for f in ("face0.png", "face1.png"):
+        (samples / f).write_bytes((images / f).read_bytes())
+    out = tmp_path / "demo"
+    assert main(["demo", "--model", str(model_file), "--samples", str(samples), "--out", str(out), "--bpp", "0.05",
+                 "--anchors", "jpeg,vvc", "--qps", "vvc=63;jpeg=5", "--downscale", "none", "--qualities", "0",
+                 "--skip-metrics", "lpips_vgg,facenet,dlib", *FAST]) == 0
+    text = capsys.readouterr().out
+    assert f"report: {out / 'summary.md'}" in text and "| stylecodec all (<= 0.05 bpp" in text
+    assert "| VVC floor (QP 63) |" in text and (out / "index.html").is_file()
+    assert len(list((out / "streams").glob("*.sfc"))) == 2
+
+
+def test_demo_without_model_and_generated_samples(model_file, tmp_path, capsys):
+    assert main(["demo", "--model", str(tmp_path / "missing.pt"), "--skip-if-no-model"]) == 0
+    assert "skipped" in capsys.readouterr().out
+    from stylecodec.eval.samples import generate_samples
+    from stylecodec.zoo import load_model
+    paths = generate_samples(load_model(model_file), tmp_path / "gen", n=2)
+    assert [Image.open(p).size for p in paths] == [(64, 64), (64, 64)]
+
+
+def test_head_nme_when_the_codec_has_heads(model_file, images, tmp_path):
+    heads = pytest.importorskip("stylecodec.analysis.heads")
+    from stylecodec.codec import Codec
+    from stylecodec.eval.harness import EvalConfig, run_eval
+
+    codec = Codec.from_pretrained(model_file)
+    codec.heads = heads.AnalysisHeads(basic_dim=codec.model.latent_dims[0], hidden=16, depth=1)
+    run_eval(EvalConfig(images, tmp_path, codec=codec, anchors=[], downscale=[], qualities="0", thumbs=0,
+                        skip_metrics=("ms_ssim", "lpips_alex", "lpips_vgg", "facenet", "sface", "dlib"),
+                        progress=False))
+    rows = read_rows(tmp_path / "results.csv")
+    assert all(math.isfinite(r["nme_head"]) == (r["codec"] == "stylecodec-basic") for r in rows)
