@@ -18,7 +18,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "env": ("stylecodec.commands.env", "print the environment check (versions, devices, assets)"),
     "assets": ("stylecodec.commands.assets", "fetch / list the third-party weights"),
     "convert-pkl": ("stylecodec.commands.convert_pkl", "convert an official StyleGAN2-ADA .pkl to a safe checkpoint"),
-    "train": ("stylecodec.commands.train", "train the networks (prior = StyleGAN2 G)"),
+    "train": ("stylecodec.commands.train", "train the prior, the codec or the analysis heads"),
     "compress": ("stylecodec.commands.compress", "compress a face image to a .sfc stream"),
     "decompress": ("stylecodec.commands.decompress", "decode a .sfc stream (or its first layers) to an image"),
     "inspect": ("stylecodec.commands.inspect_stream", "show a .sfc stream's header and per-layer bytes (no model)"),
