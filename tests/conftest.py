@@ -5,13 +5,13 @@ from pathlib import Path
 
 import pytest
 
-from stylecodec.paths import shared_dir
+from stylecodec.paths import shared_dir as _shared_path
 
 
 @pytest.fixture(scope="session")
 def shared_dir() -> Path:
     """The shared data folder; tests needing it skip with a reason when it is absent."""
-    root = shared_dir()
+    root = _shared_path()
     if not (root / "data").is_dir():
         pytest.skip(f"needs the shared data folder ({root}) which is absent; set STYLECODEC_SHARED")
     return root

@@ -61,23 +61,28 @@ _PRIOR_OPTIONS = [  # (flag, type, help); every default is None = "from the pres
 ]
 
 
-def _add_prior(p: argparse.ArgumentParser) -> None:
-    from ..train.prior import PRESETS
-
+def _add_run_options(p: argparse.ArgumentParser, presets: dict, options: list, preset_help: str) -> None:
+    """Options every adversarial/codec trainer shares, then its own ``options`` (all default None)."""
     p.add_argument("--data", default=None,
                    help="image folder, packed .npy/.npz file, or glob of packed files "
                         "(default: $STYLECODEC_DATA or ../shared/data/utkface)")
     p.add_argument("--out", required=True, help="run directory")
-    p.add_argument("--preset", choices=sorted(PRESETS), default=None,
-                   help="cpu64: 64px tiny nets for 2 CPU cores; gpu256: 256px (n=14) for one H100")
+    p.add_argument("--preset", choices=sorted(presets), default=None, help=preset_help)
     p.add_argument("--resume", default=None, metavar="auto|PATH",
                    help="'auto': continue from the newest checkpoint in --out (fresh start when none)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default=None, help="default: auto")
     p.add_argument("--precision", choices=("auto", "bf16", "fp32"), default=None,
                    help="auto: bf16 autocast on CUDA, fp32 on CPU (CPU is always fp32)")
     p.add_argument("--xflip", action=argparse.BooleanOptionalAction, default=None, help="random mirroring")
-    for flag, type_, help_ in _PRIOR_OPTIONS:
+    for flag, type_, help_ in options:
         p.add_argument(flag, type=type_, default=None, help=help_)
+
+
+def _add_prior(p: argparse.ArgumentParser) -> None:
+    from ..train.prior import PRESETS
+
+    _add_run_options(p, PRESETS, _PRIOR_OPTIONS,
+                     "cpu64: 64px tiny nets for 2 CPU cores; gpu256: 256px (n=14) for one H100")
 
 
 def _run_prior(args: argparse.Namespace) -> int:
@@ -163,20 +168,8 @@ def _add_codec(p: argparse.ArgumentParser) -> None:
     p.add_argument("--mode", choices=MODES, default=None,
                    help="pretrain-encoder: frozen prior, generated faces, w known; joint: E + codec + G.synthesis "
                         "on real faces (default); finetune: G frozen, real faces")
-    p.add_argument("--data", default=None,
-                   help="image folder, packed .npy/.npz file, or glob of packed files "
-                        "(default: $STYLECODEC_DATA or ../shared/data/utkface)")
-    p.add_argument("--out", required=True, help="run directory")
-    p.add_argument("--preset", choices=sorted(PRESETS), default=None,
-                   help="cpu: slim 256px model for 2 CPU cores; gpu256: the default model (n=14) on one GPU")
-    p.add_argument("--resume", default=None, metavar="auto|PATH",
-                   help="'auto': continue from the newest checkpoint in --out (fresh start when none)")
-    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default=None, help="default: auto")
-    p.add_argument("--precision", choices=("auto", "bf16", "fp32"), default=None,
-                   help="auto: bf16 autocast on CUDA, fp32 on CPU (CPU is always fp32)")
-    p.add_argument("--xflip", action=argparse.BooleanOptionalAction, default=None, help="random mirroring")
-    for flag, type_, help_ in _CODEC_OPTIONS:
-        p.add_argument(flag, type=type_, default=None, help=help_)
+    _add_run_options(p, PRESETS, _CODEC_OPTIONS,
+                     "cpu: slim 256px model for 2 CPU cores; gpu256: the default model (n=14) on one GPU")
 
 
 def _run_codec(args: argparse.Namespace) -> int:

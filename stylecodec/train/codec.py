@@ -209,12 +209,7 @@ def resolve_config(given: dict[str, Any], preset: str | None = None,
     config replaces defaults and preset; a given option outside RUN_CONTROL must match it."""
     given = {k: v for k, v in given.items() if v is not None}
     if checkpoint_config is not None:
-        cfg = dict(checkpoint_config)
-        for k, v in given.items():
-            if k not in RUN_CONTROL and k in cfg and cfg[k] != v:
-                raise StylecodecError(f"--{k.replace('_', '-')} {v} differs from the resumed run's {cfg[k]}; "
-                                      "start a new --out to change it")
-        cfg.update({k: v for k, v in given.items() if k in RUN_CONTROL})
+        cfg = C.merge_resumed_config(checkpoint_config, given, RUN_CONTROL)
     else:
         if preset is not None and preset not in PRESETS:
             raise StylecodecError(f"unknown preset {preset!r}; choose from {', '.join(PRESETS)}")

@@ -56,6 +56,22 @@ class DistInfo:
         return self.world_size > 1
 
 
+def merge_resumed_config(checkpoint_config: dict[str, Any], given: dict[str, Any],
+                         run_control: set[str]) -> dict[str, Any]:
+    """The config of a resumed run: the checkpoint's, updated with the given run-control options.
+
+    ``given`` holds the options the user set (None already dropped). Any other option that
+    differs from the checkpoint's value is an error: architecture and loss cannot change mid-run.
+    """
+    cfg = dict(checkpoint_config)
+    for k, v in given.items():
+        if k not in run_control and k in cfg and cfg[k] != v:
+            raise StylecodecError(f"--{k.replace('_', '-')} {v} differs from the resumed run's {cfg[k]}; "
+                                  "start a new --out to change it")
+    cfg.update({k: v for k, v in given.items() if k in run_control})
+    return cfg
+
+
 def select_device(pref: str = "auto", local_rank: int = 0) -> torch.device:
     """'auto' -> this rank's GPU when CUDA is present, else CPU; 'cpu' / 'cuda' force it."""
     if pref not in ("auto", "cpu", "cuda"):

@@ -97,12 +97,7 @@ def resolve_config(given: dict[str, Any], checkpoint_config: dict[str, Any] | No
 
     given = {k: v for k, v in given.items() if v is not None}
     if checkpoint_config is not None:
-        cfg = dict(checkpoint_config)
-        for k, v in given.items():
-            if k not in RUN_CONTROL and k in cfg and cfg[k] != v:
-                raise StylecodecError(f"--{k.replace('_', '-')} {v} differs from the resumed run's {cfg[k]}; "
-                                      "start a new --out to change it")
-        cfg.update({k: v for k, v in given.items() if k in RUN_CONTROL})
+        cfg = C.merge_resumed_config(checkpoint_config, given, RUN_CONTROL)
     else:
         cfg = {**DEFAULTS, **given}
         cfg["data"] = cfg["data"] or str(default_data_root())
