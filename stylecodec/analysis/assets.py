@@ -76,7 +76,7 @@ def _download(spec: str, dest: Path) -> Path:
         proc = None
         err = str(e)
     else:
-        err = proc.stderr.strip().splitlines()[-1:] if proc.returncode else ""
+        err = (proc.stderr.strip().splitlines() or [""])[-1] if proc.returncode else ""
     found = _find_archive(dest, dist)
     if proc is None or proc.returncode != 0 or found is None:
         raise AssetError(
