@@ -16,13 +16,12 @@ decodes to something else), BitstreamError, other:<exception>, crash, timeout.
 from __future__ import annotations
 
 import argparse
-import collections
 import os
 import random
-import selectors
-import subprocess
 import sys
 import time
+
+from fuzz_supervisor import supervise
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SIZES = [16, 24, 40]
@@ -155,40 +154,11 @@ def main() -> int:
         worker(*args.worker, args.seed, not args.no_entropy)
         return 0
 
-    outcomes: collections.Counter = collections.Counter()
-    by_kind: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
-    times: list[float] = []
-    case, t0 = 0, time.time()
-    while case < args.cases:
-        cmd = [sys.executable, os.path.abspath(__file__), "--worker", str(case), str(args.cases),
-               "--seed", str(args.seed)] + (["--no-entropy"] if args.no_entropy else [])
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, bufsize=1)
-        sel = selectors.DefaultSelector()
-        sel.register(proc.stdout, selectors.EVENT_READ)
-        ready = False
-        while case < args.cases:
-            if not sel.select(timeout=args.timeout if ready else 300):
-                proc.kill()
-                outcomes["timeout"] += 1
-                by_kind["?"]["timeout"] += 1
-                case += 1
-                break
-            line = proc.stdout.readline()
-            if not line:                              # the worker died: a crash on this case
-                outcomes["crash"] += 1
-                by_kind["?"]["crash"] += 1
-                case += 1
-                break
-            if line.startswith("ready"):
-                ready = True
-                continue
-            _, kind, outcome, ms = line.split()
-            outcomes[outcome] += 1
-            by_kind[kind][outcome] += 1
-            times.append(float(ms))
-            case += 1
-        proc.kill()
-        proc.wait()
+    t0 = time.time()
+    outcomes, by_kind, times = supervise(
+        lambda case: [sys.executable, os.path.abspath(__file__), "--worker", str(case), str(args.cases),
+                     "--seed", str(args.seed)] + (["--no-entropy"] if args.no_entropy else []),
+        args.cases, args.timeout, start_timeout=300)
     print(f"{args.cases} cases in {time.time() - t0:.1f} s (entropy decoding: {not args.no_entropy})")
     for name in ("ok_intact", "ok_undetected", "BitstreamError", "crash", "timeout"):
         print(f"  {name:15s} {outcomes.pop(name, 0)}")
