@@ -222,7 +222,7 @@ class StyleCodecModel(nn.Module):
     def predict_layer(self, lower: list[torch.Tensor], layer: int) -> torch.Tensor:
         """Differentiable greedy LSET means of ``layer`` [N, d] from lower contexts (as
         ``LSET.predict_missing``, which the decoder uses in float64, but with gradients)."""
-        gsz, groups = self.lset.group_size, []
+        groups = []
         for j in range(self.lset.num_groups[layer]):
             cur = [torch.cat(groups, 1)] if j else []
             m, _ = self.lset.params_for_group(list(lower) + cur, layer, j)

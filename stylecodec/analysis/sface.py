@@ -76,8 +76,6 @@ class SFaceJudge:
         """RGB uint8 (N,H,W,3) or list of (H,W,3) -> (aligned (N,112,112,3) RGB uint8,
         fell_back (N,) bool). Aligned with YuNet landmarks + ``alignCrop``; where no face is
         found, the centre square of the image is resized to 112x112 instead."""
-        import cv2
-
         crops, fell_back = [], []
         for img in _as_list(images):
             face = self.detect(img)
