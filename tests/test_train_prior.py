@@ -146,6 +146,22 @@ def test_train_writes_checkpoint_and_resume_continues(faces: Path, tmp_path: Pat
     assert main([*args, "--kimg", "0.024", "--resume", "auto", "--z-dim", "32"]) == 1  # architecture is fixed
 
 
+def test_resume_after_transfer_without_optimiser_state(faces: Path, tmp_path: Path):
+    """A checkpoint split with --drop optimisers --half and joined again resumes (Adam restarts)."""
+    from stylecodec.train.transfer import join_checkpoint, split_checkpoint
+
+    run = tmp_path / "run"
+    args = ["train", "prior", "--data", str(faces), "--out", str(run), *TINY]
+    assert main([*args, "--kimg", "0.008"]) == 0
+    ck = C.latest_checkpoint(run)
+    split_checkpoint(ck, tmp_path / "parts", drop=("optimisers",), half=True)
+    ck.unlink()
+    join_checkpoint(tmp_path / "parts", ck)
+    assert main([*args, "--kimg", "0.016", "--resume", "auto"]) == 0
+    second = C.load_checkpoint(C.latest_checkpoint(run))
+    assert second["step"] == 4 and "optimisers" in second
+
+
 def test_resolve_config_presets_and_resume_rules():
     cfg = resolve_config({"data": "d", "out": "o"}, "cpu64")
     assert (cfg.resolution, cfg.batch) == (64, 16)

@@ -166,10 +166,14 @@ class CodecTrainer:
 
     def load_state(self, ck: dict[str, Any]) -> None:
         self.model.load_state_dict(ck["model"])
-        self.opt.load_state_dict(ck["optimiser"])
+        if "optimiser" in ck:
+            self.opt.load_state_dict(ck["optimiser"])
+        elif self.info.is_main:   # dropped for transfer (stylecodec.train.transfer --drop optimiser ...)
+            print("[codec] checkpoint has no optimiser state: Adam restarts from zero moments", flush=True)
         if self.D is not None:
             self.D.load_state_dict(ck["D"])
-            self.opt_D.load_state_dict(ck["optimiser_D"])
+            if "optimiser_D" in ck:
+                self.opt_D.load_state_dict(ck["optimiser_D"])
         self.rate.load_state_dict(ck["rate"])
         self.step, self.images_seen, self.wall_time = ck["step"], ck["images_seen"], ck["wall_time"]
         self.last_val, self.sources = dict(ck.get("val", {})), dict(ck.get("sources", self.sources))

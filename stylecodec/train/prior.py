@@ -188,8 +188,11 @@ class PriorTrainer:
         self.G.load_state_dict(ck["nets"]["G"])
         self.D.load_state_dict(ck["nets"]["D"])
         self.G_ema.load_state_dict(ck["ema"])
-        self.opt_G.load_state_dict(ck["optimisers"]["G"])
-        self.opt_D.load_state_dict(ck["optimisers"]["D"])
+        if "optimisers" in ck:
+            self.opt_G.load_state_dict(ck["optimisers"]["G"])
+            self.opt_D.load_state_dict(ck["optimisers"]["D"])
+        elif self.info.is_main:   # dropped for transfer (stylecodec.train.transfer --drop optimisers)
+            print("[prior] checkpoint has no optimiser state: Adam restarts from zero moments", flush=True)
         self.pl_mean.copy_(ck["pl_mean"])
         self.step, self.images_seen, self.wall_time = ck["step"], ck["images_seen"], ck["wall_time"]
         if self.info.is_main:
