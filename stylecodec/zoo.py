@@ -14,16 +14,24 @@ Checkpoint (``torch.save`` of plain containers and tensors; read with ``weights_
      "state_dict": {name: tensor},       # G.* and E.* floats may be float16 (storage="fp16");
                                          # LSET, transforms and gains always float32
      "fingerprint": int,                 # bitstream.fingerprint(state_dict) as stored (u16)
-     "meta": {...}}                      # training record: plain str/int/float/bool/None/list/dict
+     "meta": {...},                      # training record: plain str/int/float/bool/None/list/dict
+     "heads": {...}}                     # optional analysis heads, outside the fingerprinted weights
+                                         # (stylecodec.analysis.heads; tagged with the codec fingerprint)
 
 Loading upcasts to float32, so the loaded model's fingerprint equals the stored one; a
 mismatch means a damaged file. Streams are made by models as loaded: a model still in
 training memory has another fingerprint if its checkpoint stores float16.
+
+Heads survive a load/save round trip: :func:`load_model` keeps the entry on the model
+(``model.heads_entry``) and :func:`save_model` writes it back when the saved weights still have
+the fingerprint the heads were trained for; when they do not, the heads would read another
+codec's ŷ_basic, so they are dropped with a warning (retrain them with ``stylecodec train heads``).
 """
 from __future__ import annotations
 
 import os
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -34,7 +42,7 @@ from .errors import StylecodecError
 from .model import StyleCodecModel, make_config
 
 __all__ = ["REGISTRY", "FORMAT", "VERSION", "ModelError", "ModelNotFoundError", "model_path", "save_model",
-           "load_model", "read_checkpoint", "search_dirs"]
+           "load_model", "read_checkpoint", "search_dirs", "atomic_torch_save"]
 
 FORMAT, VERSION = "stylecodec-model", 1
 REGISTRY: dict[str, str] = {"default": "default.pt"}
@@ -107,23 +115,16 @@ def _stored_state(model: StyleCodecModel, storage: str) -> dict[str, torch.Tenso
     return sd
 
 
-def save_model(model: StyleCodecModel, path: str | os.PathLike, meta: Mapping | None = None,
-               storage: str = "fp32") -> int:
-    """Write ``model`` atomically (tmp + rename); returns its fingerprint as loaded.
-    ``storage="fp16"`` halves G and E (≈ half the file); the rest stays float32."""
-    if storage not in ("fp32", "fp16"):
-        raise ValueError(f'storage must be "fp32" or "fp16", got {storage!r}')
-    sd = _stored_state(model, storage)
-    fp = fingerprint(sd)
-    ck = {"format": FORMAT, "version": VERSION, "config": _plain(model.config, "config"), "state_dict": sd,
-          "fingerprint": fp, "meta": _plain(dict(meta or {}))}
+def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
+    """``torch.save(obj)`` to ``path`` through a temporary file in the same folder and a rename,
+    so readers never see a half-written file; permissions follow the umask."""
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=folder, suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as fh:
-            torch.save(ck, fh)
+            torch.save(obj, fh)
         mask = os.umask(0)
         os.umask(mask)
         os.chmod(tmp, 0o666 & ~mask)                 # mkstemp makes 0600
@@ -132,6 +133,30 @@ def save_model(model: StyleCodecModel, path: str | os.PathLike, meta: Mapping | 
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def save_model(model: StyleCodecModel, path: str | os.PathLike, meta: Mapping | None = None,
+               storage: str = "fp32", heads: Mapping | None = None) -> int:
+    """Write ``model`` atomically (tmp + rename); returns its fingerprint as loaded.
+    ``storage="fp16"`` halves G and E (≈ half the file); the rest stays float32.
+    ``heads``: a ``ck["heads"]`` entry to store (default: ``model.heads_entry`` if the model was
+    loaded with one); kept only if its ``codec_fingerprint`` equals the saved fingerprint."""
+    if storage not in ("fp32", "fp16"):
+        raise ValueError(f'storage must be "fp32" or "fp16", got {storage!r}')
+    sd = _stored_state(model, storage)
+    fp = fingerprint(sd)
+    ck = {"format": FORMAT, "version": VERSION, "config": _plain(model.config, "config"), "state_dict": sd,
+          "fingerprint": fp, "meta": _plain(dict(meta or {}))}
+    heads = heads if heads is not None else getattr(model, "heads_entry", None)
+    if heads is not None:
+        if isinstance(heads, Mapping) and heads.get("codec_fingerprint") == fp:
+            ck["heads"] = dict(heads)
+        else:
+            warnings.warn(f"{os.fspath(path)}: analysis heads not saved: they were trained for codec "
+                          f"0x{int(heads.get('codec_fingerprint') or 0) if isinstance(heads, Mapping) else 0:04x}, "
+                          f"these weights are 0x{fp:04x}; retrain them with `stylecodec train heads`",
+                          stacklevel=2)
+    atomic_torch_save(ck, path)
     return fp
 
 
@@ -171,4 +196,5 @@ def load_model(name_or_path: str | os.PathLike = "default", device: str | torch.
     if fp != ck["fingerprint"]:
         raise ModelError(f"{path}: damaged weights (fingerprint 0x{fp:04x}, recorded 0x{ck['fingerprint']:04x})")
     model.meta, model.fingerprint, model.source = ck["meta"], fp, str(path)
+    model.heads_entry = ck.get("heads")
     return model.to(device).eval()

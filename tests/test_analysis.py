@@ -95,6 +95,21 @@ def test_heads_keep_the_codec_fingerprint(models, codec):
         load_heads(models["heads"], expected_fingerprint=codec.fingerprint ^ 1)
 
 
+def test_heads_survive_load_and_save_but_not_changed_weights(models, tmp_path):
+    model = load_model(models["heads"])
+    assert model.heads_entry is not None
+    resaved = tmp_path / "resaved.pt"
+    assert save_model(model, resaved, {"note": "re-saved"}) == model.fingerprint
+    a, b = load_heads(resaved, model.fingerprint).state_dict(), load_heads(models["heads"]).state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    with torch.no_grad():
+        next(model.lset.parameters()).add_(0.5)                  # other weights: the heads no longer fit
+    changed = tmp_path / "changed.pt"
+    with pytest.warns(UserWarning, match="analysis heads not saved"):
+        save_model(model, changed)
+    assert "heads" not in read_checkpoint(changed)
+
+
 def test_analyze_reads_only_the_basic_layer(codec, stream, tmp_path):
     _, payloads = unpack(stream)
     basic_only = extract(stream, 1)

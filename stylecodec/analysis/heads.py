@@ -21,13 +21,13 @@ checkpoint file under a top-level ``"heads"`` entry, next to (never inside) the 
                    "state_dict": {...}, "codec_fingerprint": u16, "meta": {...}}
 
 ``codec_fingerprint`` names the codec whose ŷ_basic the heads were trained on; loading them
-for another codec is refused. ``zoo.load_model`` ignores the entry; :func:`heads_for` reads it.
+for another codec is refused. ``zoo.load_model`` keeps the entry as ``model.heads_entry`` (so
+``zoo.save_model`` writes it back); :func:`heads_for` builds the heads from it.
 """
 from __future__ import annotations
 
 import json
 import os
-import tempfile
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -209,25 +209,11 @@ def save_heads_into(model_path: str | os.PathLike, heads: AnalysisHeads, out_pat
     """Write the model checkpoint ``model_path`` with ``heads`` added (replacing any) to ``out_path``
     (default: in place), atomically. The codec weights and fingerprint are copied unchanged; the
     heads are tagged with that fingerprint. Returns it."""
-    from ..zoo import read_checkpoint
+    from ..zoo import atomic_torch_save, read_checkpoint
 
     ck = read_checkpoint(model_path)
     ck["heads"] = heads_checkpoint(heads, ck["fingerprint"], meta)
-    out = os.fspath(out_path if out_path is not None else model_path)
-    folder = os.path.dirname(os.path.abspath(out))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(ck, fh)
-        mask = os.umask(0)
-        os.umask(mask)
-        os.chmod(tmp, 0o666 & ~mask)
-        os.replace(tmp, out)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomic_torch_save(ck, out_path if out_path is not None else model_path)
     return ck["fingerprint"]
 
 
@@ -264,9 +250,12 @@ def load_heads(name_or_path: str | os.PathLike, expected_fingerprint: int | None
 
 
 def heads_for(codec) -> AnalysisHeads:
-    """``codec.heads`` if set, else the heads stored in the checkpoint the codec's model was loaded
-    from (cached on the codec), on the codec's device."""
+    """``codec.heads`` if set, else the heads stored with the codec's model (``model.heads_entry``,
+    or the checkpoint it was loaded from), cached on the codec, on the codec's device."""
     heads = getattr(codec, "heads", None)
+    if heads is None and getattr(codec.model, "heads_entry", None) is not None:
+        heads = codec.heads = heads_from_entry(codec.model.heads_entry, getattr(codec.model, "source", "model"),
+                                               codec.fingerprint)
     if heads is None:
         source = getattr(codec.model, "source", None)
         if source is None:
