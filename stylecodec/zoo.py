@@ -136,11 +136,13 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
 
 
 def save_model(model: StyleCodecModel, path: str | os.PathLike, meta: Mapping | None = None,
-               storage: str = "fp32", heads: Mapping | None = None) -> int:
+               storage: str = "fp32", heads: Mapping | torch.nn.Module | None = None) -> int:
     """Write ``model`` atomically (tmp + rename); returns its fingerprint as loaded.
     ``storage="fp16"`` halves G and E (≈ half the file); the rest stays float32.
-    ``heads``: a ``ck["heads"]`` entry to store (default: ``model.heads_entry`` if the model was
-    loaded with one); kept only if its ``codec_fingerprint`` equals the saved fingerprint."""
+    ``heads``: an :class:`~stylecodec.analysis.heads.AnalysisHeads` trained on these weights (tagged
+    with their fingerprint here; its ``.meta`` goes along), or a ``ck["heads"]`` entry, kept only if
+    its ``codec_fingerprint`` equals the saved fingerprint. Default: ``model.heads_entry`` (the heads
+    the model was loaded with), under the same rule."""
     if storage not in ("fp32", "fp16"):
         raise ValueError(f'storage must be "fp32" or "fp16", got {storage!r}')
     sd = _stored_state(model, storage)
@@ -148,6 +150,10 @@ def save_model(model: StyleCodecModel, path: str | os.PathLike, meta: Mapping | 
     ck = {"format": FORMAT, "version": VERSION, "config": _plain(model.config, "config"), "state_dict": sd,
           "fingerprint": fp, "meta": _plain(dict(meta or {}))}
     heads = heads if heads is not None else getattr(model, "heads_entry", None)
+    if isinstance(heads, torch.nn.Module):
+        from .analysis.heads import heads_checkpoint
+
+        heads = heads_checkpoint(heads, fp, getattr(heads, "meta", None))
     if heads is not None:
         if isinstance(heads, Mapping) and heads.get("codec_fingerprint") == fp:
             ck["heads"] = dict(heads)

@@ -228,6 +228,42 @@ def test_finetune_keeps_g_frozen(assets, tmp_path: Path):
     assert all(torch.equal(model.state_dict()["G." + k], v) for k, v in prior.items())
 
 
+def _stub_teacher(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Landmarks that depend on the image (a grid shifted by its mean colour): learnable, no dlib."""
+    base = torch.stack(torch.meshgrid(torch.linspace(0.2, 0.8, 17), torch.linspace(0.3, 0.7, 4), indexing="xy"),
+                       -1).reshape(-1, 2)[:68]
+    shift = x.detach().float().mean((1, 2, 3))[:, None, None] * 0.1
+    return base[None] + shift, torch.ones(len(x), dtype=torch.bool)
+
+
+def test_analysis_heads_train_with_the_codec_and_are_exported(assets, tmp_path: Path, monkeypatch):
+    from stylecodec.analysis.heads import load_heads
+    from stylecodec.train import machine_heads
+
+    monkeypatch.setattr(machine_heads, "dlib_teacher", _stub_teacher)
+    run = tmp_path / "heads"
+    given = {**FAST, "mode": "finetune", "prior": assets["prior"], "model_json": assets["model_json"],
+             "data": assets["data"], "out": str(run), "heads": "analysis", "identity": "standin"}
+    assert train_codec({**given, "kimg": 0.004}) == 0
+    first = C.load_checkpoint(C.latest_checkpoint(run))
+    stats = first["stats"]
+    assert _finite(stats) and stats["Loss/basic/heads_nme"] > 0 and stats["Loss/basic/heads_identity"] > 0
+    init = machine_heads.analysis_term(load_model(run / "model.pt"), StandInIdentity())
+    lm_w = "heads.landmark_mlp.0.weight"
+    assert not torch.equal(first["heads"]["analysis." + lm_w], init.state_dict()[lm_w])   # the heads trained
+    assert bool(first["heads"]["analysis.initialised"])
+    assert train_codec({**given, "kimg": 0.006}, resume="auto") == 0                   # resumes with them
+    second = C.load_checkpoint(C.latest_checkpoint(run))
+    assert second["step"] == 3 and not torch.equal(second["heads"]["analysis." + lm_w], first["heads"]["analysis." + lm_w])
+    codec = Codec.from_pretrained(run / "model.pt")
+    heads = load_heads(run / "model.pt", codec.fingerprint)                            # tagged with this codec
+    assert heads.meta["steps"] == 3
+    assert torch.equal(heads.state_dict()["landmark_mlp.0.weight"], second["heads"]["analysis." + lm_w])
+    face = Image.open(Path(assets["data"]) / "000.png")
+    res = codec.analyze(codec.compress(face))
+    assert res["landmarks"].shape == (68, 2) and np.isfinite(res["landmarks"]).all()
+
+
 def test_sigint_saves_and_stops(assets, tmp_path: Path, monkeypatch):
     run = tmp_path / "sig"
     orig = CodecTrainer.train_step

@@ -135,7 +135,9 @@ _CODEC_OPTIONS = [  # (flag, type, help); every default is None = "from the pres
     ("--identity", str, "identity network: facenet, standin, auto (facenet if cached) or none"),
     ("--id-size", int, "identity network input side (FaceNet is trained at 160)"),
     ("--perceptual", str, "LPIPS trunk: alex, vgg or none"),
-    ("--heads", str, "comma-separated registered machine heads for D_machine ('' = none)"),
+    ("--heads", str, "machine heads trained with the codec on the basic layer (D_machine): 'analysis' = landmarks (dlib "
+                "teacher) + identity (facenet teacher), exported into model.pt for `stylecodec analyze`; '' = none "
+                "(presets: analysis)"),
     ("--target-bpp", float, "default quality's whole file in bpp (0 = no rate control)"),
     ("--target-bytes", int, "default quality's whole file in bytes (overrides --target-bpp)"),
     ("--rate-margin", float, "aim the default quality's mean file this many bytes under the target"),

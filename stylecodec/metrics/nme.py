@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["nme_per_image", "mean_nme", "inter_ocular", "LEFT_EYE_OUTER", "RIGHT_EYE_OUTER"]
+__all__ = ["nme_per_image", "mean_nme", "inter_ocular", "landmark_nme", "LEFT_EYE_OUTER", "RIGHT_EYE_OUTER"]
 
 LEFT_EYE_OUTER, RIGHT_EYE_OUTER = 36, 45
 
@@ -51,3 +51,14 @@ def mean_nme(pred, ref) -> float:
     if not ok.any():
         raise ValueError("no image has a finite landmark prediction")
     return float(per[ok].mean())
+
+
+def landmark_nme(pred, ref, mask=None):
+    """Differentiable mean NME (torch) of pred vs ref landmarks [N, 68, 2] over the images where
+    ``mask`` [N] (bool) is set (all when None); 0 when none is. For training losses."""
+    iod = (ref[:, LEFT_EYE_OUTER] - ref[:, RIGHT_EYE_OUTER]).norm(dim=-1).clamp_min(1e-6)
+    per = (pred - ref).norm(dim=-1).mean(1) / iod
+    if mask is None:
+        return per.mean()
+    m = mask.to(per.dtype)
+    return (per * m).sum() / m.sum().clamp_min(1.0)

@@ -99,8 +99,11 @@ class CodecTrainer:
             getattr(syn, f"b{res}").use_fp16 = False  # training: bf16 autocast instead of fp16 blocks
         _autocast_forward(self.model.E, self.dev, self.amp)
         _autocast_forward(self.model.G.synthesis, self.dev, self.amp)
+        identity = build_identity(cfg.identity, self.dev, cfg.id_size, log=log)
+        self.heads = torch.nn.ModuleDict({h: MACHINE_HEADS[h](self.model, identity).to(self.dev)
+                                          for h in filter(None, cfg.heads.split(","))})
         codec_params = [p for n, p in self.model.named_parameters() if not n.startswith("G.")]
-        groups = [{"params": codec_params, "lr": cfg.lr, "betas": (0.9, 0.99)}]
+        groups = [{"params": codec_params + list(self.heads.parameters()), "lr": cfg.lr, "betas": (0.9, 0.99)}]
         if joint:
             groups.append({"params": list(self.model.G.synthesis.parameters()), "lr": cfg.g_lr, "betas": (0.0, 0.99)})
         self.params = [p for g in groups for p in g["params"]]
@@ -108,9 +111,8 @@ class CodecTrainer:
         self.D = self.opt_D = None
         if cfg.adv_weight > 0:
             self._build_discriminator()
-        identity = build_identity(cfg.identity, self.dev, cfg.id_size, log=log)
-        heads = tuple(MACHINE_HEADS[h](self.model) for h in filter(None, cfg.heads.split(",")))
-        self.objective = CodecObjective(cfg.loss_weights(), self.Q, self.R, identity, cfg.perceptual, heads, self.amp)
+        self.objective = CodecObjective(cfg.loss_weights(), self.Q, self.R, identity, cfg.perceptual,
+                                        tuple(self.heads.values()), self.amp)
         target = cfg.target_bytes if cfg.target_bytes is not None else (
             int(cfg.target_bpp * self.R * self.R / 8) if cfg.target_bpp > 0 else None)
         self.rate = RateController(target, cfg.rate_control if target is not None else 0.0,
@@ -122,6 +124,7 @@ class CodecTrainer:
         else:
             C.seed_everything(cfg.seed + 7919 * info.rank)
         C.broadcast_module(self.model, info)
+        C.broadcast_module(self.heads, info)
         if self.D is not None:
             C.broadcast_module(self.D, info)
         self.set_train(True)
@@ -150,6 +153,7 @@ class CodecTrainer:
     def set_train(self, flag: bool) -> None:
         """Train mode for the trained parts; a frozen G (and always the mapping net) stays in eval."""
         self.model.train(flag)
+        self.heads.train(flag)
         if self.cfg.mode != "joint":
             self.model.G.eval()
         self.model.G.mapping.eval()
@@ -159,13 +163,14 @@ class CodecTrainer:
         s = {"kind": "stylecodec.codec", "step": self.step, "images_seen": self.images_seen,
              "wall_time": self.wall_time, "model": self.model.state_dict(), "optimiser": self.opt.state_dict(),
              "rate": self.rate.state_dict(), "rng": C.rng_state(), "config": asdict(self.cfg), "stats": stats,
-             "val": self.last_val, "sources": self.sources}
+             "val": self.last_val, "sources": self.sources, "heads": self.heads.state_dict()}
         if self.D is not None:
             s.update(D=self.D.state_dict(), optimiser_D=self.opt_D.state_dict())
         return s
 
     def load_state(self, ck: dict[str, Any]) -> None:
         self.model.load_state_dict(ck["model"])
+        self.heads.load_state_dict(ck.get("heads", {}))
         if "optimiser" in ck:
             self.opt.load_state_dict(ck["optimiser"])
         elif self.info.is_main:   # dropped for transfer (stylecodec.train.transfer --drop optimiser ...)
@@ -199,13 +204,17 @@ class CodecTrainer:
                 "validation": self.last_val, "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
 
     def export(self, data_record: dict[str, Any]) -> Path | None:
-        """Write RUN_DIR/model.pt (zoo format, meta = training record) and model.json (rank 0)."""
+        """Write RUN_DIR/model.pt (zoo format, meta = training record; with the ``analysis`` heads
+        when they trained along) and model.json (rank 0)."""
         if not self.info.is_main:
             return None
         from ..zoo import save_model
 
         meta = self.training_record(data_record)
-        meta["fingerprint"] = save_model(self.model, self.out / "model.pt", meta)
+        heads = self.heads["analysis"].heads if "analysis" in self.heads else None
+        if heads is not None:
+            heads.meta = {"trainer": f"stylecodec train codec ({self.cfg.mode}, D_machine term)", "steps": self.step}
+        meta["fingerprint"] = save_model(self.model, self.out / "model.pt", meta, heads=heads)
         (self.out / "model.json").write_text(json.dumps(meta, indent=2) + "\n")
         return self.out / "model.pt"
 
@@ -279,6 +288,7 @@ class CodecTrainer:
             stats["Loss/adv/G"] = g_adv.detach()
         loss.backward()
         C.sync_grads(model, self.info)
+        C.sync_grads(self.heads, self.info)
         if cfg.grad_clip > 0:
             stats["Grad/norm"] = torch.nn.utils.clip_grad_norm_(self.params, cfg.grad_clip).detach()
         self.opt.step()

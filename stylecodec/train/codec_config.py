@@ -41,9 +41,9 @@ CPU_MODEL: dict[str, Any] = {
 PRESET_MODELS: dict[str, dict[str, Any]] = {"cpu": CPU_MODEL, "gpu256": {}}
 PRESETS: dict[str, dict[str, Any]] = {
     "cpu": dict(batch=4, kimg=20.0, log_every=10, val_every=250, snap_every=250, ckpt_every=250, val_images=16,
-                coder_images=4, id_size=128, prefix_probs="1,1,1"),
+                coder_images=4, id_size=128, prefix_probs="1,1,1", heads="analysis"),
     "gpu256": dict(batch=32, kimg=4000.0, log_every=50, val_every=1000, snap_every=1000, ckpt_every=1000,
-                   val_images=64, coder_images=16),
+                   val_images=64, coder_images=16, heads="analysis"),
 }
 # Options that may change when a run is resumed; all others must match the checkpoint.
 RUN_CONTROL = {"data", "val_data", "out", "kimg", "keep", "device", "precision", "workers", "max_minutes",

@@ -33,9 +33,10 @@ import torch
 
 from ..analysis.heads import INPUTS, AnalysisHeads, decoded_inputs, save_heads_into
 from ..errors import StylecodecError
+from ..metrics.nme import landmark_nme
 from . import common as C
 
-__all__ = ["HeadsConfig", "DEFAULTS", "RUN_CONTROL", "resolve_config", "landmark_nme", "HeadsTrainer",
+__all__ = ["HeadsConfig", "DEFAULTS", "RUN_CONTROL", "resolve_config", "HeadsTrainer",
            "encode_latents", "train_heads"]
 
 DEFAULTS: dict[str, Any] = dict(
@@ -105,16 +106,6 @@ def resolve_config(given: dict[str, Any], checkpoint_config: dict[str, Any] | No
     config = HeadsConfig(**{k: v for k, v in cfg.items() if k in known})
     config.validate()
     return config
-
-
-def landmark_nme(pred: torch.Tensor, ref: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-    """Mean NME of [N, 68, 2] landmarks vs the reference (inter-ocular = points 36-45), over ``mask``."""
-    iod = (ref[:, 36] - ref[:, 45]).norm(dim=-1).clamp_min(1e-6)
-    per = (pred - ref).norm(dim=-1).mean(1) / iod
-    if mask is None:
-        return per.mean()
-    m = mask.float()
-    return (per * m).sum() / m.sum().clamp_min(1.0)
 
 
 @torch.no_grad()

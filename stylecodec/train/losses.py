@@ -13,8 +13,9 @@ predictions), and m[q] the rate multiplier of quality q::
 ``c`` the rate controller's scale (see ``stylecodec.train.codec``) and f the identity network
 (FaceNet, or a fixed random stand-in for tests). Gain units: m[q] = ratio^(Q−1−q), so the
 highest quality (the default one) has the smallest rate weight. Machine heads are pluggable:
-register a factory in :data:`MACHINE_HEADS`; each head is called as ``head(out, x)`` and
-returns {name: scalar loss}. :class:`RateController` sets c so that the default quality's whole
+:data:`MACHINE_HEADS` maps a name to ``factory(model, identity) -> module``; each head is called
+as ``head(out, x)`` and returns {name: scalar loss}; its parameters train with the codec's
+(:mod:`stylecodec.train.machine_heads`; ``analysis`` = the landmark + identity heads). :class:`RateController` sets c so that the default quality's whole
 file (container + payload) lands at a byte target.
 """
 from __future__ import annotations
@@ -30,6 +31,7 @@ from torch import nn
 from ..errors import StylecodecError
 from ..layers import LAYER_NAMES
 from ..model import StyleCodecModel
+from .machine_heads import analysis_term
 
 __all__ = ["LossWeights", "CodecObjective", "RateController", "StandInIdentity", "IdentityNet", "build_identity",
            "MACHINE_HEADS", "rate_multipliers", "IDENTITY_NETS", "PERCEPTUAL_NETS", "CONTAINER_BYTES"]
@@ -37,8 +39,8 @@ __all__ = ["LossWeights", "CodecObjective", "RateController", "StandInIdentity",
 IDENTITY_NETS = ("facenet", "standin", "auto", "none")
 PERCEPTUAL_NETS = ("alex", "vgg", "none")
 CONTAINER_BYTES = 7 + 2 * len(LAYER_NAMES)      # bitstream header + (length, CRC) per layer under 128 B
-# name -> factory(model) -> head(out, x) -> {name: scalar loss}; D_machine terms of the basic layer.
-MACHINE_HEADS: dict[str, Callable] = {}
+# name -> factory(model, identity) -> head module; head(out, x) -> {name: scalar loss}: D_machine terms.
+MACHINE_HEADS: dict[str, Callable] = {"analysis": analysis_term}
 
 
 @dataclass
