@@ -162,6 +162,24 @@ def test_dlib_68_points_on_lfw_face(landmarks, lfw_dir):
     assert left_eye[0] < right_eye[0] and pts[30, 1] > left_eye[1]   # eyes above the nose tip
 
 
+def test_dlib_detect_size_shortcut_and_training_teacher(landmarks, lfw_dir):
+    """The codec trainer's teacher detects on a small copy: same face, nearly the same points."""
+    import torch
+
+    from stylecodec.metrics.nme import nme_per_image
+    from stylecodec.train.machine_heads import dlib_teacher
+
+    img = np.array(_read(lfw_dir / "Aaron_Eckhart_0001.jpg"))
+    r = img.shape[0]
+    full, ok_full = landmarks.dlib_landmarks68(img, upsample=0)
+    fast, ok_fast = landmarks.dlib_landmarks68(img, upsample=0, detect_size=r * 3 // 4)
+    assert ok_full and ok_fast and float(nme_per_image(fast, full)[0]) < 0.05
+    x = torch.from_numpy(img).permute(2, 0, 1)[None].float() / 127.5 - 1
+    lm, found = dlib_teacher(torch.cat([x, torch.zeros_like(x)]), detect_size=r * 3 // 4)
+    assert lm.shape == (2, 68, 2) and found.tolist() == [True, False]
+    assert np.allclose(lm[0].numpy() * r - 0.5, fast, atol=1e-4)
+
+
 def test_dlib_flags_noise(landmarks):
     noise = np.random.default_rng(1).integers(0, 256, (150, 150, 3), dtype=np.uint8)
     pts, found = landmarks.dlib_landmarks68(noise)

@@ -12,8 +12,8 @@ of ``stylecodec analyze`` on ŷ_basic (``out["y_hat"][0]``, the synthesis input 
 after the basic layer), with teachers computed on the fly from x (so it works on generated
 faces too and needs no label cache):
 
-- landmarks: dlib 68 points of x (detector without upsampling; faces dlib does not find are left
-  out), loss = inter-ocular NME;
+- landmarks: dlib 68 points of x (detector without upsampling, on a copy at most 128 px wide;
+  faces dlib does not find are left out), loss = inter-ocular NME;
 - identity: the objective's identity network on x (facenet CASIA-WebFace), loss = 1 − cos.
 
 The trained heads are exported into RUN_DIR/model.pt (``ck["heads"]``), so ``stylecodec analyze``
@@ -34,14 +34,16 @@ __all__ = ["AnalysisHeadsTerm", "dlib_teacher", "analysis_term"]
 
 
 @torch.no_grad()
-def dlib_teacher(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def dlib_teacher(x: torch.Tensor, detect_size: int = 128) -> tuple[torch.Tensor, torch.Tensor]:
     """dlib 68 points of images x [N, 3, R, R] in [-1, 1]: (landmarks [N, 68, 2] normalised to
-    [0, 1] as (p + 0.5) / R, found bool [N]) on x's device."""
+    [0, 1] as (p + 0.5) / R, found bool [N]) on x's device. The face detector runs on a copy at
+    most ``detect_size`` pixels wide (the shape predictor on the full image): it runs on the CPU,
+    once per training image, so it must be cheap."""
     from ..analysis.landmarks import dlib_landmarks68
 
     r = x.shape[-1]
     imgs = ((x.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
-    res = [dlib_landmarks68(im, upsample=0) for im in imgs]
+    res = [dlib_landmarks68(im, upsample=0, detect_size=detect_size) for im in imgs]
     lm = torch.from_numpy((np.stack([p for p, _ in res]) + 0.5) / r).float()
     return lm.to(x.device), torch.tensor([ok for _, ok in res], device=x.device)
 
