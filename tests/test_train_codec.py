@@ -21,7 +21,7 @@ from stylecodec.model import tiny_config
 from stylecodec.train import common as C
 from stylecodec.train.codec import CONTAINER_BYTES, CodecTrainer, RateController, resolve_config, train_codec
 from stylecodec.train.losses import CodecObjective, LossWeights, StandInIdentity, build_identity, rate_multipliers
-from stylecodec.zoo import load_model
+from stylecodec.zoo import load_model, read_checkpoint
 
 # Final validation only (val_every is large), 2 images, the real coder on 1.
 FAST = dict(batch=2, val_count=3, val_images=2, coder_images=1, val_every=1000, log_every=1, snap_every=1000,
@@ -189,6 +189,9 @@ def test_pretrain_encoder_checkpoints_resumes_and_exports(assets, tmp_path: Path
     assert meta["steps"] == 3 and meta["images_seen"] == 6 and meta["mode"] == "pretrain-encoder"
     assert meta["hardware"]["device"] == "cpu" and meta["config"]["model_config"]["resolution"] == 64
     assert meta["sources"]["prior"] == assets["prior"] and "split_rule" in meta["data"]
+    stored = read_checkpoint(run / "model.pt")["state_dict"]                 # default storage: G and E halved
+    assert meta["storage"] == "fp16" and stored["G.synthesis.b4.conv1.weight"].dtype == torch.float16
+    assert stored["gain"].dtype == stored["inv_gain"].dtype == torch.float32                 # coding parameters exact
     codec = Codec(model)
     face = Image.open(Path(assets["data"]) / "000.png")
     data = codec.compress(face)
@@ -218,7 +221,7 @@ def test_joint_with_adversarial_trains_g_and_resumes(assets, tmp_path: Path):
 def test_finetune_keeps_g_frozen(assets, tmp_path: Path):
     run = tmp_path / "ft"
     given = {**FAST, "mode": "finetune", "prior": assets["prior"], "model_json": assets["model_json"],
-             "data": assets["data"], "out": str(run), "kimg": 0.004, "quant": "ste"}
+             "data": assets["data"], "out": str(run), "kimg": 0.004, "quant": "ste", "storage": "fp32"}
     assert train_codec(given) == 0
     ck = C.load_checkpoint(C.latest_checkpoint(run))
     prior = torch.load(assets["prior"], weights_only=True)["state_dict"]

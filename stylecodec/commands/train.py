@@ -161,6 +161,8 @@ _CODEC_OPTIONS = [  # (flag, type, help); every default is None = "from the pres
     ("--seed", int, "random seed"),
     ("--workers", int, "data-loader processes per rank (default: spare CPUs, at most 8)"),
     ("--max-minutes", float, "stop (checkpoint + model.pt) after this many minutes of this invocation"),
+    ("--storage", str, "model.pt stores G and E as fp16 (default: half the file; streams are made by the "
+                       "model as loaded) or fp32"),
 ]
 
 

@@ -214,7 +214,9 @@ class CodecTrainer:
         heads = self.heads["analysis"].heads if "analysis" in self.heads else None
         if heads is not None:
             heads.meta = {"trainer": f"stylecodec train codec ({self.cfg.mode}, D_machine term)", "steps": self.step}
-        meta["fingerprint"] = save_model(self.model, self.out / "model.pt", meta, heads=heads)
+        meta["storage"] = self.cfg.storage
+        meta["fingerprint"] = save_model(self.model, self.out / "model.pt", meta, storage=self.cfg.storage,
+                                         heads=heads)
         (self.out / "model.json").write_text(json.dumps(meta, indent=2) + "\n")
         return self.out / "model.pt"
 

@@ -28,7 +28,7 @@ DEFAULTS: dict[str, Any] = dict(
     style_mixing=0.5, heads="", prefix_probs="", threads=None, val_count=1000, val_images=32, coder_images=4,
     val_every=500, coder_every=4,
     log_every=20, snap_every=500, ckpt_every=500, keep=2, seed=0, device="auto", precision="auto", workers=None,
-    max_minutes=None, xflip=True)
+    max_minutes=None, xflip=True, storage="fp16")
 
 # Slim 256² model for 2 CPU cores: 128 channels up to 32², then 64/32/16 at 64²/128²/256².
 CPU_MODEL: dict[str, Any] = {
@@ -46,7 +46,7 @@ PRESETS: dict[str, dict[str, Any]] = {
                    val_images=64, coder_images=16, heads="analysis"),
 }
 # Options that may change when a run is resumed; all others must match the checkpoint.
-RUN_CONTROL = {"data", "val_data", "out", "kimg", "keep", "device", "precision", "workers", "max_minutes",
+RUN_CONTROL = {"data", "val_data", "out", "kimg", "keep", "device", "precision", "workers", "max_minutes", "storage",
                "log_every", "val_every", "snap_every", "ckpt_every", "coder_every", "val_images", "coder_images",
                "preset", "threads"}
 _ARCH = ("model_json", "resolution", "channel_base", "channel_max", "z_dim", "w_dim", "map_layers", "backbone",
@@ -126,9 +126,12 @@ class CodecConfig:
     workers: int | None
     max_minutes: float | None
     xflip: bool
+    storage: str = "fp16"
     preset: str | None = None
 
     def validate(self) -> None:
+        if self.storage not in ("fp16", "fp32"):
+            raise StylecodecError(f"--storage must be fp16 or fp32, got {self.storage!r}")
         if self.mode not in MODES:
             raise StylecodecError(f"unknown --mode {self.mode!r}; choose from {', '.join(MODES)}")
         if self.mode != "joint" and not (self.prior or self.init or self.model_config):
