@@ -361,6 +361,17 @@ class StopSignal:
             signal.signal(s, h)
         self._old.clear()
 
+    def check(self, elapsed_s: float, max_minutes: float | None, info: "DistInfo | None" = None) -> tuple[int, str] | None:
+        """(exit status, reason) when the loop must stop -- a signal (130 SIGINT, 143 SIGTERM) or
+        ``elapsed_s`` past ``max_minutes`` -- else None. With ``info`` every rank stops together."""
+        over_time = max_minutes is not None and elapsed_s > max_minutes * 60
+        flag = bool(self.requested) or over_time
+        if not (any_rank(flag, info) if info is not None else flag):
+            return None
+        if self.requested:
+            return (130 if self.requested == "SIGINT" else 143), self.requested
+        return 0, f"time limit ({max_minutes} min)" if over_time else "stopped on another rank"
+
 
 class Timer:
     """Seconds since construction plus an offset (wall time carried over from earlier runs)."""

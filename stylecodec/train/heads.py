@@ -246,11 +246,9 @@ class HeadsTrainer:
         try:
             with C.StopSignal() as stop:
                 while self.step < cfg.steps:
-                    if stop.requested:
-                        status, reason = (130 if stop.requested == "SIGINT" else 143), stop.requested
-                        break
-                    if cfg.max_minutes is not None and session() > cfg.max_minutes * 60:
-                        reason = f"time limit ({cfg.max_minutes} min)"
+                    halt = stop.check(session(), cfg.max_minutes, self.info)
+                    if halt is not None:
+                        status, reason = halt
                         break
                     for k, v in self.train_step().items():
                         a = acc.setdefault(k, [0.0, 0])

@@ -329,12 +329,9 @@ class PriorTrainer:
         try:
             with C.StopSignal() as stop:
                 while self.images_seen < total:
-                    over_time = cfg.max_minutes is not None and session() > cfg.max_minutes * 60
-                    if C.any_rank(bool(stop.requested) or over_time, info):
-                        if stop.requested:
-                            status, reason = (130 if stop.requested == "SIGINT" else 143), stop.requested
-                        else:
-                            reason = f"time limit ({cfg.max_minutes} min)"
+                    halt = stop.check(session(), cfg.max_minutes, info)
+                    if halt is not None:
+                        status, reason = halt
                         break
                     stats = self.train_step(next(batches))
                     bar.update(cfg.batch)
