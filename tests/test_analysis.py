@@ -198,6 +198,29 @@ def test_verify_lfw_end_to_end(detectors, teachers, models, shared_dir, capsys):
 
 
 @pytest.mark.assets
+@pytest.mark.shared
+def test_harness_lfw_entries_share_the_verify_lfw_pieces(detectors, codec, shared_dir, tmp_path):
+    from stylecodec.anchors import AnchorError, get_anchor
+    from stylecodec.eval.lfw import run_lfw, select_pairs
+    from stylecodec.metrics.verification import default_pairs_csv, read_pairs
+
+    try:
+        get_anchor("vvc").check_available()
+    except AnchorError as e:
+        pytest.skip(str(e))
+    res = run_lfw(codec, tmp_path, n_pairs=4, quality=0, progress=False)
+    assert res["n_pairs"] == 4 and [e["codec"] for e in res["entries"]] == ["original", "aligned", "stylecodec-basic",
+                                                                               "vvc"]
+    basic, vvc = res["entries"][2], res["entries"][3]
+    assert 0 < basic["bpp"] < basic["bpp_other"] and vvc["bpp"] >= vvc["bpp_other"] > 0
+    assert all(0 <= e["accuracy"] <= 1 for e in res["entries"])
+    all_pairs = read_pairs(default_pairs_csv())
+    f0, f1 = sorted({p.fold for p in all_pairs})[:2]
+    assert [(p.fold, p.same) for p in select_pairs(all_pairs, 4)] == [(f0, True), (f0, False), (f1, True), (f1, False)]
+    assert run_lfw(codec, tmp_path, n_pairs=4, quality=0, progress=False) == res          # reused, not recomputed
+
+
+@pytest.mark.assets
 def test_teacher_labels_cache_round_trip(teachers, tmp_path, monkeypatch):
     from stylecodec.analysis import teacher
 

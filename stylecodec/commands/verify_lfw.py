@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..eval.lfw import CodedFaces, pixel_embedder, select_pairs
 from ._files import LAYER_CHOICES
 
 JUDGES = ("sface", "facenet", "head")
@@ -43,80 +44,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="pairs csv (default: ../shared/data/lfw_pairs.csv; images in lfw/ beside it)")
     parser.add_argument("--device", default="cpu", help="device for the networks (default: cpu)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
-
-
-def select_pairs(pairs: list, n: int | None) -> list:
-    """The first ``n`` pairs taken round-robin over the (fold, same) groups, in csv order."""
-    if n is None or n >= len(pairs):
-        return list(pairs)
-    groups: dict = {}
-    for p in pairs:
-        groups.setdefault((p.fold, not p.same), []).append(p)
-    keys, out, i = sorted(groups), [], 0
-    while len(out) < n:
-        for k in keys:
-            if i < len(groups[k]) and len(out) < n:
-                out.append(groups[k][i])
-        i += 1
-    return out
-
-
-class CodedFaces:
-    """uint8 face -> aligned -> stream cut to ``n_layers`` (-> decoded uint8); keeps the bpp of each.
-    With a ``bpp`` target that no quality meets, the lowest quality is used (counted in ``over_budget``)."""
-
-    def __init__(self, codec, n_layers: int, quality: int | None, bpp: float | None):
-        self.codec, self.n_layers, self.quality, self.bpp = codec, n_layers, quality, bpp
-        self.bpps: list[float] = []
-        self.fallbacks = self.over_budget = 0
-
-    def aligned(self, img: np.ndarray) -> np.ndarray:
-        from ..align import NoFaceError, align
-        from ..codec import centre_square
-
-        try:
-            return align(img, self.codec.resolution)[0].image
-        except NoFaceError:
-            from PIL import Image
-
-            self.fallbacks += 1
-            return np.asarray(centre_square(Image.fromarray(img), self.codec.resolution))
-
-    def stream(self, img: np.ndarray) -> bytes:
-        from ..bitstream import extract, unpack
-
-        from ..errors import StylecodecError
-
-        face = self.aligned(img)
-        try:
-            data = self.codec.compress(face, quality=self.quality, bpp=self.bpp)
-        except StylecodecError:
-            if self.bpp is None:
-                raise
-            self.over_budget += 1                   # no quality fits the target: the lowest one
-            data = self.codec.compress(face, quality=self.codec.quality_range[0])
-        if len(unpack(data)[1]) > self.n_layers:
-            data = extract(data, self.n_layers)
-        self.bpps.append(8.0 * len(data) / self.codec.resolution ** 2)
-        return data
-
-    def __call__(self, img: np.ndarray) -> np.ndarray:
-        return self.codec.decompress(self.stream(img), layers=self.n_layers, output="array")
-
-
-def _pixel_embedder(judge: str):
-    from ..metrics.identity import embed
-
-    def embed_fn(images: list) -> np.ndarray:
-        out = np.zeros((len(images), 128 if judge == "sface" else 512), np.float32)
-        shapes: dict = {}
-        for i, img in enumerate(images):
-            shapes.setdefault(img.shape, []).append(i)
-        for idx in shapes.values():
-            out[idx] = embed(np.stack([images[i] for i in idx]), judge=judge)
-        return out
-
-    return embed_fn
 
 
 def verify_lfw(codec, layers: str, judge: str = "sface", both: bool = False, limit_pairs: int | None = None,
@@ -142,7 +69,7 @@ def verify_lfw(codec, layers: str, judge: str = "sface", both: bool = False, lim
                                pairs, csv_path.parent / "lfw", progress=progress)
         both = True
     else:
-        res = lfw_verification(_pixel_embedder(judge), pairs, csv_path.parent / "lfw", transform_a=coder,
+        res = lfw_verification(pixel_embedder(judge), pairs, csv_path.parent / "lfw", transform_a=coder,
                                transform_b=coder if both else None, progress=progress)
     return {"judge": judge, "layers": layers, "both": both, "pairs": res.n_pairs,
             "accuracy_mean": res.mean, "accuracy_std": res.std, "fold_accuracy": res.fold_accuracy,

@@ -1,153 +1,169 @@
-"""LFW 10-fold verification on decoded base-layer faces (SFace judge, never a training network).
+"""LFW verification with coded faces: the pieces ``stylecodec verify-lfw`` and the harness share.
 
-One image of each pair (``image_a``) is replaced by its decoded version; the other stays the
-original LFW crop. Entries: the original images; the aligned R x R face without coding (the
-effect of alignment/resizing alone); stylecodec's basic layer alone (the machine stream:
-header + basic layer) at a quality or a per-image rate target; VVC at its floor (QP 63) on the
-same aligned face. LFW faces are aligned with ``stylecodec.align.align`` when that function
-exists, else resized (centre square, Lanczos); the report names which.
-``n_pairs`` takes the first n/20 same and n/20 different pairs of each of the 10 folds.
+- :func:`select_pairs`: the first n pairs, round-robin over the (fold, same/different) groups;
+- :class:`CodedFaces`: LFW image -> aligned R x R face (:func:`stylecodec.align.align`, the step
+  ``compress --align on`` uses; centre square where no face is found, counted) -> stream
+  (quality or per-image bpp target) cut to n layers -> decoded face; records the bpp;
+- :func:`pixel_embedder`: a pixel judge (sface or facenet) over images of mixed sizes;
+- :func:`run_lfw`: the harness entries (SFace judge, never a training network): one image of each
+  pair (``image_a``) replaced by the original, the aligned face without coding (the effect of
+  alignment/resizing alone), stylecodec's basic layer alone (header + basic layer: the machine
+  stream) and VVC at its floor (QP 63) on the same aligned face.
 """
 from __future__ import annotations
 
-import math
 import os
 from pathlib import Path
 
 import numpy as np
 
-from .coding import face_latents, fit_quality
 from .common import read_json, write_json
 
-__all__ = ["limit_pairs", "lfw_align", "run_lfw"]
+__all__ = ["select_pairs", "CodedFaces", "pixel_embedder", "run_lfw", "ALIGN_NAME"]
+
+ALIGN_NAME = "stylecodec.align.align (5-point similarity alignment to the UTKFace layout; centre square without a face)"
 
 
-def limit_pairs(pairs: list, n: int | None) -> list:
-    """About ``n`` pairs, balanced over folds and same/different, in csv order."""
-    if not n or n >= len(pairs):
+def select_pairs(pairs: list, n: int | None) -> list:
+    """The first ``n`` pairs taken round-robin over the (fold, same) groups, in csv order."""
+    if n is None or n >= len(pairs):
         return list(pairs)
-    folds = sorted({p.fold for p in pairs})
-    k = max(1, math.ceil(n / (2 * len(folds))))
-    out = []
-    for f in folds:
-        for same in (True, False):
-            out += [p for p in pairs if p.fold == f and p.same == same][:k]
+    groups: dict = {}
+    for p in pairs:
+        groups.setdefault((p.fold, not p.same), []).append(p)
+    keys, out, i = sorted(groups), [], 0
+    while len(out) < n:
+        for k in keys:
+            if i < len(groups[k]) and len(out) < n:
+                out.append(groups[k][i])
+        i += 1
     return out
 
 
-def lfw_align():
-    """(align(PIL image, size) -> PIL image, description): stylecodec.align's FaceAligner("on")
-    when that module exists (faces it cannot find fall back to resizing, counted), else resizing."""
-    from ..codec import centre_square
+class CodedFaces:
+    """uint8 face -> aligned -> stream cut to ``n_layers`` (-> decoded uint8); keeps the bpp of each
+    cut stream (``bpps``) and of the whole file (``file_bpps``). With a ``bpp`` target that no
+    quality meets, the lowest quality is used (counted in ``over_budget``). Aligned faces are
+    cached by content, so several entries of one run align each image once."""
 
-    try:
-        from ..align import FaceAligner
-    except ImportError:
-        return centre_square, "resize (centre square, Lanczos): stylecodec.align is not available"
-    return FaceAligner("on"), "stylecodec.align.FaceAligner('on') (5-point similarity alignment to the UTKFace layout)"
+    def __init__(self, codec, n_layers: int, quality: int | None, bpp: float | None):
+        self.codec, self.n_layers, self.quality, self.bpp = codec, n_layers, quality, bpp
+        self.bpps: list[float] = []
+        self.file_bpps: list[float] = []
+        self.fallbacks = self.over_budget = 0
+        self._aligned: dict[int, np.ndarray] = {}
+
+    def aligned(self, img: np.ndarray) -> np.ndarray:
+        from ..align import NoFaceError, align
+        from ..codec import centre_square
+
+        key = hash((img.shape, img.tobytes()))
+        if key not in self._aligned:
+            try:
+                self._aligned[key] = align(img, self.codec.resolution)[0].image
+            except NoFaceError:
+                from PIL import Image
+
+                self.fallbacks += 1
+                self._aligned[key] = np.asarray(centre_square(Image.fromarray(img), self.codec.resolution))
+        return self._aligned[key]
+
+    def stream(self, img: np.ndarray) -> bytes:
+        from ..bitstream import extract, unpack
+        from ..errors import StylecodecError
+
+        face = self.aligned(img)
+        try:
+            data = self.codec.compress(face, quality=self.quality, bpp=self.bpp)
+        except StylecodecError:
+            if self.bpp is None:
+                raise
+            self.over_budget += 1                   # no quality fits the target: the lowest one
+            data = self.codec.compress(face, quality=self.codec.quality_range[0])
+        r2 = self.codec.resolution ** 2
+        self.file_bpps.append(8.0 * len(data) / r2)
+        if len(unpack(data)[1]) > self.n_layers:
+            data = extract(data, self.n_layers)
+        self.bpps.append(8.0 * len(data) / r2)
+        return data
+
+    def __call__(self, img: np.ndarray) -> np.ndarray:
+        return self.codec.decompress(self.stream(img), layers=self.n_layers, output="array")
 
 
-_EMB_CACHE: dict[tuple, np.ndarray] = {}
-
-
-def _embed(images) -> np.ndarray:
-    """SFace embeddings, one image at a time (sizes differ); identical images are embedded once."""
-    import warnings
-
+def pixel_embedder(judge: str, cache: bool = False):
+    """images (list of HxWx3 uint8, sizes may differ) -> embeddings [N, d] of ``judge`` (sface 128-d,
+    facenet 512-d). ``cache``: identical images are embedded once (the uncoded side of the pairs
+    recurs in every entry of a run)."""
     from ..metrics.identity import embed
 
-    out = []
-    for im in images:
-        im = np.ascontiguousarray(im)
-        key = (im.shape, hash(im.tobytes()))
-        if key not in _EMB_CACHE:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                _EMB_CACHE[key] = embed(im[None], "sface")[0]
-        out.append(_EMB_CACHE[key])
-    return np.stack(out)
+    memo: dict[int, np.ndarray] = {}
+
+    def embed_fn(images: list) -> np.ndarray:
+        out = np.zeros((len(images), 128 if judge == "sface" else 512), np.float32)
+        keys = [hash((im.shape, np.ascontiguousarray(im).tobytes())) if cache else i for i, im in enumerate(images)]
+        shapes: dict = {}
+        for i, (img, k) in enumerate(zip(images, keys)):
+            if not (cache and k in memo):
+                shapes.setdefault(img.shape, []).append(i)
+        for idx in shapes.values():
+            emb = embed(np.stack([images[i] for i in idx]), judge=judge)
+            for i, e in zip(idx, emb):
+                out[i] = e
+                if cache:
+                    memo[keys[i]] = e
+        if cache:
+            for i, k in enumerate(keys):
+                if k in memo:
+                    out[i] = memo[k]
+        return out
+
+    return embed_fn
 
 
 def run_lfw(codec, out_dir: str | os.PathLike, pairs_csv: str | os.PathLike | None = None, n_pairs: int | None = None,
             quality: int | None = None, bpp: float | None = None, vvc_qp: int = 63, progress: bool = True) -> dict:
     """Run (or reuse) the verification and write ``out_dir/lfw.json``; returns its content."""
-    from PIL import Image
-
     from ..anchors import get_anchor
-    from ..bitstream import extract
     from ..metrics.verification import default_pairs_csv, lfw_verification, read_pairs
 
     csv_path = Path(pairs_csv) if pairs_csv else default_pairs_csv()
-    pairs = limit_pairs(read_pairs(csv_path), n_pairs)
-    align, align_name = lfw_align()
+    pairs = select_pairs(read_pairs(csv_path), n_pairs)
     r = codec.resolution
     q = quality if quality is not None else (None if bpp is not None else codec.quality_range[-1])
     config = {"pairs_csv": str(csv_path), "n_pairs": len(pairs), "fingerprint": f"0x{codec.fingerprint:04x}",
-              "quality": q, "bpp_target": bpp, "align": align_name, "vvc_qp": vvc_qp}
+              "quality": q, "bpp_target": bpp, "align": ALIGN_NAME, "vvc_qp": vvc_qp}
     path = Path(out_dir) / "lfw.json"
     old = read_json(path)
     if old and old.get("config") == config:
         return old
-    fallbacks: set[int] = set()
-
-    cache: dict[int, np.ndarray] = {}
-
-    def aligned(img: np.ndarray) -> np.ndarray:
-        key = hash(img.tobytes())
-        if key not in cache:
-            cache[key] = _align_one(img)
-        return cache[key]
-
-    def _align_one(img: np.ndarray) -> np.ndarray:
-        pil = Image.fromarray(img)
-        try:
-            out = align(pil, r)
-        except Exception:  # noqa: BLE001  no face found by the aligner: resize instead, counted
-            from ..codec import centre_square
-            fallbacks.add(hash(img.tobytes()))
-            out = centre_square(pil, r)
-        return np.asarray(out.convert("RGB"), np.uint8)
-
-    sizes: dict[str, list[tuple[int, int]]] = {"stylecodec-basic": [], "vvc": []}
-    misses = [0]
-
-    def style(img: np.ndarray) -> np.ndarray:
-        ys = face_latents(codec, aligned(img))
-        streams = {}
-
-        def stream(quality: int) -> bytes:
-            if quality not in streams:
-                streams[quality] = codec.compress_latents(ys, quality)[0]
-            return streams[quality]
-
-        qq, met = (q, True) if q is not None else fit_quality(codec, stream, bpp)
-        misses[0] += not met
-        data = stream(qq)
-        basic = extract(data, 1)
-        sizes["stylecodec-basic"].append((len(basic), len(data)))
-        return codec.decompress(basic, 1, output="array")
-
-    vvc = get_anchor("vvc")
+    coder = CodedFaces(codec, 1, q, bpp)
+    vvc, vvc_sizes = get_anchor("vvc"), []
 
     def vvc_floor(img: np.ndarray) -> np.ndarray:
-        enc, rec = vvc.roundtrip(aligned(img), vvc_qp)
-        sizes["vvc"].append((enc.nbytes, enc.payload_bytes))
+        enc, rec = vvc.roundtrip(coder.aligned(img), vvc_qp)
+        vvc_sizes.append((enc.nbytes, enc.payload_bytes))
         return rec
 
-    runs = [("original", "-", None), ("aligned", f"{r}x{r}, no coding", aligned),
-            ("stylecodec-basic", f"q{q}" if q is not None else f"bpp<={bpp:g}", style),
+    runs = [("original", "-", None), ("aligned", f"{r}x{r}, no coding", coder.aligned),
+            ("stylecodec-basic", f"q{q}" if q is not None else f"bpp<={bpp:g}", coder),
             ("vvc", f"qp{vvc_qp}", vvc_floor)]
+    embed_fn = pixel_embedder("sface", cache=True)
     entries = []
     for codec_name, setting, fn in runs:
-        res = lfw_verification(_embed, pairs, csv_path.parent / "lfw", transform_a=fn, batch_size=32, progress=progress)
+        res = lfw_verification(embed_fn, pairs, csv_path.parent / "lfw", transform_a=fn, batch_size=32,
+                               progress=progress)
         e = {"codec": codec_name, "setting": setting, "accuracy": res.mean, "std": res.std, "bpp": None}
-        if sizes.get(codec_name):
-            s = np.array(sizes[codec_name], np.float64)
+        if codec_name == "stylecodec-basic":
+            e.update(bytes=float(np.mean(coder.bpps)) * r ** 2 / 8, bpp=float(np.mean(coder.bpps)),
+                     bpp_other=float(np.mean(coder.file_bpps)))
+        elif codec_name == "vvc":
+            s = np.array(vvc_sizes, np.float64)
             e.update(bytes=float(s[:, 0].mean()), bpp=float(8 * s[:, 0].mean() / r ** 2),
                      bpp_other=float(8 * s[:, 1].mean() / r ** 2))
         entries.append(e)
-    result = {"config": config, "n_pairs": len(pairs), "judge": "SFace", "align": align_name,
-              "align_fallbacks": len(fallbacks), "target_misses": misses[0], "entries": entries,
+    result = {"config": config, "n_pairs": len(pairs), "judge": "SFace", "align": ALIGN_NAME,
+              "align_fallbacks": coder.fallbacks, "target_misses": coder.over_budget, "entries": entries,
               "note": ("bpp of stylecodec-basic: the header + basic layer stream (bpp_other: the whole file); "
                        "of vvc: the whole stream (bpp_other: slice data only)")}
     write_json(path, result)
