@@ -27,6 +27,7 @@ import torch
 
 from .bitstream import BitstreamError, StreamHeader, fingerprint, pack, unpack
 from .entropy import gaussian
+from .entropy.lset import LSETCursor
 from .errors import StylecodecError
 from .layers import LAYER_NAMES
 from .model import GAIN_MIN
@@ -173,10 +174,11 @@ class Codec:
         g, gi = self._gain[quality], self._inv_gain[quality]
         ctx: list[torch.Tensor] = []
         y_hat: list[torch.Tensor] = []
+        cursor = LSETCursor(self._lset, n)
         for l, y in enumerate(ys):
             cur = torch.zeros(n, self._sizes[l], dtype=torch.float64)
             yc_layer = torch.zeros(n, self._sizes[l], dtype=torch.float32)
-            for sl, m, s in self._groups(ctx, cur, l, n):
+            for sl, m, s in self._groups(cursor, ctx, cur, l, n):
                 a = g[self.model.layer_slice(l)][sl]
                 for i, enc in enumerate(encs):
                     yc, mc, sc = y[i, sl] * a, m[i] * a, s[i] * a
@@ -193,13 +195,13 @@ class Codec:
         header = StreamHeader(resolution=self.resolution, quality=int(quality), fingerprint=self.fingerprint)
         return [pack(header, enc.finish()) for enc in encs]
 
-    def _groups(self, ctx, cur, layer: int, n: int):
+    def _groups(self, cursor: LSETCursor, ctx, cur, layer: int, n: int):
         """Yield (column slice, means [n, g], scales [n, g]) of each group of ``layer``, float64;
         the caller fills ``cur`` with the group's decoded context before the next is computed."""
         gsz = self._lset.group_size
         for j in range(self._lset.num_groups[layer]):
             with torch.no_grad():
-                m, s = self._lset.params_for_group(ctx + ([cur] if j else []), layer, j)
+                m, s = cursor.params_for_group(ctx + ([cur] if j else []), layer, j)
             yield slice(j * gsz, (j + 1) * gsz), m.expand(n, -1), s.expand(n, -1)
 
     # -- decoder -----------------------------------------------------------------------------
@@ -219,11 +221,12 @@ class Codec:
         ctx, y_hat = [], []
         try:
             dec = gaussian.StreamDecoder(payloads[:k], self._sizes)
+            cursor = LSETCursor(self._lset, 1)
             for l in range(k):
                 cur = torch.zeros(1, self._sizes[l], dtype=torch.float64)
                 yc_layer = torch.zeros(1, self._sizes[l], dtype=torch.float32)
                 sl_l = self.model.layer_slice(l)
-                for sl, m, s in self._groups(ctx, cur, l, 1):
+                for sl, m, s in self._groups(cursor, ctx, cur, l, 1):
                     a = g[sl_l][sl]
                     yc = dec.decode(m[0] * a, s[0] * a)
                     yc_layer[0, sl] = yc
@@ -232,7 +235,7 @@ class Codec:
                 y_hat.append(yc_layer * gi[sl_l])
             dec.finish()
             for l in range(k, len(self._sizes)):
-                pred = self._lset.predict_missing(ctx, l)
+                pred = cursor.predict_missing(ctx, l)
                 ctx.append(pred)
                 y_hat.append(pred.float())
         except BitstreamError:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from stylecodec.entropy.lset import LSET, _fixed_exp, lset_attention_mask, token_layout
+from stylecodec.entropy.lset import LSET, LSETCursor, _fixed_exp, lset_attention_mask, token_layout
 from stylecodec.entropy.transforms import LayerAnalysis, LayerSynthesis, LayerTransforms
 from stylecodec.layers import LayerSplit
 
@@ -80,6 +80,41 @@ def test_token_by_token_equals_teacher_forcing():
         m0, _ = model.params_for_group([], 0, 0)  # unconditional prior of the first group
         assert torch.equal(m0, means[0][:1, :g])
     assert all((s > model.scale_bound).all() for s in scales)
+
+
+def test_cursor_equals_teacher_forcing_and_checks_its_order():
+    """The coder's cached path: each token once, the same bits as the full pass."""
+    model, g = _model(), 4
+    ys = _latents(3)
+    with torch.no_grad():
+        means, scales = model(ys)
+    cursor = LSETCursor(model, 3)
+    for l in range(len(DIMS)):
+        for j in range(model.num_groups[l]):
+            m, s = cursor.params_for_group(ys[:l] + [ys[l][:, :j * g]], l, j)
+            sl = slice(j * g, (j + 1) * g)
+            assert torch.equal(m, means[l][:, sl]) and torch.equal(s, scales[l][:, sl])
+    assert cursor.length == model.layer_offset[-1] + model.num_groups[-1]
+    skip = LSETCursor(model, 3)                                   # skipping ahead runs the tokens between
+    m, _ = skip.params_for_group(ys[:2] + [ys[2][:, :8]], 2, 2)
+    assert torch.equal(m, means[2][:, 8:12])
+    with pytest.raises(ValueError, match="before"):
+        skip.params_for_group(ys[:1], 1, 0)
+    changed = LSETCursor(model, 3)
+    changed.params_for_group([ys[0]], 0, 1)
+    with pytest.raises(ValueError, match="changed"):
+        changed.params_for_group([ys[0] + 1], 1, 0)
+    for k in (1, 2):                                              # the decoder's predictions of missing layers
+        pred = LSETCursor(model, 3)
+        for l in range(k):
+            for j in range(model.num_groups[l]):
+                pred.params_for_group(ys[:l] + [ys[l]], l, j)
+        ctx = list(ys[:k])
+        for l in range(k, len(DIMS)):
+            want = model.predict_missing(ctx, l)
+            got = pred.predict_missing(ctx, l)
+            assert torch.equal(got, want)
+            ctx.append(got)
 
 
 def test_predict_missing_and_complete():

@@ -20,8 +20,9 @@ and the scale output use only IEEE-754 elementwise add / multiply / divide / sqr
 bit operations: sums run over a fixed pairwise tree (no BLAS, whose summation order depends
 on thread count and shapes) and exp is a fixed polynomial (no libm/SLEEF). So the parameters
 are the same bits for any batch size, thread count, CPU type or sequence length: a token's
-output is independent of later tokens, and :meth:`LSET.forward` (encoder) and
-:meth:`LSET.params_for_group` (decoder, shorter sequences) agree exactly. float32 (training)
+output is independent of later tokens, and :meth:`LSET.forward` (teacher forcing),
+:meth:`LSET.params_for_group` (shorter sequences) and :class:`LSETCursor` (the coder's path:
+one token at a time with cached keys and values) agree exactly. float32 (training)
 runs the same function with the ordinary fast kernels. Keep the float64 path eager (no
 torch.compile): a compiler may fuse a multiply and an add into an FMA, which rounds once.
 """
@@ -33,7 +34,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-__all__ = ["LSET", "lset_attention_mask", "token_layout"]
+__all__ = ["LSET", "LSETCursor", "lset_attention_mask", "token_layout"]
 
 
 def token_layout(slots_per_layer: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -153,16 +154,36 @@ class _Block(nn.Module):
         self.fc1 = nn.Linear(d_model, mlp_ratio * d_model)
         self.fc2 = nn.Linear(mlp_ratio * d_model, d_model)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor, fixed: bool) -> torch.Tensor:
+    def _qkv(self, x: torch.Tensor, fixed: bool) -> torch.Tensor:
+        """x [N, S, d] -> q, k, v stacked: [3, N, heads, S, d / heads]."""
         n, s, d = x.shape
         qkv = _linear(_layer_norm(x, self.norm1, fixed), self.qkv, fixed)
-        q, k, v = qkv.view(n, s, 3, self.n_heads, d // self.n_heads).permute(2, 0, 3, 1, 4)
+        return qkv.view(n, s, 3, self.n_heads, d // self.n_heads).permute(2, 0, 3, 1, 4)
+
+    def _rest(self, x: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None,
+              fixed: bool) -> torch.Tensor:
+        """Attention of queries q over keys/values k, v (``mask`` None: all visible), then the MLP."""
+        n, s, d = x.shape
         matmul = _fixed_matmul if fixed else torch.matmul
         att = matmul(q, k.transpose(-2, -1)) * (1.0 / math.sqrt(d // self.n_heads))
-        att = _softmax(att.masked_fill(~mask, float("-inf")), fixed)
+        att = _softmax(att if mask is None else att.masked_fill(~mask, float("-inf")), fixed)
         x = x + _linear(matmul(att, v).transpose(1, 2).reshape(n, s, d), self.out, fixed)
         h = torch.relu(_linear(_layer_norm(x, self.norm2, fixed), self.fc1, fixed))
         return x + _linear(h, self.fc2, fixed)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor, fixed: bool) -> torch.Tensor:
+        q, k, v = self._qkv(x, fixed)
+        return self._rest(x, q, k, v, mask, fixed)
+
+    def step(self, x: torch.Tensor, cache: list, fixed: bool) -> torch.Tensor:
+        """The next token x [N, 1, d] given ``cache`` = [keys, values] of the earlier tokens (each
+        [N, heads, P, d / heads], or None before the first), which it extends. The LSET mask is
+        causal in token order, so the new token sees exactly the cached ones and itself."""
+        q, k, v = self._qkv(x, fixed)
+        if cache[0] is not None:
+            k, v = torch.cat([cache[0], k], 2), torch.cat([cache[1], v], 2)
+        cache[0], cache[1] = k, v
+        return self._rest(x, q, k, v, None, fixed)
 
 
 class LSET(nn.Module):
@@ -297,3 +318,80 @@ class LSET(nn.Module):
         while len(ys) < self.num_layers:
             ys.append(self.predict_missing(ys, len(ys)).to(ys[0].dtype))
         return ys
+
+
+class LSETCursor:
+    """The coder's path through the LSET: :meth:`params_for_group` with the same arguments and
+    results as :meth:`LSET.params_for_group`, but each token runs once (keys and values of the
+    blocks are cached), so coding a stream costs one pass over the sequence instead of one
+    pass per group.
+
+    Calls must come in coding order (layer by layer, group by group, or skipping ahead), and
+    the context of tokens already run must not change (asking for an earlier group, or a changed
+    value of the last token run, raises ValueError). In
+    float64 the results equal :meth:`LSET.forward` bit for bit (the attention mask is causal in
+    token order, and the fixed-order sums ignore trailing zeros: see the module docstring).
+    """
+
+    def __init__(self, lset: LSET, n: int = 1):
+        self.lset, self.n, self.length = lset, int(n), 0
+        self._caches = [[None, None] for _ in lset.blocks]
+        self._seen: list[torch.Tensor] = []         # values of the tokens run so far, [N, g] each
+        self._raw: torch.Tensor | None = None       # head output of the last token run, [N, 2g]
+
+    def _token_value(self, index: int, context: Sequence[torch.Tensor]) -> torch.Tensor:
+        lset, g = self.lset, self.lset.group_size
+        layer = int(lset.layer_ids[index])
+        slot = int(lset.slot_ids[index])
+        dtype, device = lset.head.weight.dtype, lset.head.weight.device
+        if slot == 0:
+            return torch.zeros(self.n, g, dtype=dtype, device=device)
+        y = context[layer]
+        if y.ndim != 2 or y.shape[0] != self.n or y.shape[1] < slot * g:
+            raise ValueError(f"layer {layer}: need the first {slot * g} decoded values [{self.n}, >={slot * g}], "
+                             f"got {tuple(y.shape)}")
+        return y[:, (slot - 1) * g:slot * g].to(dtype)
+
+    @torch.no_grad()
+    def _run_token(self, value: torch.Tensor) -> None:
+        lset, p = self.lset, self.length
+        fixed = value.dtype == torch.float64
+        x = (_linear(value[:, None], lset.value_embed, fixed) + lset.layer_embed(lset.layer_ids[p:p + 1])
+             + lset.slot_embed(lset.slot_ids[p:p + 1]))
+        for block, cache in zip(lset.blocks, self._caches):
+            x = block.step(x, cache, fixed)
+        self._raw = _linear(_layer_norm(x, lset.norm, fixed), lset.head, fixed)[:, 0]
+        self._seen.append(value)
+        self.length += 1
+
+    def params_for_group(self, context: Sequence[torch.Tensor], layer: int,
+                         group_idx: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(means, scales) [N, g] of group ``group_idx`` of ``layer``; see :meth:`LSET.params_for_group`."""
+        lset = self.lset
+        if not 0 <= layer < lset.num_layers or not 0 <= group_idx < lset.num_groups[layer]:
+            raise ValueError(f"no group {group_idx} in layer {layer} (groups per layer: {lset.num_groups})")
+        if len(context) < layer + (group_idx > 0):
+            raise ValueError(f"layer {layer}, group {group_idx} needs {layer + (group_idx > 0)} context tensors, "
+                             f"got {len(context)}")
+        target = lset.layer_offset[layer] + group_idx          # this group's slot
+        if target < self.length - 1:
+            raise ValueError(f"LSETCursor: layer {layer} group {group_idx} comes before the tokens already run")
+        if self.length and target >= self.length:              # the last token run must still hold
+            last = self.length - 1
+            if not torch.equal(self._token_value(last, context), self._seen[last]):
+                raise ValueError("LSETCursor: the context of a token already run has changed")
+        while self.length <= target:
+            self._run_token(self._token_value(self.length, context))
+        return lset._params(self._raw)
+
+    @torch.no_grad()
+    def predict_missing(self, y_lower: Sequence[torch.Tensor], layer: int) -> torch.Tensor:
+        """:meth:`LSET.predict_missing` through this cursor (after the lower layers were coded with it)."""
+        if len(y_lower) != layer:
+            raise ValueError(f"predicting layer {layer} needs exactly {layer} lower layers, got {len(y_lower)}")
+        lset, g = self.lset, self.lset.group_size
+        y = torch.zeros(self.n, lset.latent_dims[layer], dtype=lset.head.weight.dtype, device=lset.head.weight.device)
+        for j in range(lset.num_groups[layer]):
+            means, _ = self.params_for_group(list(y_lower) + [y], layer, j)
+            y[:, j * g:(j + 1) * g] = means
+        return y
