@@ -2,6 +2,8 @@
 
     python experiments/bench_codec.py --model pretrained/default.pt -n 20
     python experiments/bench_codec.py --tiny -n 20        # tiny RANDOM model (mechanics only)
+    python experiments/bench_codec.py --random-default -n 5   # the default 256² architecture, RANDOM
+                                                              # weights: speed only (rates mean nothing)
 
 Per image (torch threads: --threads, default 2): encode time (read + align + E + analysis, then
 entropy coding) at --quality (default: the highest), decode time (entropy decoding, then
@@ -34,7 +36,10 @@ def _summary(xs) -> str:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", default="default", help="model name or checkpoint path")
-    ap.add_argument("--tiny", action="store_true", help="benchmark a tiny random model built on the fly")
+    arch = ap.add_mutually_exclusive_group()
+    arch.add_argument("--tiny", action="store_true", help="benchmark a tiny random model built on the fly")
+    arch.add_argument("--random-default", action="store_true",
+                      help="the default 256² architecture with random weights (timings only)")
     ap.add_argument("--images", default=os.path.join(ROOT, "..", "shared", "data", "utkface"))
     ap.add_argument("-n", type=int, default=20, help="number of images (the last N of the folder)")
     ap.add_argument("--quality", type=int, help="quality for the timings (default: the highest)")
@@ -47,13 +52,15 @@ def main() -> int:
     from stylecodec.codec import Codec
 
     torch.set_num_threads(args.threads)
-    if args.tiny:
-        from stylecodec.model import StyleCodecModel, tiny_config
+    if args.tiny or args.random_default:
+        from stylecodec.model import StyleCodecModel, default_config, tiny_config
         from stylecodec.zoo import save_model
 
         torch.manual_seed(0)
-        args.model = os.path.join(tempfile.mkdtemp(), "tiny.pt")
-        save_model(StyleCodecModel(tiny_config()), args.model, {"note": "random weights (benchmark only)"})
+        name = "tiny" if args.tiny else "random_default"
+        args.model = os.path.join(tempfile.mkdtemp(), f"{name}.pt")
+        save_model(StyleCodecModel(tiny_config() if args.tiny else default_config()), args.model,
+                   {"note": "random weights (benchmark only)"}, storage="fp32" if args.tiny else "fp16")
     codec = Codec.from_pretrained(args.model)
     q_time = codec.quality_range[-1] if args.quality is None else args.quality
     files = sorted(f for f in os.listdir(args.images) if f.lower().endswith((".jpg", ".jpeg", ".png")))[-args.n:]
