@@ -17,7 +17,7 @@ def _card_files() -> dict[str, str]:
     """{file name: sha256} from the card's lines ``- file: `NAME` ... sha256 `HEX` ``."""
     if not CARD.is_file():
         return {}
-    return dict(re.findall(r"file: `([^`]+)`.*?sha256 `([0-9a-f]{64})`", CARD.read_text()))
+    return dict(re.findall(r"file: `([^`]+)`.*?sha256 `([0-9a-f]{64})`", CARD.read_text(), re.S))
 
 
 def test_every_shipped_file_is_in_the_card_and_matches_it():

@@ -15,7 +15,6 @@ import functools
 import hashlib
 import io
 import os
-import tempfile
 import zipfile
 from dataclasses import dataclass
 from typing import Any, BinaryIO
@@ -296,16 +295,9 @@ def save_checkpoint(net: Generator | Discriminator, path) -> None:
         raise TypeError(f"save_checkpoint wants a Generator or Discriminator, not {type(net).__name__}")
     ck = {"kind": kind, "format_version": 1, "init_kwargs": _plain(net.init_kwargs),
           "state_dict": {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}}
-    path = os.fspath(path)
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(ck, fh)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    from ..zoo import atomic_torch_save            # lazy: zoo imports the model, which imports gan
+
+    atomic_torch_save(ck, path)
 
 
 def load_checkpoint(path_or_file) -> Generator | Discriminator:
