@@ -81,7 +81,8 @@ def _frechet(run_dir: Path, table: list[dict], n_images: int) -> str:
 
 def _lfw_markdown(lfw: dict | None) -> str:
     if not lfw:
-        return "Not measured in this run (needs ../shared/data/lfw_pairs.csv or --lfw PATH)."
+        return ("Not measured in this run. It needs a stylecodec model (not `--model none`) and the pairs "
+                "(../shared/data/lfw_pairs.csv, or `--lfw PATH`; not `--lfw none`), and runs on shard 0 only.")
     lines = [f"{lfw['n_pairs']} pairs (balanced over the 10 folds), judge {lfw['judge']}; image_a of each pair "
              f"decoded, image_b original. LFW alignment: {lfw['align']}"
              f" ({lfw.get('align_fallbacks', 0)} faces fell back to resizing).",
