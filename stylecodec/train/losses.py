@@ -14,7 +14,7 @@ predictions), and m[q] the rate multiplier of quality q::
 (FaceNet, or a fixed random stand-in for tests). Gain units: m[q] = ratio^(Q−1−q), so the
 highest quality (the default one) has the smallest rate weight. Machine heads are pluggable:
 :data:`MACHINE_HEADS` maps a name to ``factory(model, identity) -> module``; each head is called
-as ``head(out, x)`` and returns {name: scalar loss}; its parameters train with the codec's
+as ``head(out, x, e_x)`` (e_x: the identity net's embeddings of x, or None) and returns {name: scalar loss}; its parameters train with the codec's
 (:mod:`stylecodec.train.machine_heads`; ``analysis`` = the landmark + identity heads). :class:`RateController` sets c so that the default quality's whole
 file (container + payload) lands at a byte target.
 """
@@ -39,7 +39,7 @@ __all__ = ["LossWeights", "CodecObjective", "RateController", "StandInIdentity",
 IDENTITY_NETS = ("facenet", "standin", "auto", "none")
 PERCEPTUAL_NETS = ("alex", "vgg", "none")
 CONTAINER_BYTES = 7 + 2 * len(LAYER_NAMES)      # bitstream header + (length, CRC) per layer under 128 B
-# name -> factory(model, identity) -> head module; head(out, x) -> {name: scalar loss}: D_machine terms.
+# name -> factory(model, identity) -> head module; head(out, x, e_x) -> {name: scalar loss}: D_machine terms.
 MACHINE_HEADS: dict[str, Callable] = {"analysis": analysis_term}
 
 
@@ -179,8 +179,10 @@ class CodecObjective:
         total = self.rate(bits, out["quality"], rate_scale)
         stats["Loss/rate"] = total.detach()
         need_id = self.identity is not None and w.identity > 0
-        e_all = (self._embed(x.detach()).detach()
-                 if need_id and subsets is None and (1 in x_hat or 2 in x_hat) else None)
+        # the identity net's embeddings of x, computed once: for the whole batch when every sample
+        # needs them (no prefix sampling, or a machine head reads them), else per subset below
+        whole = (subsets is None and need_id and (1 in x_hat or 2 in x_hat)) or bool(self.machine_heads)
+        e_all = self._embed(x.detach()).detach() if self.identity is not None and whole else None
         terms: dict[str, torch.Tensor] = {}
         lp = self.perceptual != "none" and w.lpips > 0
         for k, name in ((1, "basic"), (2, "middle"), (3, "enhanced")):
@@ -190,7 +192,7 @@ class CodecObjective:
             xk, xh = x[idx], x_hat[k]
             part: dict[str, torch.Tensor] = {}
             if k < 3 and need_id:
-                e_x = e_all if e_all is not None else self._embed(xk.detach()).detach()
+                e_x = e_all[idx] if e_all is not None else self._embed(xk.detach()).detach()
                 part["identity"] = w.identity * (1 - (e_x * self._embed(xh)).sum(1)).mean()
             if k > 1 and lp:
                 part["lpips"] = w.lpips * self._lpips(xk, xh).mean()
@@ -203,7 +205,7 @@ class CodecObjective:
             terms.update({f"{name}/{t}": v * weight for t, v in part.items()})
         if self.machine_heads:
             for head in self.machine_heads:
-                terms.update({f"basic/{t}": v for t, v in head(out, x).items()})
+                terms.update({f"basic/{t}": v for t, v in head(out, x, e_all).items()})
         lam = {"basic": w.basic, "middle": w.middle, "enhanced": w.enhanced}
         for name, v in terms.items():
             total = total + lam[name.split("/")[0]] * v

@@ -1,8 +1,9 @@
 """Machine heads of the codec objective: D_machine terms read from the basic layer alone.
 
 A head is registered in :data:`stylecodec.train.losses.MACHINE_HEADS` (``--heads NAME,...``) as
-``factory(model, identity) -> module``; the module is called ``head(out, x)`` with the model's
-forward output and the original images x [N, 3, R, R] in [-1, 1], and returns
+``factory(model, identity) -> module``; the module is called ``head(out, x, e_x)`` with the model's
+forward output, the original images x [N, 3, R, R] in [-1, 1] and the objective's identity
+embeddings of x (computed once per batch; None without an identity net), and returns
 {term name: weighted scalar loss}. Its parameters train with the codec's (same optimiser, same
 learning rate) and their gradients reach ŷ_basic, so the basic layer learns to carry what the
 head needs: the multi-task part of the objective (DESIGN.md §1).
@@ -14,7 +15,7 @@ faces too and needs no label cache):
 
 - landmarks: dlib 68 points of x (detector without upsampling, on a copy at most 128 px wide;
   faces dlib does not find are left out), loss = inter-ocular NME;
-- identity: the objective's identity network on x (facenet CASIA-WebFace), loss = 1 − cos.
+- identity: the objective's identity embeddings of x (facenet CASIA-WebFace), loss = 1 − cos.
 
 The trained heads are exported into RUN_DIR/model.pt (``ck["heads"]``), so ``stylecodec analyze``
 works on the codec as trained; ``stylecodec train heads`` can still refine them on the frozen codec.
@@ -55,7 +56,6 @@ class AnalysisHeadsTerm(nn.Module):
 
     def __init__(self,
                  basic_dim: int,                                  # d_basic: size of ŷ_basic
-                 identity: nn.Module | None,                      # teacher embedding net; None = no identity term
                  embed_dim: int = 512,                            # identity size (the teacher's)
                  hidden: int = 256,                               # head MLP width
                  depth: int = 2,                                  # head MLP hidden layers
@@ -65,15 +65,9 @@ class AnalysisHeadsTerm(nn.Module):
                  teacher: Callable | None = None):                # x -> (landmarks, found); default dlib
         super().__init__()
         self.heads = AnalysisHeads(basic_dim, 0, hidden, depth, embed_dim)
-        self._identity = (identity,)                      # a tuple: not a submodule, not in state_dict
         self.teacher = teacher or dlib_teacher
         self.w_landmarks, self.w_identity, self.momentum = float(w_landmarks), float(w_identity), float(stats_momentum)
         self.register_buffer("initialised", torch.zeros((), dtype=torch.bool))
-
-    @property
-    def identity(self) -> nn.Module | None:
-        """The teacher embedding net (frozen, shared with the objective; not part of this module)."""
-        return self._identity[0]
 
     @torch.no_grad()
     def _update_stats(self, feats: torch.Tensor, lm: torch.Tensor, found: torch.Tensor) -> None:
@@ -89,7 +83,8 @@ class AnalysisHeadsTerm(nn.Module):
         if len(feats) > 1:
             h.in_std.lerp_(feats.float().std(0).clamp_min(1e-6), m)
 
-    def forward(self, out: dict, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward(self, out: dict, x: torch.Tensor, e_x: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """Terms {"heads_nme"[, "heads_identity" when e_x [N, embed_dim] is given]}."""
         y_basic = out["y_hat"][0]
         assert y_basic.shape == (x.shape[0], self.heads.config["basic_dim"]), y_basic.shape
         lm_ref, found = self.teacher(x)
@@ -98,10 +93,8 @@ class AnalysisHeadsTerm(nn.Module):
             self._update_stats(feats.detach(), lm_ref, found)
         pred = self.heads(feats)
         terms = {"heads_nme": self.w_landmarks * landmark_nme(pred["landmarks"], lm_ref, found)}
-        if self.identity is not None and self.w_identity > 0:
-            with torch.no_grad():
-                e_x = self.identity(x.detach()).float()
-            terms["heads_identity"] = self.w_identity * (1 - (pred["identity"] * e_x).sum(1)).mean()
+        if e_x is not None and self.w_identity > 0:
+            terms["heads_identity"] = self.w_identity * (1 - (pred["identity"] * e_x.detach()).sum(1)).mean()
         return terms
 
 
@@ -113,4 +106,4 @@ def analysis_term(model, identity: nn.Module | None) -> AnalysisHeadsTerm:
         with torch.no_grad():
             dev = next(iter(identity.parameters()), model.gain).device
             embed_dim = int(identity(torch.zeros(1, 3, r, r, device=dev)).shape[1])
-    return AnalysisHeadsTerm(model.latent_dims[0], identity, embed_dim)
+    return AnalysisHeadsTerm(model.latent_dims[0], embed_dim)
