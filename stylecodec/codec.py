@@ -235,7 +235,7 @@ class Codec:
                 y_hat.append(yc_layer * gi[sl_l])
             dec.finish()
             for l in range(k, len(self._sizes)):
-                pred = cursor.predict_missing(ctx, l)
+                pred = self._lset.predict_missing(ctx, l, cursor)
                 ctx.append(pred)
                 y_hat.append(pred.float())
         except BitstreamError:

@@ -112,7 +112,7 @@ def test_cursor_equals_teacher_forcing_and_checks_its_order():
         ctx = list(ys[:k])
         for l in range(k, len(DIMS)):
             want = model.predict_missing(ctx, l)
-            got = pred.predict_missing(ctx, l)
+            got = model.predict_missing(ctx, l, pred)
             assert torch.equal(got, want)
             ctx.append(got)
 

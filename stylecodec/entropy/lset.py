@@ -274,6 +274,14 @@ class LSET(nn.Module):
             scales.append(s.reshape(n, -1))
         return means, scales
 
+    def _check_group(self, context: Sequence[torch.Tensor], layer: int, group_idx: int) -> None:
+        """ValueError unless group ``group_idx`` of ``layer`` exists and ``context`` holds what it needs."""
+        if not 0 <= layer < self.num_layers or not 0 <= group_idx < self.num_groups[layer]:
+            raise ValueError(f"no group {group_idx} in layer {layer} (groups per layer: {self.num_groups})")
+        if len(context) < layer + (group_idx > 0):
+            raise ValueError(f"layer {layer}, group {group_idx} needs {layer + (group_idx > 0)} context tensors, "
+                             f"got {len(context)}")
+
     def params_for_group(self, context: Sequence[torch.Tensor], layer: int,
                          group_idx: int) -> tuple[torch.Tensor, torch.Tensor]:
         """(means, scales) [N, g] of group ``group_idx`` of layer ``layer``.
@@ -284,11 +292,7 @@ class LSET(nn.Module):
         group 0: the unconditional prior) the batch size is 1. Runs only the tokens up to
         this group's slot; in float64 the result equals :meth:`forward`'s bit for bit.
         """
-        if not 0 <= layer < self.num_layers or not 0 <= group_idx < self.num_groups[layer]:
-            raise ValueError(f"no group {group_idx} in layer {layer} (groups per layer: {self.num_groups})")
-        if len(context) < layer + (group_idx > 0):
-            raise ValueError(f"layer {layer}, group {group_idx} needs {layer + (group_idx > 0)} context tensors, "
-                             f"got {len(context)}")
+        self._check_group(context, layer, group_idx)
         partial = context[layer] if group_idx > 0 else None
         n = context[0].shape[0] if len(context) else 1
         length = self.layer_offset[layer] + 1 + group_idx
@@ -296,16 +300,18 @@ class LSET(nn.Module):
         return self._params(raw[:, -1])
 
     @torch.no_grad()
-    def predict_missing(self, y_lower: Sequence[torch.Tensor], layer: int) -> torch.Tensor:
+    def predict_missing(self, y_lower: Sequence[torch.Tensor], layer: int,
+                        cursor: "LSETCursor | None" = None) -> torch.Tensor:
         """Means-only greedy prediction of layer ``layer`` [N, d_layer] from y_lower = its lower layers,
-        group by group (each predicted group's means become context for the next)."""
+        group by group (each predicted group's means become context for the next). ``cursor``: run
+        through it (the decoder's, after the lower layers were decoded with it) instead."""
         if len(y_lower) != layer:
             raise ValueError(f"predicting layer {layer} needs exactly {layer} lower layers, got {len(y_lower)}")
-        n = y_lower[0].shape[0] if y_lower else 1
+        n = cursor.n if cursor is not None else (y_lower[0].shape[0] if y_lower else 1)
         y = torch.zeros(n, self.latent_dims[layer], dtype=self.head.weight.dtype, device=self.head.weight.device)
-        g = self.group_size
+        g, source = self.group_size, cursor if cursor is not None else self
         for j in range(self.num_groups[layer]):
-            means, _ = self.params_for_group(list(y_lower) + [y], layer, j)
+            means, _ = source.params_for_group(list(y_lower) + [y], layer, j)
             y[:, j * g:(j + 1) * g] = means
         return y
 
@@ -368,11 +374,7 @@ class LSETCursor:
                          group_idx: int) -> tuple[torch.Tensor, torch.Tensor]:
         """(means, scales) [N, g] of group ``group_idx`` of ``layer``; see :meth:`LSET.params_for_group`."""
         lset = self.lset
-        if not 0 <= layer < lset.num_layers or not 0 <= group_idx < lset.num_groups[layer]:
-            raise ValueError(f"no group {group_idx} in layer {layer} (groups per layer: {lset.num_groups})")
-        if len(context) < layer + (group_idx > 0):
-            raise ValueError(f"layer {layer}, group {group_idx} needs {layer + (group_idx > 0)} context tensors, "
-                             f"got {len(context)}")
+        lset._check_group(context, layer, group_idx)
         target = lset.layer_offset[layer] + group_idx          # this group's slot
         if target < self.length - 1:
             raise ValueError(f"LSETCursor: layer {layer} group {group_idx} comes before the tokens already run")
@@ -383,15 +385,3 @@ class LSETCursor:
         while self.length <= target:
             self._run_token(self._token_value(self.length, context))
         return lset._params(self._raw)
-
-    @torch.no_grad()
-    def predict_missing(self, y_lower: Sequence[torch.Tensor], layer: int) -> torch.Tensor:
-        """:meth:`LSET.predict_missing` through this cursor (after the lower layers were coded with it)."""
-        if len(y_lower) != layer:
-            raise ValueError(f"predicting layer {layer} needs exactly {layer} lower layers, got {len(y_lower)}")
-        lset, g = self.lset, self.lset.group_size
-        y = torch.zeros(self.n, lset.latent_dims[layer], dtype=lset.head.weight.dtype, device=lset.head.weight.device)
-        for j in range(lset.num_groups[layer]):
-            means, _ = self.params_for_group(list(y_lower) + [y], layer, j)
-            y[:, j * g:(j + 1) * g] = means
-        return y
