@@ -30,7 +30,6 @@ codec's ŷ_basic, so they are dropped with a warning (retrain them with ``stylec
 from __future__ import annotations
 
 import os
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Any, Mapping
@@ -116,23 +115,13 @@ def _stored_state(model: StyleCodecModel, storage: str) -> dict[str, torch.Tenso
 
 
 def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
-    """``torch.save(obj)`` to ``path`` through a temporary file in the same folder and a rename,
-    so readers never see a half-written file; permissions follow the umask."""
+    """``torch.save(obj)`` to ``path`` (folders created) through a temporary file and a rename
+    (:func:`stylecodec.commands._files.write_atomic`), so readers never see a half-written file."""
+    from .commands._files import write_atomic
+
     path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(obj, fh)
-        mask = os.umask(0)
-        os.umask(mask)
-        os.chmod(tmp, 0o666 & ~mask)                 # mkstemp makes 0600
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    write_atomic(path, lambda tmp: torch.save(obj, tmp))
 
 
 def save_model(model: StyleCodecModel, path: str | os.PathLike, meta: Mapping | None = None,
@@ -155,13 +144,13 @@ def save_model(model: StyleCodecModel, path: str | os.PathLike, meta: Mapping | 
 
         heads = heads_checkpoint(heads, fp, getattr(heads, "meta", None))
     if heads is not None:
-        if isinstance(heads, Mapping) and heads.get("codec_fingerprint") == fp:
+        theirs = heads.get("codec_fingerprint") if isinstance(heads, Mapping) else None
+        if theirs == fp:
             ck["heads"] = dict(heads)
         else:
             warnings.warn(f"{os.fspath(path)}: analysis heads not saved: they were trained for codec "
-                          f"0x{int(heads.get('codec_fingerprint') or 0) if isinstance(heads, Mapping) else 0:04x}, "
-                          f"these weights are 0x{fp:04x}; retrain them with `stylecodec train heads`",
-                          stacklevel=2)
+                          f"0x{int(theirs or 0):04x}, these weights are 0x{fp:04x}; retrain them with "
+                          f"`stylecodec train heads`", stacklevel=2)
     atomic_torch_save(ck, path)
     return fp
 
