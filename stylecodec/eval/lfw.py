@@ -101,21 +101,17 @@ def pixel_embedder(judge: str, cache: bool = False):
 
     def embed_fn(images: list) -> np.ndarray:
         out = np.zeros((len(images), 128 if judge == "sface" else 512), np.float32)
-        keys = [hash((im.shape, np.ascontiguousarray(im).tobytes())) if cache else i for i, im in enumerate(images)]
-        shapes: dict = {}
+        keys = [hash((im.shape, np.ascontiguousarray(im).tobytes())) if cache else None for im in images]
+        todo: dict = {}                                    # images to embed, grouped by shape
         for i, (img, k) in enumerate(zip(images, keys)):
-            if not (cache and k in memo):
-                shapes.setdefault(img.shape, []).append(i)
-        for idx in shapes.values():
-            emb = embed(np.stack([images[i] for i in idx]), judge=judge)
-            for i, e in zip(idx, emb):
-                out[i] = e
-                if cache:
-                    memo[keys[i]] = e
-        if cache:
-            for i, k in enumerate(keys):
-                if k in memo:
-                    out[i] = memo[k]
+            if k in memo:
+                out[i] = memo[k]
+            else:
+                todo.setdefault(img.shape, []).append(i)
+        for idx in todo.values():
+            out[idx] = embed(np.stack([images[i] for i in idx]), judge=judge)
+            if cache:
+                memo.update((keys[i], out[i].copy()) for i in idx)
         return out
 
     return embed_fn
