@@ -29,6 +29,7 @@ from PIL import Image
 from torch.utils.data import ConcatDataset, Dataset
 
 from .errors import StylecodecError
+from .files import write_atomic
 
 __all__ = ["IMAGE_EXTS", "default_data_root", "list_images", "split_files", "ImageFolder",
            "PackedImages", "pack_images", "open_dataset"]
@@ -181,46 +182,44 @@ def pack_images(root: str | os.PathLike, out_path: str | os.PathLike, resolution
     names = names[:limit] if limit is not None else names
     budget = max_bytes if max_bytes is not None else float("inf")
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_path.with_name(out_path.name + ".tmp")
-    try:
-        if out_path.suffix == ".npy":  # written in place: a full split need not fit in memory
-            per = resolution * resolution * 3
-            names = names[:max(0, int((budget - 128) // per))] if max_bytes is not None else names
-            if not names:
-                raise StylecodecError(f"nothing to pack from {root} (split {split}, start {start}, "
-                                      f"max_bytes {max_bytes})")
+    if out_path.suffix == ".npy":  # written in place: a full split need not fit in memory
+        names = names[:max(0, int((budget - 128) // (resolution * resolution * 3)))] if max_bytes is not None else names
+        if not names:
+            raise StylecodecError(f"nothing to pack from {root} (split {split}, start {start}, "
+                                  f"max_bytes {max_bytes})")
+
+        def _write(tmp: str) -> None:
             pixels = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8,
                                                shape=(len(names), resolution, resolution, 3))
             for i, name in enumerate(names):
                 pixels[i] = load_rgb(Path(root) / name, resolution)
             pixels.flush()
             del pixels
-            count = len(names)
+        write_atomic(out_path, _write)
+        return len(names)
+    blobs, blob_bytes, longest = [], 0, 0
+    for name in names:
+        if resolution is None:
+            item = (Path(root) / name).read_bytes()
         else:
-            blobs, blob_bytes, longest = [], 0, 0
-            for name in names:
-                if resolution is None:
-                    item = (Path(root) / name).read_bytes()
-                else:
-                    buf = io.BytesIO()
-                    Image.fromarray(load_rgb(Path(root) / name, resolution)).save(buf, "JPEG", quality=quality)
-                    item = buf.getvalue()
-                n, blob_bytes, longest = len(blobs) + 1, blob_bytes + len(item), max(longest, len(name))
-                if 2048 + blob_bytes + 8 * (n + 1) + 4 * longest * n > budget:  # zip/npy headers, offsets,
-                    break                                                      # fixed-width UTF-32 names
-                blobs.append(item)
-            if not blobs:
-                raise StylecodecError(f"nothing to pack from {root} (split {split}, start {start}, "
-                                      f"max_bytes {max_bytes})")
-            count = len(blobs)
-            offsets = np.cumsum([0] + [len(b) for b in blobs], dtype=np.int64)
-            with open(tmp, "wb") as f:
-                np.savez(f, jpeg=np.frombuffer(b"".join(blobs), dtype=np.uint8), offsets=offsets,
-                         names=np.array(names[:count]), split=np.array(split))
-        os.replace(tmp, out_path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return count
+            buf = io.BytesIO()
+            Image.fromarray(load_rgb(Path(root) / name, resolution)).save(buf, "JPEG", quality=quality)
+            item = buf.getvalue()
+        n, blob_bytes, longest = len(blobs) + 1, blob_bytes + len(item), max(longest, len(name))
+        if 2048 + blob_bytes + 8 * (n + 1) + 4 * longest * n > budget:  # zip/npy headers, offsets,
+            break                                                      # fixed-width UTF-32 names
+        blobs.append(item)
+    if not blobs:
+        raise StylecodecError(f"nothing to pack from {root} (split {split}, start {start}, "
+                              f"max_bytes {max_bytes})")
+    offsets = np.cumsum([0] + [len(b) for b in blobs], dtype=np.int64)
+
+    def _write_npz(tmp: str) -> None:
+        with open(tmp, "wb") as f:             # a file object: np.savez(name) would append ".npz"
+            np.savez(f, jpeg=np.frombuffer(b"".join(blobs), dtype=np.uint8), offsets=offsets,
+                     names=np.array(names[:len(blobs)]), split=np.array(split))
+    write_atomic(out_path, _write_npz)
+    return len(blobs)
 
 
 def open_dataset(source: str | os.PathLike, resolution: int, split: str = "train", val_count: int = 1000,

@@ -38,6 +38,7 @@ import torch
 
 from .bitstream import fingerprint
 from .errors import StylecodecError
+from .files import atomic_torch_save
 from .model import StyleCodecModel, make_config
 
 __all__ = ["REGISTRY", "FORMAT", "VERSION", "ModelError", "ModelNotFoundError", "model_path", "save_model",
@@ -112,16 +113,6 @@ def _stored_state(model: StyleCodecModel, storage: str) -> dict[str, torch.Tenso
             v = v.to(torch.float16)
         sd[k] = v
     return sd
-
-
-def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
-    """``torch.save(obj)`` to ``path`` (folders created) through a temporary file and a rename
-    (:func:`stylecodec.commands._files.write_atomic`), so readers never see a half-written file."""
-    from .commands._files import write_atomic
-
-    path = os.fspath(path)
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    write_atomic(path, lambda tmp: torch.save(obj, tmp))
 
 
 def save_model(model: StyleCodecModel, path: str | os.PathLike, meta: Mapping | None = None,

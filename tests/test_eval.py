@@ -179,7 +179,7 @@ def test_compress_dir_manifest_skip_and_errors(model_file, images, tmp_path, cap
     assert "0 compressed, 3 already done, 1 errors" in capsys.readouterr().out
     assert (out / "face0.png.sfc").stat().st_mtime_ns == mtime
     # interrupted while writing the second file: no partial file, the rerun finishes the job
-    import stylecodec.commands._files as files
+    import stylecodec.files as files
     real, calls = files.os.replace, []
 
     def flaky(a, b):

@@ -178,11 +178,12 @@ def test_interrupted_checkpoint_write_never_corrupts_latest(tmp_path: Path, monk
     assert C.latest_checkpoint(tmp_path) == good
 
     def dying_save(obj, f):
-        f.write(b"PK\x03\x04 partial")
-        raise OSError("disk full")
+        with open(f, "wb") as fh:
+            fh.write(b"PK\x03\x04 partial")
+        raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(torch, "save", dying_save)
-    with pytest.raises(OSError):
+    with pytest.raises(StylecodecError, match="cannot write .*ckpt-00000003.pt: No space left"):
         C.save_checkpoint(tmp_path, 3, {"step": 3})
     monkeypatch.undo()
     assert C.latest_checkpoint(tmp_path) == good and C.load_checkpoint(good)["step"] == 2

@@ -209,7 +209,8 @@ def save_heads_into(model_path: str | os.PathLike, heads: AnalysisHeads, out_pat
     """Write the model checkpoint ``model_path`` with ``heads`` added (replacing any) to ``out_path``
     (default: in place), atomically. The codec weights and fingerprint are copied unchanged; the
     heads are tagged with that fingerprint. Returns it."""
-    from ..zoo import atomic_torch_save, read_checkpoint
+    from ..files import atomic_torch_save
+    from ..zoo import read_checkpoint
 
     ck = read_checkpoint(model_path)
     ck["heads"] = heads_checkpoint(heads, ck["fingerprint"], meta)

@@ -29,6 +29,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from ..errors import StylecodecError
+from ..files import write_atomic
 
 __all__ = ["cache_key", "default_cache_dir", "chunked_npz", "label_images", "teacher_labels", "main"]
 
@@ -51,13 +52,10 @@ def cache_key(root: str | os.PathLike, resolution: int, files: Sequence[str]) ->
 
 
 def _atomic_savez(path: Path, arrays: dict) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
+    def _w(tmp: str) -> None:
+        with open(tmp, "wb") as f:             # a file object: np.savez(name) would append ".npz"
             np.savez(f, **arrays)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    write_atomic(path, _w)
 
 
 def chunked_npz(path: str | os.PathLike, n: int, compute: Callable[[int, int], dict], chunk: int = 256,

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from ..bitstream import BitstreamError, describe, unpack
-from ..commands._files import write_bytes
+from ..files import write_bytes
 from .common import list_images, select_shard, shard_tag
 
 __all__ = ["compress_dir", "read_manifest", "stream_path"]

@@ -10,7 +10,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ..commands._files import write_atomic
+from ..files import write_atomic
 from ..errors import StylecodecError
 
 __all__ = ["IMAGE_EXTS", "list_images", "parse_shard", "select_shard", "shard_tag", "write_text",

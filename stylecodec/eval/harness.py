@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..commands._files import write_atomic
+from ..files import write_atomic
 from ..errors import StylecodecError
 from .coding import code_anchor, code_stylecodec, error_row, head_landmarks, style_keys
 from .common import list_images, read_json, select_shard, shard_tag, slug, write_json, write_png

@@ -6,7 +6,7 @@ import math
 import os
 from pathlib import Path
 
-from ..commands._files import write_atomic
+from ..files import write_atomic
 from .tables import DISPLAY, LABELS, METRICS, curves
 
 __all__ = ["rd_plots", "PLOT_METRICS"]

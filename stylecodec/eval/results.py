@@ -30,7 +30,7 @@ import os
 from pathlib import Path
 from typing import Iterable
 
-from ..commands._files import write_atomic
+from ..files import write_atomic
 
 __all__ = ["COLUMNS", "NUMERIC", "results_path", "read_rows", "load_rows", "write_rows", "row_key", "merge_runs"]
 

@@ -28,6 +28,7 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from ..errors import StylecodecError
+from ..files import atomic_torch_save
 
 __all__ = ["DistInfo", "init_distributed", "cleanup_distributed", "select_device", "amp_dtype", "autocast",
            "seed_everything", "rng_state", "set_rng_state", "sync_grads", "broadcast_module", "any_rank",
@@ -296,17 +297,7 @@ def latest_checkpoint(run_dir: str | os.PathLike) -> Path | None:
 def save_checkpoint(run_dir: str | os.PathLike, step: int, state: dict[str, Any], keep: int = 2) -> Path:
     """Write ``state`` atomically as ``ckpt-<step>.pt``; then delete all but the newest ``keep``."""
     final = checkpoint_path(run_dir, step)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = final.with_name(f"{final.name}.tmp{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            torch.save(state, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, final)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    atomic_torch_save(state, final, durable=True)
     for old in list_checkpoints(run_dir)[:-keep] if keep > 0 else []:
         old.unlink(missing_ok=True)
     return final

@@ -23,6 +23,7 @@ import torch
 
 from ..analysis.assets import sha256_file
 from ..errors import StylecodecError
+from ..files import atomic_torch_save
 
 __all__ = ["split_checkpoint", "join_checkpoint"]
 
@@ -102,9 +103,7 @@ def join_checkpoint(src_dir: str | os.PathLike, dst: str | os.PathLike) -> Path:
     for i in manifest["halved"]:
         tensors[i] = tensors[i].float()
     dst = Path(dst)
-    tmp = dst.with_name(dst.name + f".tmp{os.getpid()}")
-    torch.save(_fill(manifest["skeleton"], tensors), tmp)
-    os.replace(tmp, dst)
+    atomic_torch_save(_fill(manifest["skeleton"], tensors), dst)
     return dst
 
 

@@ -1,0 +1,63 @@
+"""Atomic file writes: every file the package writes goes to a temporary name beside its target and
+is renamed onto it, so an interrupt or a full disk never leaves a half-written file behind.
+
+``write_atomic(path, write)`` calls ``write(tmp)``; ``durable=True`` also fsyncs before the rename
+(training checkpoints). OS errors become one-line :class:`~stylecodec.errors.StylecodecError`\\ s.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from typing import Any, Callable
+
+from .errors import StylecodecError
+
+__all__ = ["write_atomic", "write_bytes", "atomic_torch_save"]
+
+
+def write_atomic(path: str | os.PathLike, write: Callable[[str], None], durable: bool = False,
+                 make_parents: bool = False) -> None:
+    """Call ``write(tmp)`` for a temporary file beside ``path``, then rename it onto ``path``.
+    ``durable``: fsync the file first. ``make_parents``: create missing folders."""
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    try:
+        if make_parents:
+            os.makedirs(folder, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".", suffix=".tmp")
+        os.close(fd)
+        os.chmod(tmp, 0o666 & ~_umask())           # mkstemp makes 0600; give the usual permissions
+    except OSError as e:
+        raise StylecodecError(f"cannot write {path}: {e.strerror or e}") from None
+    try:
+        write(tmp)
+        if durable:
+            with open(tmp, "rb+") as fh:
+                os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except OSError as e:
+        raise StylecodecError(f"cannot write {path}: {e.strerror or e}") from None
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """``data`` to ``path``, atomically."""
+    def _w(tmp: str) -> None:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+    write_atomic(path, _w)
+
+
+def atomic_torch_save(obj: Any, path: str | os.PathLike, durable: bool = False) -> None:
+    """``torch.save(obj)`` to ``path`` (folders created), atomically; ``durable``: fsync first."""
+    import torch
+
+    write_atomic(path, lambda tmp: torch.save(obj, tmp), durable=durable, make_parents=True)
