@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import copy
 import importlib.util
 import io
 import math
@@ -317,6 +318,25 @@ def test_stylegan3_repo_layout_kwargs(fake_official):
     G.init_kwargs = dict(kw, **syn, fused_modconv_default="inference_only", synthesis_kwargs={})
     G2 = load_official(io.BytesIO(fake_official.make_pkl(G)))
     assert_same_net(G, G2)
+
+
+def test_official_elu_mapping_and_separable_long_filter(fake_official):
+    """Official setup_filter keeps filters of >= 8 taps 1-D (separable); ours are 2-D outer
+    products. Official mapping nets may use elu/selu/softplus."""
+    taps = [1, 2, 4, 6, 6, 4, 2, 1]
+    torch.manual_seed(0)
+    G = Generator(img_resolution=16, synthesis_kwargs=dict(channel_base=256, channel_max=16, resample_filter=taps),
+                  **dict(TINY, mapping_kwargs=dict(TINY.get("mapping_kwargs", {}), activation="elu"))).eval()
+    official = copy.deepcopy(G)
+    f1 = torch.tensor(taps, dtype=torch.float32) / sum(taps)
+    for m in official.modules():
+        if "resample_filter" in m._buffers and m._buffers["resample_filter"].shape == (8, 8):
+            m._buffers["resample_filter"] = f1.clone()   # (conv1 layers keep the default [1,3,3,1])
+    G2 = load_official(io.BytesIO(fake_official.make_pkl(official)))
+    z = torch.randn(2, TINY["z_dim"])
+    with torch.no_grad():
+        ref, got = G(z, None, noise_mode="const"), G2(z, None, noise_mode="const")
+    assert torch.allclose(got, ref, rtol=0, atol=1e-6) and G2.mapping.fc0.activation == "elu"
 
 
 class _Shell:

@@ -172,6 +172,9 @@ def _build(cls, kwargs: dict) -> torch.nn.Module:
 
 def _load_state(net: torch.nn.Module, sd: dict, what: str) -> torch.nn.Module:
     own = net.state_dict()
+    # Official filters of >= 8 taps stay 1-D (separable); ours are always 2-D: the outer product
+    # is the same filter with the same gain.
+    sd = {k: v[:, None] * v[None, :] if k.endswith("resample_filter") and v.ndim == 1 else v for k, v in sd.items()}
     missing = [k for k in own if k not in sd]
     unexpected = [k for k in sd if k not in own]
     if missing or unexpected:
@@ -186,7 +189,8 @@ def _load_state(net: torch.nn.Module, sd: dict, what: str) -> torch.nn.Module:
 
 
 def infer_generator_kwargs(sd: dict) -> dict:
-    """Generator init kwargs from the tensor shapes of a plain state dict (conv_clamp: None)."""
+    """Generator init kwargs from the tensor shapes of a plain state dict (conv_clamp: None; the
+    low-pass filter from the stored filter buffers)."""
     try:
         fcs = sorted(int(k[len("mapping.fc"):].split(".")[0]) for k in sd if k.startswith("mapping.fc") and k.endswith(".weight"))
         res = sorted(int(k.split(".")[1][1:]) for k in sd if k.startswith("synthesis.b") and k.endswith(".conv1.weight"))
@@ -199,13 +203,19 @@ def infer_generator_kwargs(sd: dict) -> dict:
             "resnet" if f"synthesis.b{top}.skip.weight" in sd else "orig")
         c_dim = sd["mapping.embed.weight"].shape[1] if "mapping.embed.weight" in sd else 0
         embed = sd["mapping.embed.weight"].shape[0] if c_dim else 0
+        syn = dict(channel_base=base, channel_max=cmax, architecture=arch,
+                   use_noise=f"synthesis.b{top}.conv1.noise_const" in sd)
+        f = sd[f"synthesis.b{top}.resample_filter"].double()      # 1-D taps, or their outer product
+        taps = f if f.ndim == 1 else f.sum(1)
+        taps = taps / taps.sum()
+        if taps.numel() != 4 or not torch.allclose(taps, torch.tensor([1, 3, 3, 1], dtype=torch.float64) / 8):
+            syn["resample_filter"] = taps.tolist()
         return dict(z_dim=sd["mapping.fc0.weight"].shape[1] - embed, c_dim=c_dim,
                     w_dim=sd[f"mapping.fc{fcs[-1]}.weight"].shape[0], img_resolution=top,
                     img_channels=sd[f"synthesis.b{top}.torgb.weight"].shape[0],
                     mapping_kwargs=dict(num_layers=len(fcs), layer_features=sd["mapping.fc0.weight"].shape[0],
                                         embed_features=embed or None),
-                    synthesis_kwargs=dict(channel_base=base, channel_max=cmax, architecture=arch,
-                                          use_noise=f"synthesis.b{top}.conv1.noise_const" in sd))
+                    synthesis_kwargs=syn)
     except (KeyError, IndexError, ValueError) as e:
         raise OfficialWeightsError(f"not a StyleGAN2 generator state dict (cannot infer its shape: {e})") from None
 
@@ -295,7 +305,7 @@ def save_checkpoint(net: Generator | Discriminator, path) -> None:
         raise TypeError(f"save_checkpoint wants a Generator or Discriminator, not {type(net).__name__}")
     ck = {"kind": kind, "format_version": 1, "init_kwargs": _plain(net.init_kwargs),
           "state_dict": {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}}
-    from ..zoo import atomic_torch_save            # lazy: zoo imports the model, which imports gan
+    from ..files import atomic_torch_save
 
     atomic_torch_save(ck, path)
 

@@ -94,6 +94,9 @@ ACTIVATIONS = {
     "tanh":    (lambda x, a: torch.tanh(x), 0.0, 1.0),
     "sigmoid": (lambda x, a: torch.sigmoid(x), 0.0, 1.0),
     "swish":   (lambda x, a: torch.sigmoid(x) * x, 0.0, math.sqrt(2)),
+    "elu":     (lambda x, a: F.elu(x), 0.0, 1.0),
+    "selu":    (lambda x, a: F.selu(x), 0.0, 1.0),
+    "softplus": (lambda x, a: F.softplus(x), 0.0, 1.0),
 }
 
 
