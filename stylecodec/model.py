@@ -63,7 +63,8 @@ _DEFAULT: dict[str, Any] = {
     "generator": {"channel_base": 16384, "channel_max": 256, "z_dim": 512, "w_dim": 512, "mapping_layers": 8,
                   "num_fp16_res": 4, "conv_clamp": 256},
     "encoder": {"backbone": "resnet34", "feature_levels": [1, 2, 3], "fpn_width": 128, "style_width": 64,
-                "input_resolution": 256, "mode": "psp", "offsets_scale": 0.1, "start_from_latent_avg": True},
+                "input_resolution": 256, "mode": "psp", "offsets_scale": 0.1, "start_from_latent_avg": True,
+                "normalize_ws": False},
     "split": None,                                   # None = LayerSplit.default(num_ws)
     "latent_dims": {"basic": 16, "middle": 24, "enhanced": 32},
     "transforms": {"proj_dim": 64, "hidden": 256},

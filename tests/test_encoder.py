@@ -99,6 +99,25 @@ def test_w_avg(psp):
         psp.set_w_avg(torch.zeros(31))
 
 
+def test_normalize_ws_fixes_the_scale_of_w(psp):
+    """normalize_ws: every predicted w has unit RMS whatever the heads' scale; w_avg added after."""
+    torch.manual_seed(0)
+    enc = GradualStyleEncoder(10, **TINY, normalize_ws=True).eval()
+    enc.load_state_dict(psp.state_dict())
+    x = torch.rand(2, 3, 64, 64) * 2 - 1
+    with torch.no_grad():
+        for head in enc.styles:                      # what joint training from scratch drifted to
+            head.linear.weight.mul_(50.0)
+        ws = enc(x)
+        enc.set_w_avg(torch.full((32,), 3.0))
+        shifted = enc(x)
+    torch.testing.assert_close(ws.square().mean(2), torch.ones(2, 10))
+    torch.testing.assert_close(shifted, ws + 3.0)
+    assert enc.config["normalize_ws"] and not psp.config["normalize_ws"]
+    with torch.no_grad():
+        assert psp(x).square().mean(2).sub(1).abs().max() > 0.1   # off by default: pSp keeps W's own scale
+
+
 def test_e4e_offsets_start_small():
     torch.manual_seed(0)
     enc = GradualStyleEncoder(10, mode="e4e", offsets_scale=0.1, **TINY).eval()

@@ -34,7 +34,8 @@ DEFAULTS: dict[str, Any] = dict(
 CPU_MODEL: dict[str, Any] = {
     "generator": {"channel_base": 4096, "channel_max": 128, "mapping_layers": 2, "num_fp16_res": 0,
                   "conv_clamp": None},
-    "encoder": {"backbone": "resnet18", "input_resolution": 128, "fpn_width": 64, "style_width": 64},
+    "encoder": {"backbone": "resnet18", "input_resolution": 128, "fpn_width": 64, "style_width": 64,
+                "normalize_ws": True},   # from scratch, no prior: the only anchor of W's scale
     "transforms": {"proj_dim": 32, "hidden": 128},
     "lset": {"d_model": 64, "n_blocks": 2, "n_heads": 4},
 }
