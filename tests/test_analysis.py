@@ -240,6 +240,13 @@ def test_teacher_labels_cache_round_trip(teachers, tmp_path, monkeypatch):
     again = teacher.teacher_labels(folder, files, 64, cache_dir=tmp_path / "cache", progress=False)
     for k in ("landmarks", "found", "identity"):
         assert np.array_equal(first[k], again[k])
+    # --export: the landmarks alone, for train codec --teacher-labels (read back by name)
+    from stylecodec.train.machine_heads import read_landmark_labels
+
+    assert teacher.main(["--data", str(folder), "--resolution", "64", "--split", "all", "--cache-dir",
+                         str(tmp_path / "cache"), "--export", str(tmp_path / "lm.npz")]) == 0
+    lm, found = read_landmark_labels(tmp_path / "lm.npz", files[::-1])
+    assert np.allclose(lm.numpy(), first["landmarks"][::-1], atol=1e-3) and found.tolist() == first["found"][::-1].tolist()
     # resumable: finished chunks are not recomputed
     calls = []
     out = teacher.chunked_npz(tmp_path / "r.npz", 5, lambda a, b: calls.append(a) or {"x": np.arange(a, b)}, chunk=2,

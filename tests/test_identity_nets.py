@@ -180,6 +180,25 @@ def test_dlib_detect_size_shortcut_and_training_teacher(landmarks, lfw_dir):
     assert np.allclose(lm[0].numpy() * r - 0.5, fast, atol=1e-4)
 
 
+def test_mirror_68_matches_dlib_on_the_flipped_face(landmarks):
+    """LabelledImages' x-flip: dlib on the mirrored face = the mirrored points, re-indexed by MIRROR_68."""
+    import torch
+
+    from stylecodec.metrics.nme import nme_per_image
+    from stylecodec.train.machine_heads import MIRROR_68
+
+    img = _read(Path(__file__).resolve().parents[1] / "samples" / "astronaut_eileen_collins.png")
+    r = img.shape[1]
+    pts, ok = landmarks.dlib_landmarks68(img)
+    flipped, ok_f = landmarks.dlib_landmarks68(np.ascontiguousarray(img[:, ::-1]))
+    mirrored = np.stack([r - 1 - pts[MIRROR_68, 0], pts[MIRROR_68, 1]], 1)
+    assert ok and ok_f
+    assert float(nme_per_image(mirrored, flipped)[0]) < 0.03
+    unindexed = np.stack([r - 1 - pts[:, 0], pts[:, 1]], 1)   # mirrored, left/right labels not swapped
+    assert float(nme_per_image(unindexed, flipped)[0]) > 0.3
+    assert torch.tensor(MIRROR_68)[torch.tensor(MIRROR_68)].tolist() == list(range(68))
+
+
 def test_dlib_flags_noise(landmarks):
     noise = np.random.default_rng(1).integers(0, 256, (150, 150, 3), dtype=np.uint8)
     pts, found = landmarks.dlib_landmarks68(noise)

@@ -165,6 +165,8 @@ def test_config_rules(assets):
     assert resumed.kimg == 99.0
     with pytest.raises(StylecodecError, match="differs"):
         resolve_config({"lr": 1.0}, checkpoint_config=vars(cfg))
+    older = {k: v for k, v in vars(cfg).items() if k != "teacher_labels"}     # a run from before the option
+    assert resolve_config({}, checkpoint_config=older).teacher_labels is None
 
 
 # ---------------------------------------------------------------- the three modes
@@ -267,12 +269,61 @@ def test_analysis_heads_train_with_the_codec_and_are_exported(assets, tmp_path: 
     assert res["landmarks"].shape == (68, 2) and np.isfinite(res["landmarks"]).all()
 
 
+def _labels_file(path: Path, names: list[str], seed: int = 0) -> Path:
+    """A teacher-labels file like ``python -m stylecodec.analysis.teacher --export`` writes."""
+    rng = np.random.default_rng(seed)
+    lm = rng.uniform(0.2, 0.8, (len(names), 68, 2)).astype(np.float16)
+    np.savez(path, files=np.array(names), landmarks=lm, found=np.ones(len(names), bool))
+    return path
+
+
+def test_labelled_images_mirror_points_with_the_image(assets, tmp_path: Path, monkeypatch):
+    from stylecodec.data import ImageFolder
+    from stylecodec.train.machine_heads import MIRROR_68, LabelledImages
+
+    ds = ImageFolder(assets["data"], 64, "all")
+    labels = _labels_file(tmp_path / "lm.npz", list(reversed(ds.files)))            # order does not matter
+    plain = LabelledImages(ds, labels)
+    x, lm, found = plain[2]
+    assert torch.equal(x, ds[2]) and bool(found)
+    with np.load(labels) as z:
+        assert torch.allclose(lm, torch.from_numpy(z["landmarks"][list(z["files"]).index(ds.files[2])].astype(np.float32)))
+    monkeypatch.setattr(torch, "rand", lambda *a, **k: torch.zeros(()))                # always flip
+    xf, lmf, _ = LabelledImages(ds, labels, xflip=True)[2]
+    assert torch.equal(xf, x.flip(2))
+    assert torch.allclose(lmf[:, 0], 1 - lm[MIRROR_68, 0]) and torch.equal(lmf[:, 1], lm[MIRROR_68, 1])
+    monkeypatch.undo()
+    with pytest.raises(StylecodecError, match="has no labels for 1 of the 8"):
+        LabelledImages(ds, _labels_file(tmp_path / "short.npz", ds.files[1:]))
+    with pytest.raises(StylecodecError, match="xflip=False"):
+        LabelledImages(ImageFolder(assets["data"], 64, "all", xflip=True), labels)
+
+
+def test_cached_teacher_labels_replace_dlib_in_training(assets, tmp_path: Path, monkeypatch):
+    from stylecodec.train import machine_heads
+
+    def no_dlib(x):
+        raise AssertionError("the cached labels must be used, not the dlib teacher")
+
+    monkeypatch.setattr(machine_heads, "dlib_teacher", no_dlib)
+    names = sorted(os.listdir(assets["data"]))
+    labels = _labels_file(tmp_path / "lm.npz", names)
+    given = {**FAST, "mode": "finetune", "prior": assets["prior"], "model_json": assets["model_json"],
+             "data": assets["data"], "out": str(tmp_path / "run"), "heads": "analysis", "identity": "standin",
+             "teacher_labels": str(labels), "kimg": 0.004}
+    assert train_codec(given) == 0
+    stats = C.load_checkpoint(C.latest_checkpoint(tmp_path / "run"))["stats"]
+    assert _finite(stats) and stats["Loss/basic/heads_nme"] > 0
+    with pytest.raises(StylecodecError, match="needs --heads analysis"):
+        resolve_config({**given, "heads": "", "out": str(tmp_path / "other")})
+
+
 def test_sigint_saves_and_stops(assets, tmp_path: Path, monkeypatch):
     run = tmp_path / "sig"
     orig = CodecTrainer.train_step
 
-    def step_then_signal(self, x, w=None):
-        stats = orig(self, x, w)
+    def step_then_signal(self, x, w=None, labels=None):
+        stats = orig(self, x, w, labels)
         os.kill(os.getpid(), signal.SIGINT)
         return stats
 

@@ -138,6 +138,8 @@ _CODEC_OPTIONS = [  # (flag, type, help); every default is None = "from the pres
     ("--heads", str, "machine heads trained with the codec on the basic layer (D_machine): 'analysis' = landmarks (dlib "
                 "teacher) + identity (facenet teacher), exported into model.pt for `stylecodec analyze`; '' = none "
                 "(presets: analysis)"),
+    ("--teacher-labels", str, "cached dlib landmarks of the training images for --heads analysis (python -m "
+                              "stylecodec.analysis.teacher --export FILE): no dlib needed while training"),
     ("--target-bpp", float, "default quality's whole file in bpp (0 = no rate control)"),
     ("--target-bytes", int, "default quality's whole file in bytes (overrides --target-bpp)"),
     ("--rate-margin", float, "aim the default quality's mean file this many bytes under the target"),

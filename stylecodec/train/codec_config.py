@@ -25,7 +25,7 @@ DEFAULTS: dict[str, Any] = dict(
     adv_weight=0.0, r1_gamma=None, r1_interval=16, identity="facenet", id_size=160, perceptual="alex",
     target_bpp=0.01, target_bytes=None, rate_margin=3.0, rate_control=0.05, p_default=0.25, quant="mixed",
     truncation=1.0,
-    style_mixing=0.5, heads="", prefix_probs="", threads=None, val_count=1000, val_images=32, coder_images=4,
+    style_mixing=0.5, heads="", teacher_labels=None, prefix_probs="", threads=None, val_count=1000, val_images=32, coder_images=4,
     val_every=500, coder_every=4,
     log_every=20, snap_every=500, ckpt_every=500, keep=2, seed=0, device="auto", precision="auto", workers=None,
     max_minutes=None, xflip=True, storage="fp16")
@@ -49,7 +49,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 # Options that may change when a run is resumed; all others must match the checkpoint.
 RUN_CONTROL = {"data", "val_data", "out", "kimg", "keep", "device", "precision", "workers", "max_minutes", "storage",
                "log_every", "val_every", "snap_every", "ckpt_every", "coder_every", "val_images", "coder_images",
-               "preset", "threads"}
+               "preset", "threads", "teacher_labels"}
 _ARCH = ("model_json", "resolution", "channel_base", "channel_max", "z_dim", "w_dim", "map_layers", "backbone",
          "enc_res", "style_width", "fpn_width", "latent_dims", "qualities")
 
@@ -110,6 +110,7 @@ class CodecConfig:
     truncation: float
     style_mixing: float
     heads: str
+    teacher_labels: str | None
     prefix_probs: str
     threads: int | None
     val_count: int
@@ -158,6 +159,9 @@ class CodecConfig:
         for name in filter(None, self.heads.split(",")):
             if name not in MACHINE_HEADS:
                 raise StylecodecError(f"unknown machine head {name!r} (registered: {sorted(MACHINE_HEADS) or 'none'})")
+        if self.teacher_labels and ("analysis" not in self.heads.split(",") or self.mode == "pretrain-encoder"):
+            raise StylecodecError("--teacher-labels feeds the 'analysis' head on real faces: it needs --heads analysis "
+                                  "and --mode joint or finetune")
 
     def prefix_list(self) -> list[float]:
         try:
@@ -178,7 +182,8 @@ def resolve_config(given: dict[str, Any], preset: str | None = None,
     config replaces defaults and preset; a given option outside RUN_CONTROL must match it."""
     given = {k: v for k, v in given.items() if v is not None}
     if checkpoint_config is not None:
-        cfg = C.merge_resumed_config(checkpoint_config, given, RUN_CONTROL)
+        # options added after the checkpoint was written take their defaults (= the old behaviour)
+        cfg = {**DEFAULTS, **C.merge_resumed_config(checkpoint_config, given, RUN_CONTROL)}
     else:
         if preset is not None and preset not in PRESETS:
             raise StylecodecError(f"unknown preset {preset!r}; choose from {', '.join(PRESETS)}")

@@ -196,7 +196,7 @@ def quiet_worker(_: int = 0) -> None:
 
 
 def infinite_batches(dataset: Dataset, batch_per_rank: int, info: DistInfo, seed: int = 0, workers: int = 0,
-                     start_epoch: int = 0) -> Iterator[torch.Tensor]:
+                     start_epoch: int = 0) -> Iterator[torch.Tensor | tuple[torch.Tensor, ...]]:
     """Endless shuffled batches ``[batch_per_rank, ...]`` on ``info.device``; each rank sees a disjoint shard.
 
     Epoch ``e`` is shuffled with ``seed + e`` (DistributedSampler), so a resumed run continues
@@ -215,7 +215,10 @@ def infinite_batches(dataset: Dataset, batch_per_rank: int, info: DistInfo, seed
     while True:
         sampler.set_epoch(epoch)
         for batch in loader:
-            yield batch.to(info.device, non_blocking=True)
+            if isinstance(batch, (list, tuple)):     # e.g. (x, landmarks, found) of LabelledImages
+                yield tuple(b.to(info.device, non_blocking=True) for b in batch)
+            else:
+                yield batch.to(info.device, non_blocking=True)
         epoch += 1
 
 

@@ -168,12 +168,14 @@ class CodecObjective:
         return autocast(x.device, self.amp)
 
     def __call__(self, out: dict, x: torch.Tensor, x_hat: dict[int, torch.Tensor], w_true: torch.Tensor | None = None,
-                 rate_scale: float = 1.0, subsets: dict | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+                 rate_scale: float = 1.0, subsets: dict | None = None,
+                 labels: tuple[torch.Tensor, torch.Tensor] | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Total loss and detached statistics. ``x_hat``: {k: decode of the first k layers} for
         k in :meth:`prefixes`; ``w_true`` [N, num_ws, w_dim] when the images were generated.
         ``subsets`` (prefix sampling): {k: (sample indices, weight)} when x_hat[k] holds only
         those samples; each term of prefix k is then its subset mean times ``weight``
-        (n_k / (N p_k) keeps it an unbiased estimate of the full-batch mean)."""
+        (n_k / (N p_k) keeps it an unbiased estimate of the full-batch mean). ``labels``: cached teacher
+        (landmarks [N, 68, 2], found [N]) of x for the machine heads (None: they run their teacher)."""
         w, stats = self.w, {}
         bits = StyleCodecModel.bits(out)
         total = self.rate(bits, out["quality"], rate_scale)
@@ -205,7 +207,7 @@ class CodecObjective:
             terms.update({f"{name}/{t}": v * weight for t, v in part.items()})
         if self.machine_heads:
             for head in self.machine_heads:
-                terms.update({f"basic/{t}": v for t, v in head(out, x, e_all).items()})
+                terms.update({f"basic/{t}": v for t, v in head(out, x, e_all, labels).items()})
         lam = {"basic": w.basic, "middle": w.middle, "enhanced": w.enhanced}
         for name, v in terms.items():
             total = total + lam[name.split("/")[0]] * v
