@@ -210,3 +210,46 @@ def test_forward_contract():
     assert bits.shape == (2, 2) and (bits[1] > bits[0]).all()          # quality 5 costs more than 0
     (bits.sum() + out["x_hat"][1].square().mean()).backward()
     assert model.gain.grad is not None and model.E.styles[0].linear.weight.grad is not None
+
+
+# ---------------------------------------------------------------- cross-machine golden
+
+def _integer_model() -> StyleCodecModel:
+    """The tiny model with weights drawn as integers (torch.randint, then exact scalings), so every
+    machine builds it bit for bit (unlike randn/kaiming init, whose vectorised paths may differ)."""
+    torch.manual_seed(0)
+    model = StyleCodecModel(tiny_config())
+    g = torch.Generator().manual_seed(2026)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "gain" in name:                     # the quality gains keep their deterministic init
+                continue
+            u = torch.randint(-64, 65, p.shape, generator=g).to(p.dtype) / 64
+            fan_in = p[0].numel() if p.ndim >= 2 else 0
+            p.copy_(u * (1 / 2 ** (max(fan_in, 1).bit_length() / 2) if fan_in else 0.125))
+    return model.eval()
+
+
+def test_golden_streams_are_the_same_on_every_machine():
+    """Fixed model + fixed latents -> these exact bytes, and back. Written on the development box;
+    CI (another machine) re-derives them, so this checks cross-machine determinism of the LSET's
+    coding tables and of the range coder, and catches any unannounced change of the format."""
+    codec = Codec(_integer_model())
+    g = torch.Generator().manual_seed(7)
+    ys = [torch.randint(-300, 301, (3, d), generator=g).double() / 100 for d in codec._sizes]
+    digests = {}
+    for q in (0, codec.quality_range.stop - 1):
+        stats: list = []
+        streams = codec.compress_latents(ys, q, stats)
+        for i, data in enumerate(streams):
+            y_hat, k = codec.decode_y(data)
+            assert k == 3 and all(torch.equal(a[0], b) for a, b in zip(y_hat, stats[i]["y_hat"]))
+        digests[q] = hashlib.sha256(b"".join(streams)).hexdigest()[:16]
+        digests[f"len{q}"] = [len(s) for s in streams]
+    assert codec.fingerprint == GOLDEN["fingerprint"]
+    assert digests == GOLDEN["streams"]
+
+
+# Written with `python -m pytest` on the development machine (x86_64, torch 2.14.1), 1 and 2 threads alike.
+GOLDEN = {"fingerprint": 4035,
+          "streams": {0: "59b465873bef146c", "len0": [25, 25, 25], 5: "232bf1ca96b74a41", "len5": [33, 37, 33]}}
