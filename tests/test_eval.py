@@ -233,3 +233,14 @@ def test_head_nme_when_the_codec_has_heads(model_file, images, tmp_path):
                         progress=False))
     rows = read_rows(tmp_path / "results.csv")
     assert all(math.isfinite(r["nme_head"]) == (r["codec"] == "stylecodec-basic") for r in rows)
+
+
+def test_tables_compare_the_same_faces():
+    """A run where stylecodec has coded fewer faces than the anchors: every table uses the shared ones."""
+    from stylecodec.eval.tables import common_rows
+
+    rows = [{"image": i, "family": f} for i in ("a", "b", "c") for f in ("vvc", "jpeg")]
+    rows += [{"image": "b", "family": "stylecodec"}, {"image": "c", "family": "stylecodec"}]
+    kept, left_out = common_rows(rows)
+    assert sorted({r["image"] for r in kept}) == ["b", "c"] and left_out == 1 and len(kept) == 6
+    assert common_rows([]) == ([], 0)

@@ -3,6 +3,7 @@ card states, loads with the safe loaders and does what the card says (no trainin
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from pathlib import Path
 
@@ -42,3 +43,52 @@ def test_shipped_cpu64_prior_generates_varied_faces():
     assert img.std() > 0.2                                        # not a flat image
     assert (img[0] - img[1]).abs().mean() > 0.05                  # different z, different faces
     assert img.mean(0).std() > 0.1                                # a face-like mean layout, not noise
+
+
+SAMPLE = PRETRAINED.parent / "samples" / "astronaut_eileen_collins.png"
+GOLDEN_STREAM = Path(__file__).resolve().parent / "data" / "default_sample.sfc"
+
+
+@pytest.fixture(scope="module")
+def default_codec():
+    if "default.pt" not in _card_files():
+        pytest.skip("no shipped default codec (pretrained/default.pt)")
+    from stylecodec.codec import Codec
+
+    torch.set_num_threads(1)
+    return Codec.from_pretrained("default")
+
+
+def test_default_codec_meets_the_rate_and_scales(default_codec):
+    """The shipped default on the demo's sample face: --bpp 0.01 fits (<= 81 bytes at 256²), the
+    basic layer alone is a valid stream, every prefix decodes to a face-sized image, analysis
+    reads only the basic layer."""
+    from PIL import Image
+
+    from stylecodec.bitstream import extract
+
+    codec = default_codec
+    face = Image.open(SAMPLE)
+    data = codec.compress(face, bpp=0.01)
+    assert 8 * len(data) / codec.resolution ** 2 <= 0.01
+    basic = extract(data, 1)
+    assert len(basic) < len(data)
+    for layers in ("basic", "middle", "enhanced"):
+        img = codec.decompress(data, layers=layers, output="array")
+        assert img.shape == (codec.resolution, codec.resolution, 3) and img.std() > 5
+    res = codec.analyze(basic)
+    assert res["landmarks"].shape == (68, 2) and res["layers_used"] == "basic"
+
+
+def test_default_codec_decodes_the_golden_stream(default_codec):
+    """A stream written on the development machine decodes to the recorded symbols here (the
+    cross-machine promise of the bitstream), and re-encoding its latents gives the same bytes."""
+    if not GOLDEN_STREAM.is_file():
+        pytest.skip("no golden stream recorded for the shipped default")
+    data = GOLDEN_STREAM.read_bytes()
+    want = json.loads(GOLDEN_STREAM.with_suffix(".json").read_text())
+    y_hat, k = default_codec.decode_y(data)
+    assert k == 3
+    got = hashlib.sha256(b"".join(y.numpy().astype("<f4").tobytes() for y in y_hat)).hexdigest()
+    assert got == want["y_hat_sha256"]
+    assert default_codec.fingerprint == want["fingerprint"]

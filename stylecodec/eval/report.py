@@ -17,7 +17,7 @@ import numpy as np
 
 from .common import read_json, write_text
 from .results import load_rows
-from .tables import METRICS, bd_table, fmt, headline, mean_table
+from .tables import METRICS, bd_table, common_rows, fmt, headline, mean_table
 
 __all__ = ["write_report", "headline_markdown", "FD_MIN_IMAGES"]
 
@@ -104,7 +104,7 @@ def write_report(run_dir: str | os.PathLike, headline_quality: int | None = None
     from .tb import write_tensorboard
 
     run_dir = Path(run_dir)
-    rows = load_rows(run_dir)
+    rows, left_out = common_rows(load_rows(run_dir))
     info = read_json(run_dir / "run.json", {}) or {}
     lfw = read_json(run_dir / "lfw.json")
     table = mean_table(rows)
@@ -121,6 +121,9 @@ def write_report(run_dir: str | os.PathLike, headline_quality: int | None = None
           "anchors also slice-only (parameter sets agreed in advance). Metrics compare each decoded face "
           "with the aligned original. ID = identity cosine; NME normalised by the outer-eye distance.",
           f"- rows: {len(rows)} ({errors} with errors)"]
+    if left_out:
+        md.append(f"- {left_out} images left out: not every codec family ({', '.join(sorted({r['family'] for r in rows}))}) "
+                  "has coded them yet, and every table compares the same faces")
     for group, why in (info.get("unavailable_metrics") or {}).items():
         md.append(f"- **metric {group} not measured**: {why}")
     for note in info.get("notes") or []:

@@ -9,7 +9,7 @@ import numpy as np
 from .coding import STYLE_CODECS, target_setting
 from .settings import VVC_FLOOR_QP
 
-__all__ = ["METRICS", "LABELS", "mean_table", "curves", "pareto", "bd_table", "headline_quality", "headline",
+__all__ = ["METRICS", "LABELS", "common_rows", "mean_table", "curves", "pareto", "bd_table", "headline_quality", "headline",
            "fmt", "DISPLAY"]
 
 # column, label, higher is better
@@ -37,6 +37,17 @@ def _order(e: dict) -> tuple:
     fam = e["family"]
     rank = 0 if fam == "stylecodec" else (1 if fam == "vvc" else 2)
     return rank, fam, e["codec"], e["point"] != "sweep", e["bpp"] if math.isfinite(e["bpp"]) else 0.0
+
+
+def common_rows(rows: list[dict]) -> tuple[list[dict], int]:
+    """The rows of the images that every codec family in ``rows`` has coded (so means and BD
+    numbers compare the same faces), and how many images were left out."""
+    families: dict[str, set] = defaultdict(set)
+    for r in rows:
+        families[r["family"]].add(r["image"])
+    images = set.intersection(*families.values()) if families else set()
+    left_out = len(set.union(*families.values())) - len(images) if families else 0
+    return [r for r in rows if r["image"] in images], left_out
 
 
 def mean_table(rows: list[dict]) -> list[dict]:
