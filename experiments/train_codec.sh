@@ -9,7 +9,8 @@
 #   bash experiments/train_codec.sh pack-val       # 64 validation faces as one .npz (for packed --data on a GPU box)
 # Every run writes RUN_DIR/{ckpt-<step>.pt, config.json, tb/, samples/, model.pt, model.json}; re-running
 # the same line continues from the newest checkpoint (--resume auto); Ctrl-C / SIGTERM save one first.
-# The default quality's whole three-layer file is steered to 81 bytes at 256x256 (0.01 bpp; --target-bytes).
+# The default quality's whole three-layer file is steered to 81 bytes at 256x256 (0.01 bpp; --target-bytes),
+# and the basic layer extracted alone to 24 bytes (0.003 bpp; --target-basic-bpp).
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$repo"
@@ -28,7 +29,7 @@ case "${1:-}" in
     ;;
   cpu128)
     OMP_NUM_THREADS=1 "$py" -m stylecodec.cli train codec --preset cpu --mode joint --data "$data" \
-      --resolution 128 --target-bytes 81 --out runs/codec_cpu128 --threads 1 --workers 0 \
+      --resolution 128 --target-bytes 81 --target-basic-bpp 0.012 --out runs/codec_cpu128 --threads 1 --workers 0 \
       --max-minutes "${2:-60}" --resume auto "${@:3}"
     ;;
   gpu-pretrain)

@@ -88,6 +88,10 @@ def test_rate_weight_per_quality_is_applied():
     alone = [float(obj(_fake_out(1.0, torch.tensor([q])), x[:1], {})[0]) for q in range(Q)]
     assert all(math.isclose(a / alone[-1], float(m[q]), rel_tol=1e-6) for q, a in enumerate(alone))
     assert math.isclose(float(stats["Rate/bpp"]), bits / R ** 2, rel_tol=1e-6)
+    # the basic layer's own budget: an extra weight on its bits only (2 of the 9 per image)
+    with_basic, _ = obj(_fake_out(1.0, quality), x, {}, rate_scale=0.5, basic_rate_scale=3.0)
+    extra = lam * 3.0 * float(sum(m[q] * 2 / R ** 2 for q in quality)) / 3
+    assert math.isclose(float(with_basic), want + extra, rel_tol=1e-6)
 
 
 def test_distortion_terms_and_prefix_subsets():
@@ -149,6 +153,8 @@ def test_rate_controller_steers_to_the_budget():
     with pytest.raises(StylecodecError, match="no payload"):
         RateController(19, eta=0.1)
     assert not RateController(None, eta=0.1).enabled
+    basic = RateController(24, eta=0.1, overhead_bytes=6.0, container_bytes=9, log_scale=RateController.LOW)
+    assert basic.budget_bits == 8 * (24 - 9 - 6) and basic.scale == pytest.approx(math.exp(-5))
 
 
 def test_config_rules(assets):
@@ -218,6 +224,24 @@ def test_joint_with_adversarial_trains_g_and_resumes(assets, tmp_path: Path):
     assert main([*args, "--kimg", "0.006", "--resume", "auto"]) == 0
     assert C.load_checkpoint(C.latest_checkpoint(run))["step"] == 3
     assert load_model(run / "model.pt").meta["steps"] == 3
+
+
+def test_basic_layer_budget_raises_its_own_rate_weight(assets, tmp_path: Path):
+    """--target-basic-bpp far below what the basic layer spends: its controller climbs from LOW."""
+    run = tmp_path / "basic"
+    given = {**FAST, "mode": "finetune", "prior": assets["prior"], "model_json": assets["model_json"],
+             "data": assets["data"], "out": str(run), "identity": "standin", "perceptual": "none",
+             "rate_control": 0.5, "target_bytes": 81, "target_basic_bpp": 0.034, "kimg": 0.006}
+    with pytest.raises(StylecodecError, match="--target-basic-bpp 0.003 at 64x64: .* no payload"):
+        train_codec({**given, "target_basic_bpp": 0.003})  # 1 byte: less than the container
+    assert train_codec(given) == 0                       # basic target: int(0.034 * 64² / 8) = 17 bytes
+    ck = C.load_checkpoint(C.latest_checkpoint(run))
+    assert ck["rate_basic"]["log_scale"] > -5.0 and ck["stats"]["Rate/basic_control_scale"] > math.exp(-5)
+    assert load_model(run / "model.pt").meta["rate_control"]["basic_target_bytes"] == 17
+    off = resolve_config({**given, "target_basic_bpp": 0.0, "out": str(tmp_path / "off")})
+    assert not off.target_basic_bpp
+    with pytest.raises(StylecodecError, match="target-basic-bpp"):
+        resolve_config({**given, "target_basic_bpp": -1.0})
 
 
 def test_finetune_keeps_g_frozen(assets, tmp_path: Path):

@@ -141,6 +141,8 @@ _CODEC_OPTIONS = [  # (flag, type, help); every default is None = "from the pres
     ("--teacher-labels", str, "cached dlib landmarks of the training images for --heads analysis (python -m "
                               "stylecodec.analysis.teacher --export FILE): no dlib needed while training"),
     ("--target-bpp", float, "default quality's whole file in bpp (0 = no rate control)"),
+    ("--target-basic-bpp", float, "the basic layer extracted alone (header included) in bpp at the default "
+                                  "quality: its own rate controller (presets: 0.003; 0 = off)"),
     ("--target-bytes", int, "default quality's whole file in bytes (overrides --target-bpp)"),
     ("--rate-margin", float, "aim the default quality's mean file this many bytes under the target"),
     ("--rate-control", float, "rate-control step size (0 = fixed rate weight)"),

@@ -45,7 +45,7 @@ from ..layers import LAYER_NAMES
 from ..model import StyleCodecModel
 from . import common as C
 from .codec_config import MODES, PRESET_MODELS, PRESETS, CodecConfig, build_model_config, resolve_config
-from .losses import CONTAINER_BYTES, MACHINE_HEADS, CodecObjective, RateController, build_identity
+from .losses import BASIC_CONTAINER_BYTES, CONTAINER_BYTES, MACHINE_HEADS, CodecObjective, RateController, build_identity
 
 __all__ = ["MODES", "PRESETS", "PRESET_MODELS", "CodecConfig", "resolve_config", "build_model_config",
            "RateController", "CodecTrainer", "train_codec"]
@@ -118,6 +118,14 @@ class CodecTrainer:
             int(cfg.target_bpp * self.R * self.R / 8) if cfg.target_bpp > 0 else None)
         self.rate = RateController(target, cfg.rate_control if target is not None else 0.0,
                                    margin_bytes=cfg.rate_margin)
+        # The basic layer's own budget (the stream `stylecodec extract --layers basic` writes): an
+        # extra rate weight on it that stays near zero (log scale LOW) while the layer fits.
+        basic = int(cfg.target_basic_bpp * self.R * self.R / 8) if cfg.target_basic_bpp else None
+        try:
+            self.rate_basic = RateController(basic, cfg.rate_control if basic is not None else 0.0, margin_bytes=1.0,
+                                             container_bytes=BASIC_CONTAINER_BYTES, log_scale=RateController.LOW)
+        except StylecodecError as e:
+            raise StylecodecError(f"--target-basic-bpp {cfg.target_basic_bpp:g} at {self.R}x{self.R}: {e}") from None
         self.step = self.images_seen = 0
         self.wall_time, self.last_val = 0.0, {}
         if checkpoint is not None:
@@ -163,7 +171,7 @@ class CodecTrainer:
     def state_dict(self, stats: dict[str, float]) -> dict[str, Any]:
         s = {"kind": "stylecodec.codec", "step": self.step, "images_seen": self.images_seen,
              "wall_time": self.wall_time, "model": self.model.state_dict(), "optimiser": self.opt.state_dict(),
-             "rate": self.rate.state_dict(), "rng": C.rng_state(), "config": asdict(self.cfg), "stats": stats,
+             "rate": self.rate.state_dict(), "rate_basic": self.rate_basic.state_dict(), "rng": C.rng_state(), "config": asdict(self.cfg), "stats": stats,
              "val": self.last_val, "sources": self.sources, "heads": self.heads.state_dict()}
         if self.D is not None:
             s.update(D=self.D.state_dict(), optimiser_D=self.opt_D.state_dict())
@@ -181,6 +189,8 @@ class CodecTrainer:
             if "optimiser_D" in ck:
                 self.opt_D.load_state_dict(ck["optimiser_D"])
         self.rate.load_state_dict(ck["rate"])
+        if "rate_basic" in ck:                  # runs from before the basic-layer budget keep it off
+            self.rate_basic.load_state_dict(ck["rate_basic"])
         self.step, self.images_seen, self.wall_time = ck["step"], ck["images_seen"], ck["wall_time"]
         self.last_val, self.sources = dict(ck.get("val", {})), dict(ck.get("sources", self.sources))
         if self.info.is_main:
@@ -200,6 +210,7 @@ class CodecTrainer:
                 "hardware": C.hardware_info(self.info), "config": asdict(self.cfg), "data": data_record,
                 "sources": self.sources, "precision": "bf16-autocast" if self.amp else "fp32",
                 "rate_control": {"target_bytes": self.rate.target, "margin_bytes": self.rate.margin,
+                                 "basic_target_bytes": self.rate_basic.target, "basic_scale": self.rate_basic.scale,
                                  "scale": self.rate.scale,
                                  "coder_overhead_bytes": self.rate.overhead, "default_quality": self.Q - 1},
                 "validation": self.last_val, "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
@@ -285,7 +296,8 @@ class CodecTrainer:
         self.opt.zero_grad(set_to_none=True)
         out = model(x, q, n_layers=3, synthesise=False, quant=cfg.quant)
         x_hat, subsets, fake = self.decode_prefixes(out)
-        loss, stats = self.objective(out, x, x_hat, w_true, self.rate.scale, subsets, labels)
+        basic_scale = self.rate_basic.scale if self.rate_basic.enabled else 0.0
+        loss, stats = self.objective(out, x, x_hat, w_true, self.rate.scale, subsets, labels, basic_scale)
         if self.D is not None:
             g_adv = F.softplus(-self.D(fake, None).flatten()).mean()
             loss = loss + cfg.adv_weight * g_adv
@@ -302,10 +314,16 @@ class CodecTrainer:
         top = q == self.Q - 1
         red = C.all_reduce_sum(torch.stack([bits.sum(1)[top].sum(), top.sum().float()]), self.info)
         self.rate.update(float(red[0]), float(red[1]))
+        if self.rate_basic.enabled:
+            red_b = C.all_reduce_sum(torch.stack([bits[top, 0].sum(), top.sum().float()]), self.info)
+            self.rate_basic.update(float(red_b[0]), float(red_b[1]))
+            stats["Rate/basic_control_scale"] = torch.tensor(self.rate_basic.scale)
         if top.any():
             for l, name in enumerate(LAYER_NAMES):
                 stats[f"Rate/default_q/bytes_{name}"] = bits[top, l].mean() / 8
             stats["Rate/default_q/file_bytes_est"] = bits[top].sum(1).mean() / 8 + CONTAINER_BYTES + self.rate.overhead
+            stats["Rate/default_q/basic_file_bytes_est"] = (bits[top, 0].mean() / 8 + BASIC_CONTAINER_BYTES
+                                                            + self.rate.overhead)
         stats["Rate/control_scale"] = torch.tensor(self.rate.scale)
         self.step += 1
         self.images_seen += cfg.batch
@@ -400,6 +418,7 @@ class CodecTrainer:
                 payload = sum(sum(map(len, p)) for p in payloads) / len(payloads)
                 ideal = sum(sum(i["ideal_bits"]) for i in info) / len(info) / 8
                 self.rate.calibrate(payload, ideal)
+                self.rate_basic.overhead = self.rate.overhead
                 stats["Val/coder/overhead_bytes"] = self.rate.overhead
         return stats
 
@@ -485,9 +504,11 @@ class CodecTrainer:
     def _sync_rate(self) -> None:
         """Rank 0's rate-controller state (re-calibrated by its coder checks) to every rank."""
         if self.info.distributed:
-            t = torch.tensor([self.rate.log_scale, self.rate.overhead], dtype=torch.float64, device=self.dev)
+            t = torch.tensor([self.rate.log_scale, self.rate.overhead, self.rate_basic.log_scale],
+                             dtype=torch.float64, device=self.dev)
             torch.distributed.broadcast(t, src=0)
-            self.rate.log_scale, self.rate.overhead = t.tolist()
+            self.rate.log_scale, self.rate.overhead, self.rate_basic.log_scale = t.tolist()
+            self.rate_basic.overhead = self.rate.overhead
 
     def _log_tick(self, log: C.RunLogger, bar, acc: dict[str, list], seconds: float, images: int) -> dict[str, float]:
         stats = {k: float(s) / c for k, (s, c) in acc.items()}

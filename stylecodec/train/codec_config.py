@@ -23,7 +23,7 @@ DEFAULTS: dict[str, Any] = dict(
     lr=2e-4, g_lr=2e-3, d_lr=2e-3, grad_clip=0.0, rate=10.0, rate_ratio=1.6, lambda_basic=1.0, lambda_middle=1.0,
     lambda_enhanced=1.0, id_weight=1.0, lpips_weight=1.0, l2_weight=1.0, ms_ssim_weight=0.0, latent_weight=1.0,
     adv_weight=0.0, r1_gamma=None, r1_interval=16, identity="facenet", id_size=160, perceptual="alex",
-    target_bpp=0.01, target_bytes=None, rate_margin=3.0, rate_control=0.05, p_default=0.25, quant="mixed",
+    target_bpp=0.01, target_bytes=None, target_basic_bpp=None, rate_margin=3.0, rate_control=0.05, p_default=0.25, quant="mixed",
     truncation=1.0,
     style_mixing=0.5, heads="", teacher_labels=None, prefix_probs="", threads=None, val_count=1000, val_images=32, coder_images=4,
     val_every=500, coder_every=4,
@@ -42,9 +42,9 @@ CPU_MODEL: dict[str, Any] = {
 PRESET_MODELS: dict[str, dict[str, Any]] = {"cpu": CPU_MODEL, "gpu256": {}}
 PRESETS: dict[str, dict[str, Any]] = {
     "cpu": dict(batch=4, kimg=20.0, log_every=10, val_every=250, snap_every=250, ckpt_every=250, val_images=16,
-                coder_images=4, id_size=128, prefix_probs="1,1,1", heads="analysis"),
+                coder_images=4, id_size=128, prefix_probs="1,1,1", heads="analysis", target_basic_bpp=0.003),
     "gpu256": dict(batch=32, kimg=4000.0, log_every=50, val_every=1000, snap_every=1000, ckpt_every=1000,
-                   val_images=64, coder_images=16, heads="analysis"),
+                   val_images=64, coder_images=16, heads="analysis", target_basic_bpp=0.003),
 }
 # Options that may change when a run is resumed; all others must match the checkpoint.
 RUN_CONTROL = {"data", "val_data", "out", "kimg", "keep", "device", "precision", "workers", "max_minutes", "storage",
@@ -103,6 +103,7 @@ class CodecConfig:
     perceptual: str
     target_bpp: float
     target_bytes: int | None
+    target_basic_bpp: float | None
     rate_margin: float
     rate_control: float
     p_default: float
@@ -150,6 +151,8 @@ class CodecConfig:
             raise StylecodecError(f"--identity must be one of {IDENTITY_NETS}, --perceptual one of {PERCEPTUAL_NETS}")
         if self.quant not in ("noise", "ste", "mixed"):
             raise StylecodecError(f"--quant must be noise, ste or mixed, not {self.quant!r}")
+        if self.target_basic_bpp is not None and self.target_basic_bpp < 0:
+            raise StylecodecError("--target-basic-bpp must be >= 0 (0 = no basic-layer budget)")
         if not 0 <= self.p_default <= 1:
             raise StylecodecError("--p-default must be in [0, 1]")
         if self.prefix_probs and (len(self.prefix_list()) != 3 or min(self.prefix_list()) < 0

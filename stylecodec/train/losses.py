@@ -34,11 +34,12 @@ from ..model import StyleCodecModel
 from .machine_heads import analysis_term
 
 __all__ = ["LossWeights", "CodecObjective", "RateController", "StandInIdentity", "IdentityNet", "build_identity",
-           "MACHINE_HEADS", "rate_multipliers", "IDENTITY_NETS", "PERCEPTUAL_NETS", "CONTAINER_BYTES"]
+           "MACHINE_HEADS", "rate_multipliers", "IDENTITY_NETS", "PERCEPTUAL_NETS", "CONTAINER_BYTES", "BASIC_CONTAINER_BYTES"]
 
 IDENTITY_NETS = ("facenet", "standin", "auto", "none")
 PERCEPTUAL_NETS = ("alex", "vgg", "none")
 CONTAINER_BYTES = 7 + 2 * len(LAYER_NAMES)      # bitstream header + (length, CRC) per layer under 128 B
+BASIC_CONTAINER_BYTES = 7 + 2                    # the same for the basic layer extracted alone
 # name -> factory(model, identity) -> head module; head(out, x, e_x) -> {name: scalar loss}: D_machine terms.
 MACHINE_HEADS: dict[str, Callable] = {"analysis": analysis_term}
 
@@ -147,10 +148,13 @@ class CodecObjective:
         return need
 
     # -- terms -----------------------------------------------------------------------------
-    def rate(self, bits: torch.Tensor, quality: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
-        """λ_rate·scale·mean_i(m[q_i]·bpp_i); bits [N, L] per layer, quality int64 [N]."""
+    def rate(self, bits: torch.Tensor, quality: torch.Tensor, scale: float = 1.0,
+             basic_scale: float = 0.0) -> torch.Tensor:
+        """λ_rate·mean_i(m[q_i]·(scale·bpp_i + basic_scale·bpp_basic_i)); bits [N, L] per layer,
+        quality int64 [N]. ``basic_scale``: the extra weight on the basic layer's own budget."""
         m = self.multipliers.to(bits.device)[quality]
-        return self.w.rate * scale * (m * bits.sum(1) / self.pixels).mean()
+        per_image = scale * bits.sum(1) + (basic_scale * bits[:, 0] if basic_scale else 0.0)
+        return self.w.rate * (m * per_image / self.pixels).mean()
 
     def _embed(self, x: torch.Tensor) -> torch.Tensor:
         with self._autocast(x):
@@ -169,16 +173,18 @@ class CodecObjective:
 
     def __call__(self, out: dict, x: torch.Tensor, x_hat: dict[int, torch.Tensor], w_true: torch.Tensor | None = None,
                  rate_scale: float = 1.0, subsets: dict | None = None,
-                 labels: tuple[torch.Tensor, torch.Tensor] | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+                 labels: tuple[torch.Tensor, torch.Tensor] | None = None,
+                 basic_rate_scale: float = 0.0) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Total loss and detached statistics. ``x_hat``: {k: decode of the first k layers} for
         k in :meth:`prefixes`; ``w_true`` [N, num_ws, w_dim] when the images were generated.
         ``subsets`` (prefix sampling): {k: (sample indices, weight)} when x_hat[k] holds only
         those samples; each term of prefix k is then its subset mean times ``weight``
         (n_k / (N p_k) keeps it an unbiased estimate of the full-batch mean). ``labels``: cached teacher
-        (landmarks [N, 68, 2], found [N]) of x for the machine heads (None: they run their teacher)."""
+        (landmarks [N, 68, 2], found [N]) of x for the machine heads (None: they run their teacher).
+        ``basic_rate_scale``: extra rate weight on the basic layer (its own budget's controller)."""
         w, stats = self.w, {}
         bits = StyleCodecModel.bits(out)
-        total = self.rate(bits, out["quality"], rate_scale)
+        total = self.rate(bits, out["quality"], rate_scale, basic_rate_scale)
         stats["Loss/rate"] = total.detach()
         need_id = self.identity is not None and w.identity > 0
         # the identity net's embeddings of x, computed once: for the whole batch when every sample
@@ -231,16 +237,19 @@ class CodecObjective:
 
 class RateController:
     """Scale c = exp(s) of the rate weight steering the default quality's file to ``target_bytes``.
-    s stays in [LOW, HIGH] so a long stretch under budget (early training) cannot wind it up."""
+    s stays in [LOW, HIGH] so a long stretch under budget (early training) cannot wind it up.
+    ``container_bytes``: the stream's header and layer records (the whole 3-layer file's by
+    default; 9 for a basic layer extracted alone)."""
 
     LOW, HIGH = -5.0, 8.0
 
-    def __init__(self, target_bytes: int | None, eta: float, overhead_bytes: float = 6.0, margin_bytes: float = 0.0):
-        self.target, self.eta, self.overhead, self.log_scale = target_bytes, float(eta), float(overhead_bytes), 0.0
-        self.margin = float(margin_bytes)
+    def __init__(self, target_bytes: int | None, eta: float, overhead_bytes: float = 6.0, margin_bytes: float = 0.0,
+                 container_bytes: int = CONTAINER_BYTES, log_scale: float = 0.0):
+        self.target, self.eta, self.overhead, self.log_scale = target_bytes, float(eta), float(overhead_bytes), log_scale
+        self.margin, self.container = float(margin_bytes), int(container_bytes)
         if target_bytes is not None and self.budget_bits < 8:
-            raise StylecodecError(f"--target-bytes {target_bytes} leaves no payload: the container alone takes "
-                                  f"{CONTAINER_BYTES} bytes and the coder about {overhead_bytes:.0f} more")
+            raise StylecodecError(f"a target of {target_bytes} bytes leaves no payload: the container alone takes "
+                                  f"{self.container} bytes and the coder about {overhead_bytes:.0f} more")
 
     @property
     def enabled(self) -> bool:
@@ -250,7 +259,7 @@ class RateController:
     def budget_bits(self) -> float:
         if self.target is None:
             return math.inf
-        return 8.0 * (self.target - self.margin - CONTAINER_BYTES - self.overhead)
+        return 8.0 * (self.target - self.margin - self.container - self.overhead)
 
     @property
     def scale(self) -> float:
