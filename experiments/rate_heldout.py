@@ -1,0 +1,85 @@
+"""Rate of a codec model on the held-out faces: bytes of every stream a user can hold.
+
+    python experiments/rate_heldout.py --model pretrained/default.pt            # all 1,000 held-out faces
+    python experiments/rate_heldout.py --model M --limit 100 --out results.json
+
+For each face of the held-out split (the last --val-count files by name of --images, loaded as
+the codec trains on them: centre square, resized to the model resolution, no alignment) the
+script compresses at the default (highest) quality and at ``--bpp 0.01`` (the highest quality
+whose whole file fits), then measures the whole file, the basic layer extracted alone
+(`stylecodec extract --layers basic`), basic + middle, and each layer's rANS payload. Every
+byte of each file counts (header and layer records included); bpp = 8 bytes / R².
+Prints means, maxima and the share of faces within 0.01 bpp (whole file) and 0.003 bpp (basic
+alone), and writes them as JSON. No decoding, no quality metrics (see `stylecodec eval`).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--model", default="default", help="model name or checkpoint path")
+    ap.add_argument("--images", default=os.path.join(ROOT, "..", "shared", "data", "utkface"))
+    ap.add_argument("--val-count", type=int, default=1000, help="held-out split: the last N files by name")
+    ap.add_argument("--limit", type=int, default=None, help="only the first N held-out faces")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--out", default=None, help="JSON file for the figures")
+    args = ap.parse_args()
+
+    import numpy as np
+    import torch
+    from tqdm import tqdm
+
+    from stylecodec.bitstream import extract, unpack
+    from stylecodec.codec import Codec
+    from stylecodec.data import ImageFolder
+
+    torch.set_num_threads(args.threads)
+    codec = Codec.from_pretrained(args.model)
+    r, top = codec.resolution, codec.quality_range.stop - 1
+    faces = ImageFolder(args.images, r, "val", args.val_count)
+    n = len(faces) if args.limit is None else min(args.limit, len(faces))
+    rows, t0 = [], time.perf_counter()
+    for i in tqdm(range(n), desc="compress", unit="face"):
+        x = faces[i][None]
+        img = ((x[0].permute(1, 2, 0) + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).numpy()
+        data = codec.compress(img, quality=top)
+        fit = codec.compress(img, bpp=0.01) if 8 * len(data) / r ** 2 > 0.01 else data
+        _, payloads = unpack(data)
+        rows.append({"file": len(data), "basic": len(extract(data, 1)), "middle": len(extract(data, 2)),
+                     "payload": [len(p) for p in payloads], "fit_file": len(fit), "fit_q": unpack(fit)[0].quality})
+    secs = time.perf_counter() - t0
+
+    def stat(key):
+        v = np.array([row[key] for row in rows], np.float64)
+        return {"mean_bytes": float(v.mean()), "max_bytes": int(v.max()), "mean_bpp": float(8 * v.mean() / r ** 2)}
+
+    pay = np.array([row["payload"] for row in rows], np.float64)
+    res = {"model": args.model, "fingerprint": codec.fingerprint, "resolution": r, "faces": n,
+           "images": os.path.abspath(args.images), "split": f"last {args.val_count} files by name",
+           "default_quality": top, "whole_file": stat("file"), "basic_alone": stat("basic"),
+           "basic_plus_middle": stat("middle"),
+           "payload_mean_bytes": dict(zip(("basic", "middle", "enhanced"), pay.mean(0).round(3).tolist())),
+           "share_file_le_0.01bpp": float(np.mean([8 * row["file"] / r ** 2 <= 0.01 for row in rows])),
+           "share_basic_le_0.003bpp": float(np.mean([8 * row["basic"] / r ** 2 <= 0.003 for row in rows])),
+           "with_bpp_0.01": {**stat("fit_file"), "share_fitting": float(np.mean([8 * row["fit_file"] / r ** 2 <= 0.01
+                                                                                for row in rows]))},
+           "seconds": round(secs, 1), "threads": args.threads}
+    print(json.dumps(res, indent=2))
+    if args.out:
+        with open(args.out, "w") as fh:
+            json.dump(res, fh, indent=2)
+            fh.write("\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
