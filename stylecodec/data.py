@@ -29,7 +29,7 @@ from PIL import Image
 from torch.utils.data import ConcatDataset, Dataset
 
 from .errors import StylecodecError
-from .files import write_atomic
+from .files import write_atomic, write_npz
 
 __all__ = ["IMAGE_EXTS", "default_data_root", "list_images", "split_files", "ImageFolder",
            "PackedImages", "pack_images", "open_dataset"]
@@ -213,12 +213,8 @@ def pack_images(root: str | os.PathLike, out_path: str | os.PathLike, resolution
         raise StylecodecError(f"nothing to pack from {root} (split {split}, start {start}, "
                               f"max_bytes {max_bytes})")
     offsets = np.cumsum([0] + [len(b) for b in blobs], dtype=np.int64)
-
-    def _write_npz(tmp: str) -> None:
-        with open(tmp, "wb") as f:             # a file object: np.savez(name) would append ".npz"
-            np.savez(f, jpeg=np.frombuffer(b"".join(blobs), dtype=np.uint8), offsets=offsets,
-                     names=np.array(names[:len(blobs)]), split=np.array(split))
-    write_atomic(out_path, _write_npz)
+    write_npz(out_path, dict(jpeg=np.frombuffer(b"".join(blobs), dtype=np.uint8), offsets=offsets,
+                             names=np.array(names[:len(blobs)]), split=np.array(split)))
     return len(blobs)
 
 

@@ -12,7 +12,7 @@ from typing import Any, Callable
 
 from .errors import StylecodecError
 
-__all__ = ["write_atomic", "write_bytes", "atomic_torch_save"]
+__all__ = ["write_atomic", "write_bytes", "write_npz", "atomic_torch_save"]
 
 
 def write_atomic(path: str | os.PathLike, write: Callable[[str], None], durable: bool = False,
@@ -53,6 +53,17 @@ def write_bytes(path: str | os.PathLike, data: bytes) -> None:
     def _w(tmp: str) -> None:
         with open(tmp, "wb") as fh:
             fh.write(data)
+    write_atomic(path, _w)
+
+
+def write_npz(path: str | os.PathLike, arrays: dict) -> None:
+    """``np.savez(**arrays)`` to ``path``, atomically (through a file object: given a name,
+    np.savez would append ".npz" to the temporary one)."""
+    import numpy as np
+
+    def _w(tmp: str) -> None:
+        with open(tmp, "wb") as fh:
+            np.savez(fh, **arrays)
     write_atomic(path, _w)
 
 

@@ -33,7 +33,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from ..errors import StylecodecError
-from ..files import write_atomic
+from ..files import write_npz
 
 __all__ = ["cache_key", "default_cache_dir", "chunked_npz", "label_images", "teacher_labels", "main"]
 
@@ -53,13 +53,6 @@ def cache_key(root: str | os.PathLike, resolution: int, files: Sequence[str]) ->
     for f in files:
         h.update(f"{f}\t{(root / f).stat().st_size}\n".encode())
     return h.hexdigest()[:16]
-
-
-def _atomic_savez(path: Path, arrays: dict) -> None:
-    def _w(tmp: str) -> None:
-        with open(tmp, "wb") as f:             # a file object: np.savez(name) would append ".npz"
-            np.savez(f, **arrays)
-    write_atomic(path, _w)
 
 
 def chunked_npz(path: str | os.PathLike, n: int, compute: Callable[[int, int], dict], chunk: int = 256,
@@ -89,7 +82,7 @@ def chunked_npz(path: str | os.PathLike, n: int, compute: Callable[[int, int], d
             if s in done:
                 continue
             arrays = compute(s, min(s + chunk, n))
-            _atomic_savez(parts / f"part-{s:08d}.npz", arrays)
+            write_npz(parts / f"part-{s:08d}.npz", arrays)
             bar.update(min(chunk, n - s))
     pieces = []
     for s in starts:
@@ -97,7 +90,7 @@ def chunked_npz(path: str | os.PathLike, n: int, compute: Callable[[int, int], d
             pieces.append({k: z[k] for k in z.files})
     out = {k: np.concatenate([p[k] for p in pieces]) for k in pieces[0]} if pieces else {}
     out.update(meta)
-    _atomic_savez(path, out)
+    write_npz(path, out)
     shutil.rmtree(parts, ignore_errors=True)
     return out
 
@@ -188,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
         files = split_files(list_images(a.data), a.split, a.val_count)[:a.limit]
         out = teacher_labels(a.data, files, a.resolution, a.cache_dir, a.chunk, a.device, workers=a.workers)
         if a.export:
-            _atomic_savez(Path(a.export), {"files": np.array(files), "landmarks": out["landmarks"].astype(np.float16),
+            write_npz(Path(a.export), {"files": np.array(files), "landmarks": out["landmarks"].astype(np.float16),
                                            "found": out["found"]})
             print(f"landmarks written to {a.export}")
     except StylecodecError as e:

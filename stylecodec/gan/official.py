@@ -22,6 +22,7 @@ from typing import Any, BinaryIO
 import torch
 
 from ..errors import StylecodecError
+from ..files import atomic_torch_save
 from ..safe_unpickle import BASIC_GLOBALS, NUMPY_GLOBALS, TORCH_GLOBALS, AllowListUnpickler, UnsafePickleError
 from .discriminator import Discriminator
 from .synthesis import Generator
@@ -305,8 +306,6 @@ def save_checkpoint(net: Generator | Discriminator, path) -> None:
         raise TypeError(f"save_checkpoint wants a Generator or Discriminator, not {type(net).__name__}")
     ck = {"kind": kind, "format_version": 1, "init_kwargs": _plain(net.init_kwargs),
           "state_dict": {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}}
-    from ..files import atomic_torch_save
-
     atomic_torch_save(ck, path)
 
 

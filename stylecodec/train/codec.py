@@ -30,8 +30,8 @@ runs the real coder on ``coder_images`` faces.
 from __future__ import annotations
 
 import json
-import os
 import math
+import os
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -171,7 +171,8 @@ class CodecTrainer:
     def state_dict(self, stats: dict[str, float]) -> dict[str, Any]:
         s = {"kind": "stylecodec.codec", "step": self.step, "images_seen": self.images_seen,
              "wall_time": self.wall_time, "model": self.model.state_dict(), "optimiser": self.opt.state_dict(),
-             "rate": self.rate.state_dict(), "rate_basic": self.rate_basic.state_dict(), "rng": C.rng_state(), "config": asdict(self.cfg), "stats": stats,
+             "rate": self.rate.state_dict(), "rate_basic": self.rate_basic.state_dict(), "rng": C.rng_state(),
+             "config": asdict(self.cfg), "stats": stats,
              "val": self.last_val, "sources": self.sources, "heads": self.heads.state_dict()}
         if self.D is not None:
             s.update(D=self.D.state_dict(), optimiser_D=self.opt_D.state_dict())
@@ -312,11 +313,12 @@ class CodecTrainer:
             stats.update(self._d_step(x, fake.detach()))
         bits = StyleCodecModel.bits(out).detach()
         top = q == self.Q - 1
-        red = C.all_reduce_sum(torch.stack([bits.sum(1)[top].sum(), top.sum().float()]), self.info)
-        self.rate.update(float(red[0]), float(red[1]))
+        # one collective for both controllers: (file bits, basic-layer bits, count) of default-quality samples
+        red = C.all_reduce_sum(torch.stack([bits.sum(1)[top].sum(), bits[top, 0].sum(), top.sum().float()]),
+                               self.info).tolist()
+        self.rate.update(red[0], red[2])
         if self.rate_basic.enabled:
-            red_b = C.all_reduce_sum(torch.stack([bits[top, 0].sum(), top.sum().float()]), self.info)
-            self.rate_basic.update(float(red_b[0]), float(red_b[1]))
+            self.rate_basic.update(red[1], red[2])
             stats["Rate/basic_control_scale"] = torch.tensor(self.rate_basic.scale)
         if top.any():
             for l, name in enumerate(LAYER_NAMES):
