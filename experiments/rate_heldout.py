@@ -5,12 +5,14 @@
 
 For each face of the held-out split (the last --val-count files by name of --images, loaded as
 the codec trains on them: centre square, resized to the model resolution, no alignment) the
-script compresses at the default (highest) quality and at ``--bpp 0.01`` (the highest quality
-whose whole file fits), then measures the whole file, the basic layer extracted alone
-(`stylecodec extract --layers basic`), basic + middle, and each layer's rANS payload. Every
-byte of each file counts (header and layer records included); bpp = 8 bytes / R².
-Prints means, maxima and the share of faces within 0.01 bpp (whole file) and 0.003 bpp (basic
-alone), and writes them as JSON. No decoding, no quality metrics (see `stylecodec eval`).
+script compresses at the default (highest) quality, at ``--bpp 0.01`` (the highest quality
+whose whole file fits) and with both budgets ``--bpp 0.01 --basic-bpp 0.003`` (the highest
+quality whose whole file and basic layer alone both fit), then measures the whole file, the
+basic layer extracted alone (`stylecodec extract --layers basic`), basic + middle, and each
+layer's rANS payload. Every byte of each file counts (header and layer records included);
+bpp = 8 bytes / R². Prints means, maxima, the share of faces within 0.01 bpp (whole file) and
+0.003 bpp (basic alone) and the qualities the budgets chose, and writes them as JSON. No
+decoding, no quality metrics (see `stylecodec eval`).
 """
 from __future__ import annotations
 
@@ -31,6 +33,8 @@ def main() -> int:
     ap.add_argument("--val-count", type=int, default=1000, help="held-out split: the last N files by name")
     ap.add_argument("--limit", type=int, default=None, help="only the first N held-out faces")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--bpp", type=float, default=0.01, help="whole-file budget (default 0.01)")
+    ap.add_argument("--basic-bpp", type=float, default=0.003, help="basic-layer budget (default 0.003)")
     ap.add_argument("--out", default=None, help="JSON file for the figures")
     args = ap.parse_args()
 
@@ -39,7 +43,7 @@ def main() -> int:
     from tqdm import tqdm
 
     from stylecodec.bitstream import extract, unpack
-    from stylecodec.codec import Codec
+    from stylecodec.codec import Codec, fit_quality
     from stylecodec.data import ImageFolder
 
     torch.set_num_threads(args.threads)
@@ -51,11 +55,24 @@ def main() -> int:
     for i in tqdm(range(n), desc="compress", unit="face"):
         x = faces[i][None]
         img = ((x[0].permute(1, 2, 0) + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).numpy()
-        data = codec.compress(img, quality=top)
-        fit = codec.compress(img, bpp=0.01) if 8 * len(data) / r ** 2 > 0.01 else data
+        ys = codec.analyse(codec.preprocess(img))
+        streams: dict[int, bytes] = {}
+
+        def stream(q: int) -> bytes:
+            if q not in streams:
+                streams[q] = codec.compress_latents(ys, q)[0]
+            return streams[q]
+
+        data = stream(top)
+        fit_q = fit_quality(codec.quality_range, stream, r, args.bpp)
+        both_q = fit_quality(codec.quality_range, stream, r, args.bpp, args.basic_bpp)
+        fit = stream(codec.quality_range[0] if fit_q is None else fit_q)
+        both = stream(codec.quality_range[0] if both_q is None else both_q)
         _, payloads = unpack(data)
         rows.append({"file": len(data), "basic": len(extract(data, 1)), "middle": len(extract(data, 2)),
-                     "payload": [len(p) for p in payloads], "fit_file": len(fit), "fit_q": unpack(fit)[0].quality})
+                     "payload": [len(p) for p in payloads], "fit_file": len(fit), "fit_q": fit_q,
+                     "both_file": len(both), "both_basic": len(extract(both, 1)), "both_middle": len(extract(both, 2)),
+                     "both_q": both_q, "both_payload": [len(p) for p in unpack(both)[1]]})
     secs = time.perf_counter() - t0
 
     def stat(key):
@@ -63,6 +80,12 @@ def main() -> int:
         return {"mean_bytes": float(v.mean()), "max_bytes": int(v.max()), "mean_bpp": float(8 * v.mean() / r ** 2)}
 
     pay = np.array([row["payload"] for row in rows], np.float64)
+    both_pay = np.array([row["both_payload"] for row in rows], np.float64)
+
+    def hist(key):
+        qs = [row[key] for row in rows]
+        return {("none fits" if q is None else f"q{q}"): qs.count(q) for q in sorted(set(qs), key=lambda q: -1 if q is None else q)}
+
     res = {"model": args.model, "fingerprint": codec.fingerprint, "resolution": r, "faces": n,
            "images": os.path.abspath(args.images), "split": f"last {args.val_count} files by name",
            "default_quality": top, "whole_file": stat("file"), "basic_alone": stat("basic"),
@@ -70,8 +93,15 @@ def main() -> int:
            "payload_mean_bytes": dict(zip(("basic", "middle", "enhanced"), pay.mean(0).round(3).tolist())),
            "share_file_le_0.01bpp": float(np.mean([8 * row["file"] / r ** 2 <= 0.01 for row in rows])),
            "share_basic_le_0.003bpp": float(np.mean([8 * row["basic"] / r ** 2 <= 0.003 for row in rows])),
-           "with_bpp_0.01": {**stat("fit_file"), "share_fitting": float(np.mean([8 * row["fit_file"] / r ** 2 <= 0.01
-                                                                                for row in rows]))},
+           f"with_bpp_{args.bpp:g}": {**stat("fit_file"), "qualities": hist("fit_q"),
+                                      "share_fitting": float(np.mean([row["fit_q"] is not None for row in rows]))},
+           f"with_bpp_{args.bpp:g}_basic_{args.basic_bpp:g}": {
+               "whole_file": stat("both_file"), "basic_alone": stat("both_basic"),
+               "basic_plus_middle": stat("both_middle"),
+               "payload_mean_bytes": dict(zip(("basic", "middle", "enhanced"), both_pay.mean(0).round(3).tolist())),
+               "qualities": hist("both_q"),
+               "share_fitting_both": float(np.mean([row["both_q"] is not None for row in rows])),
+               "mean_quality_of_fitting": float(np.mean([row["both_q"] for row in rows if row["both_q"] is not None]))},
            "seconds": round(secs, 1), "threads": args.threads}
     print(json.dumps(res, indent=2))
     if args.out:

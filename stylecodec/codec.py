@@ -2,6 +2,7 @@
 
     codec = Codec.from_pretrained("default")            # or a checkpoint path
     data = codec.compress("face.jpg", quality=3)        # or bpp=0.01: highest quality that fits
+    data = codec.compress("face.jpg", bpp=0.01, basic_bpp=0.003)   # ... and whose basic layer fits too
     img = codec.decompress(data, layers="basic")        # PIL image, resolution x resolution
     ws = codec.decode_latents(data, layers=2)           # Ŵ+ [1, num_ws, w_dim], no pixels
 
@@ -25,14 +26,14 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from .bitstream import BitstreamError, StreamHeader, fingerprint, pack, unpack
+from .bitstream import BitstreamError, StreamHeader, extract, fingerprint, pack, unpack
 from .entropy import gaussian
 from .entropy.lset import LSETCursor
 from .errors import StylecodecError
 from .layers import LAYER_NAMES
 from .model import GAIN_MIN
 
-__all__ = ["Codec", "ImageReadError", "centre_square", "load_image", "parse_layers"]
+__all__ = ["Codec", "ImageReadError", "centre_square", "fit_quality", "fits_budget", "load_image", "parse_layers"]
 
 Align = Callable[["PIL.Image.Image", int], "PIL.Image.Image"]  # noqa: F821
 
@@ -86,6 +87,23 @@ def centre_square(img: "PIL.Image.Image", size: int) -> "PIL.Image.Image":  # no
     return img.crop((left, top, left + s, top + s)).resize((size, size), Image.LANCZOS)
 
 
+def fits_budget(data: bytes, resolution: int, bpp: float | None, basic_bpp: float | None = None) -> bool:
+    """Whether the whole file ``data`` is <= ``bpp`` and its basic layer extracted alone (what
+    ``stylecodec extract --layers basic`` writes) is <= ``basic_bpp``; bits per pixel of the
+    R x R face, every byte counted; None: no limit."""
+    pixels = resolution ** 2
+    if bpp is not None and 8 * len(data) > bpp * pixels:
+        return False
+    return basic_bpp is None or 8 * len(extract(data, 1)) <= basic_bpp * pixels
+
+
+def fit_quality(qualities: range, stream: Callable[[int], bytes], resolution: int, bpp: float | None,
+                basic_bpp: float | None = None) -> int | None:
+    """The highest quality q whose ``stream(q)`` fits the budgets (:func:`fits_budget`), else None.
+    Tries the qualities from the highest down and stops at the first that fits."""
+    return next((q for q in reversed(qualities) if fits_budget(stream(q), resolution, bpp, basic_bpp)), None)
+
+
 class Codec:
     """Compress / decompress faces with one :class:`~stylecodec.model.StyleCodecModel` (CPU or GPU
     for the networks; the entropy model always runs in float64 on CPU)."""
@@ -136,23 +154,38 @@ class Codec:
         ys = self.model.transforms.analyse(self.model.E(x))
         return [y.detach().to("cpu", torch.float64) for y in ys]
 
-    def compress(self, image, quality: int | None = None, bpp: float | None = None) -> bytes:
-        """One face -> bytes. ``quality`` (default: the highest) or ``bpp``: the highest quality whose
-        whole file is at most ``bpp`` bits per pixel of the R x R face."""
+    def compress(self, image, quality: int | None = None, bpp: float | None = None,
+                 basic_bpp: float | None = None) -> bytes:
+        """One face -> bytes. ``quality`` (default: the highest), or rate budgets in bits per pixel
+        of the R x R face: the highest quality whose whole file is <= ``bpp`` and whose basic layer
+        extracted alone is <= ``basic_bpp`` (either may be None). Raises StylecodecError when no
+        quality fits."""
         ys = self.analyse(self.preprocess(image))
-        if bpp is None:
+        if bpp is None and basic_bpp is None:
             return self.compress_latents(ys, self.quality_range[-1] if quality is None else quality)[0]
         if quality is not None:
-            raise StylecodecError("give quality or bpp, not both")
-        sizes = {}
-        for q in reversed(self.quality_range):
-            data = self.compress_latents(ys, q)[0]
-            if 8 * len(data) / self.resolution ** 2 <= bpp:
-                return data
-            sizes[q] = len(data)
-        q = min(sizes, key=lambda k: (sizes[k], k))
-        raise StylecodecError(f"no quality fits {bpp:g} bpp: the smallest achievable for this image is "
-                              f"{8 * sizes[q] / self.resolution ** 2:.5f} bpp ({sizes[q]} bytes, quality {q})")
+            raise StylecodecError("give a quality or rate budgets (bpp, basic_bpp), not both")
+        for name, b in (("bpp", bpp), ("basic_bpp", basic_bpp)):
+            if b is not None and not b > 0:
+                raise StylecodecError(f"{name} must be > 0, got {b!r}")
+        streams: dict[int, bytes] = {}
+
+        def stream(q: int) -> bytes:
+            if q not in streams:
+                streams[q] = self.compress_latents(ys, q)[0]
+            return streams[q]
+
+        q = fit_quality(self.quality_range, stream, self.resolution, bpp, basic_bpp)
+        if q is not None:
+            return stream(q)
+        q = min(streams, key=lambda k: (len(streams[k]), len(extract(streams[k], 1)), k))
+        r2, data = self.resolution ** 2, streams[q]
+        basic = len(extract(data, 1))
+        want = " and ".join(f"{what} <= {b:g} bpp" for what, b in (("file", bpp), ("basic layer", basic_bpp))
+                            if b is not None)
+        raise StylecodecError(f"no quality fits {want}: the smallest achievable for this image is "
+                              f"{8 * len(data) / r2:.5f} bpp ({len(data)} bytes, quality {q}), its basic layer "
+                              f"{8 * basic / r2:.5f} bpp ({basic} bytes)")
 
     @torch.no_grad()
     def compress_ws(self, ws: torch.Tensor, quality: int) -> list[bytes]:

@@ -91,6 +91,43 @@ def test_quality_orders_rate_and_bpp_picks_the_highest_fit(codec):
         codec.compress(imgs[0], bpp=8 * (row.min() - 1) / pixels)
 
 
+def test_basic_budget_picks_the_highest_quality_whose_basic_layer_fits(codec, model_file, tmp_path):
+    img = _images(1, seed=2)[0]
+    ys = codec.analyse(codec.preprocess(img))
+    streams = [codec.compress_latents(ys, q)[0] for q in codec.quality_range]
+    pixels = codec.resolution ** 2
+    basic = np.array([len(extract(s, 1)) for s in streams])
+    whole = np.array([len(s) for s in streams])
+    assert basic.min() < basic.max(), basic                 # else the budget below cannot separate qualities
+    budget = 8 * (basic.max() - 1) / pixels                 # the quality with the largest basic layer cannot fit
+    want = max(q for q in codec.quality_range if 8 * basic[q] <= budget * pixels)
+    data = codec.compress(img, basic_bpp=budget)
+    assert unpack(data)[0].quality == want and data == streams[want]
+    assert 8 * len(extract(data, 1)) / pixels <= budget
+    # both budgets: the whole-file one too (here it is what binds)
+    file_budget = 8 * whole[want] / pixels - 1e-9
+    both = [q for q in codec.quality_range if 8 * basic[q] <= budget * pixels and whole[q] < whole[want]]
+    assert both, (basic, whole)
+    data = codec.compress(img, bpp=file_budget, basic_bpp=budget)
+    assert unpack(data)[0].quality == max(both)
+    with pytest.raises(Exception, match=r"no quality fits basic layer <= .* basic layer 0\.\d+ bpp \(\d+ bytes\)"):
+        codec.compress(img, basic_bpp=8 * (basic.min() - 1) / pixels)
+    with pytest.raises(Exception, match="not both"):
+        codec.compress(img, quality=1, basic_bpp=budget)
+    # the CLI: --basic-bpp fits, --quality with it or a non-positive budget is a usage error (exit 2)
+    src = tmp_path / "face.png"
+    from PIL import Image
+    Image.fromarray(img).save(src)
+    out = tmp_path / "b.sfc"
+    assert main(["compress", str(src), "-o", str(out), "--basic-bpp", repr(float(budget)), "--model", str(model_file),
+                 "--align", "off"]) == 0
+    assert unpack(out.read_bytes())[0].quality == want
+    for bad in (["--quality", "1", "--basic-bpp", "0.5"], ["--basic-bpp", "0"], ["--basic-bpp", "-1"]):
+        with pytest.raises(SystemExit) as e:
+            main(["compress", str(src), "-o", str(tmp_path / "c.sfc"), *bad])
+        assert e.value.code == 2
+
+
 def test_wrong_model_and_bad_header(codec, stream, tmp_path):
     torch.manual_seed(1)
     other = Codec(StyleCodecModel(tiny_config()))

@@ -121,6 +121,41 @@ def test_shards_are_disjoint_and_complete(model_file, images, tmp_path, capsys):
     assert (tmp_path / "m" / "summary.md").is_file()
 
 
+def test_basic_layer_budget_rows_and_headline(model_file, images, tmp_path, capsys):
+    """--basic-bpp: each target row takes the highest quality whose whole file and basic layer
+    alone both fit; the basic row's `met` counts the basic budget; the headline says so."""
+    from stylecodec.bitstream import extract
+    from stylecodec.codec import Codec
+    from stylecodec.eval.coding import parse_target, target_setting
+    from stylecodec.eval.tables import mean_table
+
+    assert parse_target(target_setting(0.06, 0.035)) == (0.06, 0.035) and parse_target("q5") is None
+    out = tmp_path / "basic"
+    cheap = ["--anchors", "jpeg", "--qps", "jpeg=10", "--downscale", "none", "--qualities", "0",
+             "--skip-metrics", "ms_ssim,lpips_vgg,facenet,sface,dlib"]
+    assert main(["eval", "--images", str(images), "--out", str(out), "--model", str(model_file), *FAST,
+                 "--basic-bpp", "0.035"]) == 1
+    assert "give --bpp-targets too" in capsys.readouterr().err
+    _eval(model_file, images, out, *cheap, "--bpp-targets", "0.06", "--basic-bpp", "0.035")
+    setting = "bpp<=0.06+basic<=0.035"
+    rows = {(r["image"], r["codec"]): r for r in read_rows(out / "results.csv") if r["setting"] == setting}
+    assert len(rows) == 3 * 3
+    codec = Codec.from_pretrained(model_file)
+    for i in range(3):
+        name = f"face{i}.png"
+        ys = codec.analyse(codec.preprocess(Image.open(images / name)))
+        streams = [codec.compress_latents(ys, q)[0] for q in codec.quality_range]
+        fit = [q for q, st in enumerate(streams) if 8 * len(st) <= 0.06 * 4096 and 8 * len(extract(st, 1)) <= 0.035 * 4096]
+        q = max(fit) if fit else 0
+        assert rows[(name, "stylecodec-basic")]["q"] == rows[(name, "stylecodec-all")]["q"] == q
+        assert rows[(name, "stylecodec-basic")]["bytes"] == len(extract(streams[q], 1))
+    table = {(e["codec"], e["setting"]): e for e in mean_table(list(rows.values()))}
+    basic = [rows[(f"face{i}.png", "stylecodec-basic")]["bpp"] <= 0.035 for i in range(3)]
+    assert table[("stylecodec-basic", setting)]["met"] == pytest.approx(np.mean(basic))
+    md = (out / "summary.md").read_text()
+    assert "stylecodec basic (<= 0.06 bpp per image" in md and "basic layer <= 0.035 bpp, met by" in md
+
+
 class _Html(HTMLParser):
     VOID = {"meta", "img", "br", "link", "hr", "input"}
 

@@ -1,15 +1,15 @@
-"""``stylecodec compress IN -o OUT.sfc [--quality Q | --bpp B] [--model NAME|PATH] [--align auto|on|off]``."""
+"""``stylecodec compress IN -o OUT.sfc [--quality Q | --bpp B] [--basic-bpp B] [--model NAME|PATH] [--align auto|on|off]``."""
 from __future__ import annotations
 
 import argparse
+
+from ._rate import add_rate_arguments, rate_kwargs
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("input", metavar="IN", help="face image (any format Pillow reads)")
     parser.add_argument("-o", "--output", metavar="OUT.sfc", required=True, help="stream to write")
-    rate = parser.add_mutually_exclusive_group()
-    rate.add_argument("--quality", type=int, metavar="Q", help="rate point index (default: the model's highest)")
-    rate.add_argument("--bpp", type=float, metavar="B", help="the highest quality whose whole file is <= B bpp")
+    add_rate_arguments(parser)
     parser.add_argument("--model", default="default", metavar="NAME|PATH", help="model name or checkpoint (default: default)")
     parser.add_argument("--device", default="cpu", help="device for the networks (default: cpu)")
     parser.add_argument("--align", choices=("auto", "on", "off"), default="auto",
@@ -24,9 +24,10 @@ def run(args: argparse.Namespace) -> int:
     from ..codec import Codec
     from ._files import write_bytes
 
+    rate = rate_kwargs(args)
     aligner = FaceAligner(args.align)
     codec = Codec.from_pretrained(args.model, device=args.device, align=aligner)
-    data = codec.compress(args.input, quality=args.quality, bpp=args.bpp)
+    data = codec.compress(args.input, **rate)
     write_bytes(args.output, data)
     d = describe(data)
     layers = " + ".join(f"{l['name']} {l['total_bytes']}" for l in d["layers"])

@@ -1,15 +1,15 @@
-"""``stylecodec compress-dir IN_DIR OUT_DIR [--quality Q | --bpp B] [--shard k/N] [--model M]``."""
+"""``stylecodec compress-dir IN_DIR OUT_DIR [--quality Q | --bpp B] [--basic-bpp B] [--shard k/N] [--model M]``."""
 from __future__ import annotations
 
 import argparse
+
+from ._rate import add_rate_arguments, rate_kwargs
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("input", metavar="IN_DIR", help="folder of face images (recursive)")
     parser.add_argument("output", metavar="OUT_DIR", help="folder for the .sfc streams and manifest*.jsonl")
-    rate = parser.add_mutually_exclusive_group()
-    rate.add_argument("--quality", type=int, metavar="Q", help="rate point index (default: the model's highest)")
-    rate.add_argument("--bpp", type=float, metavar="B", help="per image, the highest quality whose file is <= B bpp")
+    add_rate_arguments(parser)
     parser.add_argument("--shard", metavar="k/N", help="this machine's share: images with sorted index %% N == k")
     parser.add_argument("--limit", type=int, metavar="N", help="only the first N images")
     parser.add_argument("--model", default="default", metavar="NAME|PATH", help="model name or checkpoint")
@@ -24,11 +24,12 @@ def run(args: argparse.Namespace) -> int:
     from ..eval.common import parse_shard
     from ..eval.harness import load_codec
 
+    rate = rate_kwargs(args)
     shard = parse_shard(args.shard)
     codec = load_codec(args.model, args.device, args.align)
     if codec is None:
         from ..errors import StylecodecError
         raise StylecodecError("compress-dir needs a model (--model NAME|PATH)")
-    c = compress_dir(codec, args.input, args.output, args.quality, args.bpp, shard, args.limit, not args.quiet)
+    c = compress_dir(codec, args.input, args.output, shard=shard, limit=args.limit, progress=not args.quiet, **rate)
     print(f"{c['ok']} compressed, {c['skipped']} already done, {c['error']} errors; manifest: {c['manifest']}")
     return 0

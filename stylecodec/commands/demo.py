@@ -61,8 +61,9 @@ def run(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     folder, note = _samples(args, codec, out)
     print(note)
-    c = compress_dir(codec, folder, out / "streams", bpp=args.bpp, progress=not args.quiet)
-    print(f"compressed at <= {args.bpp:g} bpp: {c['ok']} new, {c['skipped']} already done, {c['error']} could not "
+    c = compress_dir(codec, folder, out / "streams", bpp=args.bpp, basic_bpp=args.basic_bpp, progress=not args.quiet)
+    basic = "" if args.basic_bpp is None else f" (basic layer <= {args.basic_bpp:g} bpp)"
+    print(f"compressed at <= {args.bpp:g} bpp{basic}: {c['ok']} new, {c['skipped']} already done, {c['error']} could not "
           f"meet the rate or failed (see {c['manifest']})")
     info = read_json(out / "run.json", {}) or {}
     info["notes"] = list(dict.fromkeys([*info.get("notes", []), note]))

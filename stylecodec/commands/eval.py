@@ -30,6 +30,8 @@ def add_eval_arguments(parser: argparse.ArgumentParser, images_required: bool = 
                         help="also VVC after downscaling by these factors (default: 2,4)")
     parser.add_argument("--bpp-targets", default="", metavar="LIST",
                         help="stylecodec rows at per-image rate targets, e.g. 0.01")
+    parser.add_argument("--basic-bpp", type=float, metavar="B",
+                        help="with rate targets: the basic layer alone must fit too, e.g. 0.003")
     if images_required:
         parser.add_argument("--limit", type=int, metavar="N", help="only the first N images (after --val-count)")
         parser.add_argument("--val-count", type=int, metavar="N",
@@ -66,7 +68,7 @@ def config_from_args(args, images, out):
         images=images, out=out, model=args.model,
         anchors=[a.strip() for a in args.anchors.split(",") if a.strip()] if args.anchors.lower() != "none" else [],
         qps=parse_qps(args.qps), downscale=parse_floats(args.downscale, "--downscale"), qualities=args.qualities,
-        bpp_targets=parse_floats(args.bpp_targets, "--bpp-targets"), limit=getattr(args, "limit", None),
+        bpp_targets=parse_floats(args.bpp_targets, "--bpp-targets"), basic_bpp=args.basic_bpp, limit=getattr(args, "limit", None),
         val_count=getattr(args, "val_count", None), shard=parse_shard(getattr(args, "shard", None)), thumbs=args.thumbs,
         skip_metrics=tuple(s.strip() for s in args.skip_metrics.split(",") if s.strip()),
         resolution=getattr(args, "resolution", 256), align=args.align, device=args.device, threads=args.threads, retry_errors=args.retry_errors,
@@ -107,7 +109,8 @@ def evaluate(cfg, lfw: Path | None, lfw_pairs: int | None, headline_quality: int
             q = pick_quality(mean_table(load_rows(cfg.out)), info, 0.01, headline_quality)
         print(f"LFW verification: {lfw_pairs or 'all'} pairs from {lfw}")
         run_lfw(codec, cfg.out, lfw, lfw_pairs, quality=q,
-                bpp=cfg.bpp_targets[0] if cfg.bpp_targets else None, progress=cfg.progress)
+                bpp=cfg.bpp_targets[0] if cfg.bpp_targets else None, progress=cfg.progress,
+                basic_bpp=cfg.basic_bpp if cfg.bpp_targets else None)
     if not report or cfg.shard is not None:
         return res, None, None
     path, head = write_report(cfg.out, headline_quality)

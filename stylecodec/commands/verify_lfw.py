@@ -1,7 +1,7 @@
 """``stylecodec verify-lfw``: LFW 10-fold face verification with coded faces, and their bpp.
 
     stylecodec verify-lfw --layers basic|middle|enhanced [--judge sface|facenet|head] [--both]
-                          [--model M] [--limit-pairs N] [--quality Q | --bpp B] [--json]
+                          [--model M] [--limit-pairs N] [--quality Q | --bpp B] [--basic-bpp B] [--json]
 
 Pixel judges (sface, the independent judge of DESIGN.md §3; facenet, the training loss): the
 first image of every pair is aligned (:func:`stylecodec.align.align`, the step ``compress
@@ -23,6 +23,7 @@ import numpy as np
 
 from ..eval.lfw import CodedFaces, pixel_embedder, select_pairs
 from ._files import LAYER_CHOICES
+from ._rate import add_rate_arguments, rate_kwargs
 
 JUDGES = ("sface", "facenet", "head")
 
@@ -36,10 +37,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default="default", metavar="NAME|PATH", help="model name or checkpoint")
     parser.add_argument("--limit-pairs", type=int, default=None, metavar="N",
                         help="use N pairs (at least 4), balanced over folds and same/different")
-    rate = parser.add_mutually_exclusive_group()
-    rate.add_argument("--quality", type=int, metavar="Q", help="rate point index (default: the model's highest)")
-    rate.add_argument("--bpp", type=float, metavar="B",
-                      help="per image: the highest quality whose whole file is <= B bpp")
+    add_rate_arguments(parser)
     parser.add_argument("--pairs", default=None, metavar="CSV",
                         help="pairs csv (default: ../shared/data/lfw_pairs.csv; images in lfw/ beside it)")
     parser.add_argument("--device", default="cpu", help="device for the networks (default: cpu)")
@@ -48,7 +46,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def verify_lfw(codec, layers: str, judge: str = "sface", both: bool = False, limit_pairs: int | None = None,
                quality: int | None = None, bpp: float | None = None, pairs_csv: str | None = None,
-               progress: bool = True) -> dict:
+               progress: bool = True, basic_bpp: float | None = None) -> dict:
     """Run the protocol of the module docstring; returns accuracy, folds, mean bpp and counts."""
     from ..errors import StylecodecError
     from ..metrics.verification import default_pairs_csv, lfw_verification, read_pairs
@@ -63,7 +61,7 @@ def verify_lfw(codec, layers: str, judge: str = "sface", both: bool = False, lim
     if judge == "head" and layers != "basic":
         raise StylecodecError("--judge head reads the basic layer only; use --layers basic")
     pairs = select_pairs(read_pairs(csv_path), limit_pairs)
-    coder = CodedFaces(codec, LAYER_CHOICES.index(layers) + 1, quality, bpp)
+    coder = CodedFaces(codec, LAYER_CHOICES.index(layers) + 1, quality, bpp, basic_bpp)
     if judge == "head":
         res = lfw_verification(lambda imgs: np.stack([codec.analyze(coder.stream(im))["identity"] for im in imgs]),
                                pairs, csv_path.parent / "lfw", progress=progress)
@@ -75,6 +73,7 @@ def verify_lfw(codec, layers: str, judge: str = "sface", both: bool = False, lim
             "accuracy_mean": res.mean, "accuracy_std": res.std, "fold_accuracy": res.fold_accuracy,
             "mean_bpp": float(np.mean(coder.bpps)), "coded_images": len(coder.bpps),
             "align_fallbacks": coder.fallbacks, "over_budget": coder.over_budget, "quality": quality, "bpp_target": bpp,
+            "basic_bpp_target": basic_bpp,
             "resolution": codec.resolution, "model_fingerprint": f"0x{codec.fingerprint:04x}"}
 
 
@@ -83,7 +82,9 @@ def run(args: argparse.Namespace) -> int:
 
     layers = args.layers or ("basic" if args.judge == "head" else "enhanced")
     codec = Codec.from_pretrained(args.model, device=args.device)
-    r = verify_lfw(codec, layers, args.judge, args.both, args.limit_pairs, args.quality, args.bpp, args.pairs)
+    rate = rate_kwargs(args)
+    r = verify_lfw(codec, layers, args.judge, args.both, args.limit_pairs, rate["quality"], rate["bpp"], args.pairs,
+                   basic_bpp=rate["basic_bpp"])
     if args.json:
         print(json.dumps(r, indent=1))
         return 0
@@ -92,5 +93,5 @@ def run(args: argparse.Namespace) -> int:
           f"{100 * r['accuracy_mean']:.2f} ± {100 * r['accuracy_std']:.2f} % over {r['pairs']} pairs; "
           f"mean {r['mean_bpp']:.5f} bpp over {r['coded_images']} coded {r['resolution']}² faces"
           + (f"; {r['align_fallbacks']} without a detected face (centre square)" if r["align_fallbacks"] else "")
-          + (f"; {r['over_budget']} above the bpp target (lowest quality)" if r["over_budget"] else ""))
+          + (f"; {r['over_budget']} above the rate budget (lowest quality)" if r["over_budget"] else ""))
     return 0

@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 from ..bitstream import BitstreamError, describe, unpack
+from ..codec import fits_budget
 from ..files import write_bytes
 from .common import list_images, select_shard, shard_tag
 
@@ -48,7 +49,7 @@ def _entry(name: str, stream: Path, data: bytes, status: str, seconds: float) ->
             "layer_payload_bytes": [l["payload_bytes"] for l in d["layers"]], "seconds": round(seconds, 4)}
 
 
-def _done(path: Path, codec, quality: int | None, bpp: float | None) -> bytes | None:
+def _done(path: Path, codec, quality: int | None, bpp: float | None, basic_bpp: float | None) -> bytes | None:
     """The existing stream if it is valid for this model and request, else None."""
     try:
         data = path.read_bytes()
@@ -57,18 +58,21 @@ def _done(path: Path, codec, quality: int | None, bpp: float | None) -> bytes | 
         return None
     if quality is not None and header.quality != quality:
         return None
-    if bpp is not None and 8 * len(data) / codec.resolution ** 2 > bpp:
+    if (bpp is not None or basic_bpp is not None) and not fits_budget(data, codec.resolution, bpp, basic_bpp):
         return None
     return data
 
 
 def compress_dir(codec, in_dir, out_dir, quality: int | None = None, bpp: float | None = None,
-                 shard: tuple[int, int] | None = None, limit: int | None = None, progress: bool = True) -> dict:
-    """Compress the (shard of the) images of ``in_dir``; returns counts {"ok", "skipped", "error", "manifest"}."""
+                 shard: tuple[int, int] | None = None, limit: int | None = None, progress: bool = True,
+                 basic_bpp: float | None = None) -> dict:
+    """Compress the (shard of the) images of ``in_dir`` at ``quality`` or within the rate budgets
+    (``bpp`` whole file, ``basic_bpp`` basic layer alone; see ``Codec.compress``); returns counts
+    {"ok", "skipped", "error", "manifest"}."""
     from tqdm import tqdm
 
     names = list_images(in_dir, limit=limit)
-    if quality is None and bpp is None:
+    if quality is None and bpp is None and basic_bpp is None:
         quality = codec.quality_range[-1]
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -79,12 +83,12 @@ def compress_dir(codec, in_dir, out_dir, quality: int | None = None, bpp: float 
         for _, name in bar:
             dst = stream_path(out_dir, name)
             t0 = time.perf_counter()
-            data = _done(dst, codec, quality, bpp)
+            data = _done(dst, codec, quality, bpp, basic_bpp)
             if data is not None:
                 entry = _entry(name, dst, data, "skipped", 0.0)
             else:
                 try:
-                    data = codec.compress(Path(in_dir) / name, quality=quality, bpp=bpp)
+                    data = codec.compress(Path(in_dir) / name, quality=quality, bpp=bpp, basic_bpp=basic_bpp)
                     dst.parent.mkdir(parents=True, exist_ok=True)
                     write_bytes(os.fspath(dst), data)
                     entry = _entry(name, dst, data, "ok", time.perf_counter() - t0)

@@ -9,24 +9,34 @@ import torch
 
 from ..anchors import AnchorError
 from ..bitstream import extract
+from ..codec import fit_quality
 from ..errors import StylecodecError
 from ..layers import LAYER_NAMES
 from .settings import setting_name
 
-__all__ = ["STYLE_CODECS", "face_latents", "fit_quality", "style_keys", "target_setting", "code_stylecodec", "code_anchor", "head_landmarks",
-           "error_row"]
+__all__ = ["STYLE_CODECS", "face_latents", "style_keys", "target_setting", "parse_target", "code_stylecodec",
+           "code_anchor", "head_landmarks", "error_row"]
 
 # curve name of each layer prefix: basic, basic + middle, all three
 STYLE_CODECS = ("stylecodec-basic", "stylecodec-middle", "stylecodec-all")
 
 
-def target_setting(bpp: float) -> str:
-    return f"bpp<={bpp:g}"
+def target_setting(bpp: float | None, basic_bpp: float | None = None) -> str:
+    """Setting name of a per-image rate budget: 'bpp<=0.01', 'bpp<=0.01+basic<=0.003' or 'basic<=0.003'."""
+    return "+".join(f"{k}<={b:g}" for k, b in (("bpp", bpp), ("basic", basic_bpp)) if b is not None)
 
 
-def style_keys(qualities, targets) -> list[tuple[str, str]]:
+def parse_target(setting: str) -> tuple[float | None, float | None] | None:
+    """(bpp, basic_bpp) of a :func:`target_setting` name (None: no such budget); None for other settings."""
+    parts = dict(p.split("<=", 1) for p in setting.split("+") if "<=" in p)
+    if not parts or set(parts) - {"bpp", "basic"} or "<=" not in setting.split("+")[0]:
+        return None
+    return tuple(float(parts[k]) if k in parts else None for k in ("bpp", "basic"))
+
+
+def style_keys(qualities, targets, basic_bpp: float | None = None) -> list[tuple[str, str]]:
     """(codec, setting) of every stylecodec row of one image."""
-    settings = [f"q{q}" for q in qualities] + [target_setting(b) for b in targets]
+    settings = [f"q{q}" for q in qualities] + [target_setting(b, basic_bpp) for b in targets]
     return [(c, s) for s in settings for c in STYLE_CODECS]
 
 
@@ -40,7 +50,7 @@ def _row(name, codec, setting, family, point, q, shape, nbytes, payload, enc_s, 
 
 def error_row(name, codec, setting, family, message) -> dict:
     return {"image": name, "codec": codec, "setting": setting, "family": family,
-            "point": "target" if setting.startswith("bpp<=") else "sweep", "error": message.replace("\n", " ")[:300]}
+            "point": "target" if parse_target(setting) else "sweep", "error": message.replace("\n", " ")[:300]}
 
 
 def face_latents(codec, face: np.ndarray):
@@ -49,18 +59,14 @@ def face_latents(codec, face: np.ndarray):
     return codec.analyse(x.to(codec.device))
 
 
-def fit_quality(codec, stream, bpp: float) -> tuple[int, bool]:
-    """(highest quality whose whole file ``stream(q)`` is <= ``bpp``, True), else (lowest, False)."""
-    r2 = codec.resolution ** 2
-    fit = next((q for q in reversed(codec.quality_range) if 8 * len(stream(q)) / r2 <= bpp), None)
-    return (codec.quality_range[0], False) if fit is None else (fit, True)
-
-
-def code_stylecodec(codec, face: np.ndarray, name: str, qualities, targets, pending: set) -> list[tuple]:
+def code_stylecodec(codec, face: np.ndarray, name: str, qualities, targets, pending: set,
+                    basic_bpp: float | None = None) -> list[tuple]:
     """Rows for the pending (codec, setting) pairs of the aligned face (R x R x 3 uint8, what the
-    anchors code too): (row, decoded R x R x 3 uint8, stream of that prefix). Encoder time =
-    analysis (E + transforms, alignment excluded as for the anchors) + entropy coding at that quality."""
-    todo = [k for k in style_keys(qualities, targets) if k in pending]
+    anchors code too): (row, decoded R x R x 3 uint8, stream of that prefix). Rate targets (with the
+    optional ``basic_bpp`` budget on the basic layer alone) take the highest quality that fits, else
+    the lowest (the row then shows the miss). Encoder time = analysis (E + transforms, alignment
+    excluded as for the anchors) + entropy coding at that quality."""
+    todo = [k for k in style_keys(qualities, targets, basic_bpp) if k in pending]
     if not todo:
         return []
     r = codec.resolution
@@ -77,8 +83,9 @@ def code_stylecodec(codec, face: np.ndarray, name: str, qualities, targets, pend
         return streams[q]
 
     chosen = {}
-    for b in targets:                      # highest quality whose whole file fits; else the lowest
-        chosen[target_setting(b)] = fit_quality(codec, lambda q: stream(q)[0], b)[0]
+    for b in targets:                      # highest quality that fits the budgets; else the lowest
+        q = fit_quality(codec.quality_range, lambda q: stream(q)[0], r, b, basic_bpp)
+        chosen[target_setting(b, basic_bpp)] = codec.quality_range[0] if q is None else q
     decoded: dict[tuple[int, int], tuple[np.ndarray, float, bytes]] = {}
     out = []
     for c, setting in todo:

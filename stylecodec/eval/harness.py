@@ -45,6 +45,7 @@ class EvalConfig:
     downscale: list[float] = field(default_factory=lambda: [2.0, 4.0])
     qualities: str | None = None             # "all" / None or "0,2,5"
     bpp_targets: list[float] = field(default_factory=list)
+    basic_bpp: float | None = None           # budget of the basic layer alone at every rate target
     limit: int | None = None
     val_count: int | None = None
     shard: tuple[int, int] | None = None
@@ -88,6 +89,7 @@ def thumb_path(run_dir: str | os.PathLike, image: str, codec: str = "original", 
 def _run_info(cfg: EvalConfig, codec, specs: list[AnchorSpec], qualities, n_images: int, align: str) -> dict:
     info = {"images": os.path.abspath(cfg.images), "n_images": n_images, "val_count": cfg.val_count,
             "limit": cfg.limit, "thumbs": cfg.thumbs, "align": align, "bpp_targets": list(cfg.bpp_targets),
+            "basic_bpp": cfg.basic_bpp,
             "anchors": {s.codec: list(s.qs) for s in specs}, "skip_metrics": list(cfg.skip_metrics)}
     if codec is None:
         info.update(model=None, resolution=cfg.resolution)
@@ -128,7 +130,8 @@ def _measure_image(ctx, idx: int, name: str, pending: set) -> list[dict]:
     basic_streams = {}
     if codec is not None:
         try:
-            coded = code_stylecodec(codec, ref.arr, name, ctx["qualities"], cfg.bpp_targets, pending)
+            coded = code_stylecodec(codec, ref.arr, name, ctx["qualities"], cfg.bpp_targets, pending,
+                                    cfg.basic_bpp)
         except StylecodecError as e:          # e.g. a stream the model cannot decode: log it, go on
             coded = [(error_row(name, c, s, "stylecodec", f"{type(e).__name__}: {e}"), None, b"")
                      for c, s in sorted(pending) if c.startswith("stylecodec")]
@@ -168,6 +171,8 @@ def run_eval(cfg: EvalConfig) -> dict:
     if cfg.threads:
         import torch
         torch.set_num_threads(int(cfg.threads))
+    if cfg.basic_bpp is not None and not cfg.bpp_targets:
+        raise StylecodecError("--basic-bpp is a budget of the rate-target rows: give --bpp-targets too")
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     codec = cfg.codec if cfg.codec is not None else load_codec(cfg.model, cfg.device, cfg.align)
@@ -183,7 +188,7 @@ def run_eval(cfg: EvalConfig) -> dict:
     info = {**(read_json(out / "run.json", {}) or {}),
             **_run_info(cfg, codec, specs, qualities, len(names), align)}
     write_json(out / "run.json", info)
-    keys = (style_keys(qualities, cfg.bpp_targets) if codec is not None else []) + \
+    keys = (style_keys(qualities, cfg.bpp_targets, cfg.basic_bpp) if codec is not None else []) + \
         [(s.codec, setting_name(anchors[s.codec].quality_name, q)) for s in specs for q in s.qs]
     done = {row_key(r) for r in load_rows(out) if not (cfg.retry_errors and r["error"])}
     own_path = results_path(out, shard_tag(cfg.shard))

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .coding import target_setting
 from .common import read_json, write_json
 
 __all__ = ["select_pairs", "CodedFaces", "pixel_embedder", "run_lfw", "ALIGN_NAME"]
@@ -42,12 +43,13 @@ def select_pairs(pairs: list, n: int | None) -> list:
 
 class CodedFaces:
     """uint8 face -> aligned -> stream cut to ``n_layers`` (-> decoded uint8); keeps the bpp of each
-    cut stream (``bpps``) and of the whole file (``file_bpps``). With a ``bpp`` target that no
-    quality meets, the lowest quality is used (counted in ``over_budget``). Aligned faces are
+    cut stream (``bpps``) and of the whole file (``file_bpps``). With rate budgets (``bpp`` for the
+    whole file, ``basic_bpp`` for the basic layer alone) that no quality meets, the lowest quality
+    is used (counted in ``over_budget``). Aligned faces are
     cached by content, so several entries of one run align each image once."""
 
-    def __init__(self, codec, n_layers: int, quality: int | None, bpp: float | None):
-        self.codec, self.n_layers, self.quality, self.bpp = codec, n_layers, quality, bpp
+    def __init__(self, codec, n_layers: int, quality: int | None, bpp: float | None, basic_bpp: float | None = None):
+        self.codec, self.n_layers, self.quality, self.bpp, self.basic_bpp = codec, n_layers, quality, bpp, basic_bpp
         self.bpps: list[float] = []
         self.file_bpps: list[float] = []
         self.fallbacks = self.over_budget = 0
@@ -74,9 +76,9 @@ class CodedFaces:
 
         face = self.aligned(img)
         try:
-            data = self.codec.compress(face, quality=self.quality, bpp=self.bpp)
+            data = self.codec.compress(face, quality=self.quality, bpp=self.bpp, basic_bpp=self.basic_bpp)
         except StylecodecError:
-            if self.bpp is None:
+            if self.bpp is None and self.basic_bpp is None:
                 raise
             self.over_budget += 1                   # no quality fits the target: the lowest one
             data = self.codec.compress(face, quality=self.codec.quality_range[0])
@@ -118,7 +120,8 @@ def pixel_embedder(judge: str, cache: bool = False):
 
 
 def run_lfw(codec, out_dir: str | os.PathLike, pairs_csv: str | os.PathLike | None = None, n_pairs: int | None = None,
-            quality: int | None = None, bpp: float | None = None, vvc_qp: int = 63, progress: bool = True) -> dict:
+            quality: int | None = None, bpp: float | None = None, vvc_qp: int = 63, progress: bool = True,
+            basic_bpp: float | None = None) -> dict:
     """Run (or reuse) the verification and write ``out_dir/lfw.json``; returns its content."""
     from ..anchors import get_anchor
     from ..metrics.verification import default_pairs_csv, lfw_verification, read_pairs
@@ -126,14 +129,17 @@ def run_lfw(codec, out_dir: str | os.PathLike, pairs_csv: str | os.PathLike | No
     csv_path = Path(pairs_csv) if pairs_csv else default_pairs_csv()
     pairs = select_pairs(read_pairs(csv_path), n_pairs)
     r = codec.resolution
-    q = quality if quality is not None else (None if bpp is not None else codec.quality_range[-1])
+    budget = bpp is not None or basic_bpp is not None
+    q = quality if quality is not None else (None if budget else codec.quality_range[-1])
     config = {"pairs_csv": str(csv_path), "n_pairs": len(pairs), "fingerprint": f"0x{codec.fingerprint:04x}",
               "quality": q, "bpp_target": bpp, "align": ALIGN_NAME, "vvc_qp": vvc_qp}
+    if basic_bpp is not None:                  # only then, so that earlier lfw.json files are reused
+        config["basic_bpp_target"] = basic_bpp
     path = Path(out_dir) / "lfw.json"
     old = read_json(path)
     if old and old.get("config") == config:
         return old
-    coder = CodedFaces(codec, 1, q, bpp)
+    coder = CodedFaces(codec, 1, q, bpp, basic_bpp)
     vvc, vvc_sizes = get_anchor("vvc"), []
 
     def vvc_floor(img: np.ndarray) -> np.ndarray:
@@ -142,7 +148,7 @@ def run_lfw(codec, out_dir: str | os.PathLike, pairs_csv: str | os.PathLike | No
         return rec
 
     runs = [("original", "-", None), ("aligned", f"{r}x{r}, no coding", coder.aligned),
-            ("stylecodec-basic", f"q{q}" if q is not None else f"bpp<={bpp:g}", coder),
+            ("stylecodec-basic", f"q{q}" if q is not None else target_setting(bpp, basic_bpp), coder),
             ("vvc", f"qp{vvc_qp}", vvc_floor)]
     embed_fn = pixel_embedder("sface", cache=True)
     entries = []

@@ -6,7 +6,7 @@ from collections import defaultdict
 
 import numpy as np
 
-from .coding import STYLE_CODECS, target_setting
+from .coding import STYLE_CODECS, parse_target, target_setting
 from .settings import VVC_FLOOR_QP
 
 __all__ = ["METRICS", "LABELS", "common_rows", "mean_table", "curves", "pareto", "bd_table", "headline_quality", "headline",
@@ -52,7 +52,8 @@ def common_rows(rows: list[dict]) -> tuple[list[dict], int]:
 
 def mean_table(rows: list[dict]) -> list[dict]:
     """One entry per (codec, setting): n (rows measured), errors, means of every numeric column,
-    and for rate targets ``met`` (fraction of images whose file fits the target)."""
+    and for rate targets ``met`` (fraction of images whose stream fits: the basic-layer budget for
+    the basic row when the target has one, else the whole-file budget)."""
     groups: dict[tuple, list[dict]] = defaultdict(list)
     for r in rows:
         groups[(r["codec"], r["setting"])].append(r)
@@ -65,8 +66,10 @@ def mean_table(rows: list[dict]) -> list[dict]:
             vals = np.array([r[c] for r in ok], np.float64)
             vals = vals[np.isfinite(vals)]
             e[c] = float(vals.mean()) if vals.size else math.nan
-        if setting.startswith("bpp<="):
-            target = float(setting[5:])
+        budgets = parse_target(setting)
+        if budgets is not None:
+            target = budgets[1] if codec == STYLE_CODECS[0] and budgets[1] is not None else budgets[0]
+            target = math.inf if target is None else target
             e["met"] = float(np.mean([r["bpp"] <= target + 1e-12 for r in ok])) if ok else math.nan
         out.append(e)
     return sorted(out, key=_order)
@@ -163,9 +166,9 @@ def headline(table: list[dict], info: dict, target: float | None = None, overrid
     by = {(e["codec"], e["setting"]): e for e in table}
     targets = info.get("bpp_targets") or []
     target = target if target is not None else (targets[0] if targets else 0.01)
-    settings = []
-    if (STYLE_CODECS[2], target_setting(target)) in by:
-        settings.append(target_setting(target))
+    settings, budget = [], target_setting(target, info.get("basic_bpp"))
+    if (STYLE_CODECS[2], budget) in by:
+        settings.append(budget)
     if not settings or override is not None or info.get("default_quality") is not None:
         q = headline_quality(table, info, target, override)
         if q is not None:
@@ -179,6 +182,9 @@ def headline(table: list[dict], info: dict, target: float | None = None, overrid
             if e:
                 how = (f"<= {target:g} bpp per image, met by {(w or e).get('met', 0):.0%} of files"
                        if setting.startswith("bpp") else f"quality {setting[1:]}")
+                b = by.get((STYLE_CODECS[0], setting))
+                if setting.startswith("bpp") and info.get("basic_bpp") is not None and b:
+                    how += f"; basic layer <= {info['basic_bpp']:g} bpp, met by {b.get('met', 0):.0%}"
                 out.append({**e, "label": f"{DISPLAY[c]} ({how})"})
     vvc = [e for e in table if e["family"] == "vvc" and e["point"] == "sweep" and e["n"]]
     floor = by.get(("vvc", f"qp{VVC_FLOOR_QP}"))

@@ -1,0 +1,38 @@
+"""The rate options of compress, compress-dir and verify-lfw: ``--quality Q | --bpp B [--basic-bpp b]``.
+
+``--bpp`` limits the whole file, ``--basic-bpp`` the basic layer extracted alone (what
+``stylecodec extract --layers basic`` writes); with either, each image gets the highest quality
+that fits both (``Codec.compress``). A quality together with a budget is a usage error (exit 2).
+"""
+from __future__ import annotations
+
+import argparse
+
+__all__ = ["add_rate_arguments", "rate_kwargs"]
+
+
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
+
+
+def add_rate_arguments(parser: argparse.ArgumentParser) -> None:
+    rate = parser.add_mutually_exclusive_group()
+    rate.add_argument("--quality", type=int, metavar="Q", help="rate point index (default: the model's highest)")
+    rate.add_argument("--bpp", type=_positive, metavar="B",
+                      help="per image, the highest quality whose whole file is <= B bits per pixel")
+    parser.add_argument("--basic-bpp", type=_positive, metavar="B",
+                        help="per image, also (or only) keep the basic layer alone <= B bpp (e.g. 0.003)")
+    parser.set_defaults(_rate_parser=parser)
+
+
+def rate_kwargs(args: argparse.Namespace) -> dict:
+    """{"quality", "bpp", "basic_bpp"} of parsed arguments; exits 2 on --quality with --basic-bpp."""
+    if args.quality is not None and args.basic_bpp is not None:
+        args._rate_parser.error("argument --basic-bpp: not allowed with argument --quality")
+    return {"quality": args.quality, "bpp": args.bpp, "basic_bpp": args.basic_bpp}
