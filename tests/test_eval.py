@@ -191,6 +191,35 @@ def test_report_summary_html_plots_tb(run1):
     assert (out / "rd_lpips_alex.png").is_file() and any((out / "tb").glob("events.out.tfevents.*"))
 
 
+def test_headline_carries_lfw_accuracy_of_the_same_setting(run1, tmp_path):
+    import shutil
+
+    from stylecodec.eval.common import write_json
+    from stylecodec.eval.report import write_report
+
+    out = tmp_path / "run"
+    shutil.copytree(run1[0], out)
+    entries = [{"codec": "original", "setting": "-", "accuracy": 0.99, "std": 0.01, "bpp": None},
+               {"codec": "aligned", "setting": "64x64, no coding", "accuracy": 0.97, "std": 0.01, "bpp": None},
+               {"codec": "stylecodec-basic", "setting": "bpp<=0.05", "accuracy": 0.6123, "std": 0.1, "bpp": 0.03},
+               {"codec": "vvc", "setting": "qp63", "accuracy": 0.5432, "std": 0.1, "bpp": 0.2}]
+    write_json(out / "lfw.json", {"n_pairs": 40, "judge": "SFace", "align": "x", "entries": entries})
+    _, head = write_report(out)
+    rows = {ln.split(" | ")[0]: ln for ln in head.splitlines()}
+    assert "LFW acc." in head.splitlines()[0]
+    assert "0.6123" in rows["| stylecodec basic (<= 0.05 bpp per image, met by 100% of files)"]
+    assert "0.5432" in rows["| VVC floor (QP 63)"]
+    assert "0.6123" not in rows["| stylecodec all (<= 0.05 bpp per image, met by 100% of files)"]
+    md = (out / "summary.md").read_text()
+    assert "on 40 LFW pairs" in md and "give 0.99 with both originals" in md
+    # measured at another setting: no column, a pointer instead
+    entries[2]["setting"] = "q3"
+    entries[3]["setting"] = "qp51"
+    write_json(out / "lfw.json", {"n_pairs": 40, "judge": "SFace", "align": "x", "entries": entries})
+    _, head = write_report(out)
+    assert "LFW acc." not in head and "measured at other settings" in (out / "summary.md").read_text()
+
+
 def test_compress_dir_manifest_skip_and_errors(model_file, images, tmp_path, capsys, monkeypatch):
     src = tmp_path / "in"
     (src / "sub").mkdir(parents=True)

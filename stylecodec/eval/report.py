@@ -37,7 +37,28 @@ def _md_table(entries: list[dict], first: tuple[str, str], cols: list[tuple[str,
 def headline_markdown(head: list[dict]) -> str:
     if not head:
         return "(no headline: the run has neither stylecodec rows nor VVC rows)"
-    return _md_table(head, ("label", "codec"), _COLS + [("n", "images")])
+    lfw = [("lfw_accuracy", "LFW acc.")] if any("lfw_accuracy" in e for e in head) else []
+    return _md_table(head, ("label", "codec"), _COLS + lfw + [("n", "images")])
+
+
+def attach_lfw(head: list[dict], lfw: dict | None) -> str:
+    """Copy LFW accuracies into the headline rows they measure (stylecodec basic at the same
+    setting, VVC at the same QP); returns one sentence on what they are ('' without LFW)."""
+    if not lfw:
+        return ""
+    by = {(e["codec"], e["setting"]): e for e in lfw["entries"]}
+    for h in head:
+        e = by.get((h["codec"], h["setting"]))
+        if e is not None:
+            h["lfw_accuracy"] = e["accuracy"]
+    ref = {e["codec"]: e["accuracy"] for e in lfw["entries"] if e["codec"] in ("original", "aligned")}
+    if not any("lfw_accuracy" in h for h in head):
+        return (f"LFW ({lfw['n_pairs']} pairs) was measured at other settings than the headline's; "
+                "see the LFW section.")
+    return (f"LFW acc.: 10-fold verification accuracy on {lfw['n_pairs']} LFW pairs (judge {lfw['judge']}), image_a "
+            "decoded from that row's stream (stylecodec: the basic layer alone), image_b original; the same pairs "
+            f"give {fmt(ref.get('original'))} with both originals and {fmt(ref.get('aligned'))} with image_a aligned "
+            "but not coded. Details in the LFW section.")
 
 
 def _bd_markdown(bd: list[dict]) -> str:
@@ -109,6 +130,7 @@ def write_report(run_dir: str | os.PathLike, headline_quality: int | None = None
     lfw = read_json(run_dir / "lfw.json")
     table = mean_table(rows)
     head = headline(table, info, target, headline_quality)
+    lfw_note = attach_lfw(head, lfw)
     head_md = headline_markdown(head)
     images = sorted({r["image"] for r in rows})
     title = title or f"stylecodec evaluation: {run_dir.name}"
@@ -132,7 +154,7 @@ def write_report(run_dir: str | os.PathLike, headline_quality: int | None = None
     if no_face:
         md.append(f"- dlib found no face in {len(no_face)} of {len(images)} originals: their NME compares points "
                   "fitted to the whole frame.")
-    md += ["", "## Headline", "", head_md, "",
+    md += ["", "## Headline", "", head_md, ""] + ([lfw_note, ""] if lfw_note else []) + [
            "VVC cannot code a face in fewer bytes than its floor (parameter sets + slice header at QP 63); "
            "below it only downscaled VVC remains.", "",
            "## BD-rate / BD-metric vs VVC", "", "Piecewise-cubic Bjøntegaard deltas on the mean RD curves (points "
