@@ -212,6 +212,7 @@ def test_headline_carries_lfw_accuracy_of_the_same_setting(run1, tmp_path):
     assert "0.6123" not in rows["| stylecodec all (<= 0.05 bpp per image, met by 100% of files)"]
     md = (out / "summary.md").read_text()
     assert "on 40 LFW pairs" in md and "give 0.99 with both originals" in md
+    assert "<th>LFW acc.</th>" in (out / "index.html").read_text()
     # measured at another setting: no column, a pointer instead
     entries[2]["setting"] = "q3"
     entries[3]["setting"] = "qp51"

@@ -34,11 +34,15 @@ def _md_table(entries: list[dict], first: tuple[str, str], cols: list[tuple[str,
     return "\n".join(lines)
 
 
+def headline_columns(head: list[dict]) -> list[tuple[str, str]]:
+    """(key, label) of the headline's metric columns; LFW accuracy only when some row has it."""
+    return _COLS + ([("lfw_accuracy", "LFW acc.")] if any("lfw_accuracy" in e for e in head) else [])
+
+
 def headline_markdown(head: list[dict]) -> str:
     if not head:
         return "(no headline: the run has neither stylecodec rows nor VVC rows)"
-    lfw = [("lfw_accuracy", "LFW acc.")] if any("lfw_accuracy" in e for e in head) else []
-    return _md_table(head, ("label", "codec"), _COLS + lfw + [("n", "images")])
+    return _md_table(head, ("label", "codec"), headline_columns(head) + [("n", "images")])
 
 
 def attach_lfw(head: list[dict], lfw: dict | None) -> str:
@@ -172,7 +176,7 @@ def write_report(run_dir: str | os.PathLike, headline_quality: int | None = None
         if e["errors"]:
             md.append(f"- {e['codec']} {e['setting']}: {e['errors']} errors, e.g. {e['first_error'][:160]}")
     plots = rd_plots(table, head, run_dir, lfw)
-    write_index(run_dir, rows, head, _COLS, plots, title)
+    write_index(run_dir, rows, head, headline_columns(head), plots, title)
     write_tensorboard(run_dir, table, rows, head, head_md)
     path = run_dir / "summary.md"
     write_text(path, "\n".join(md) + "\n")
