@@ -40,6 +40,7 @@ from .bitstream import fingerprint
 from .errors import StylecodecError
 from .files import atomic_torch_save
 from .model import StyleCodecModel, make_config
+from .paths import cache_root
 
 __all__ = ["REGISTRY", "FORMAT", "VERSION", "ModelError", "ModelNotFoundError", "model_path", "save_model",
            "load_model", "read_checkpoint", "search_dirs", "atomic_torch_save"]
@@ -62,7 +63,7 @@ def search_dirs() -> list[Path]:
     """Folders searched for registry names, in order."""
     dirs = [Path(os.environ["STYLECODEC_MODEL_DIR"])] if os.environ.get("STYLECODEC_MODEL_DIR") else []
     dirs.append(Path(__file__).resolve().parent.parent / "pretrained")
-    dirs.append(Path(os.environ.get("STYLECODEC_CACHE", Path.home() / ".cache" / "stylecodec")) / "models")
+    dirs.append(cache_root() / "models")
     return dirs
 
 

@@ -186,11 +186,15 @@ def test_align_lfw_face(detectors, lfw_dir):
 
 @pytest.mark.assets
 @pytest.mark.shared
-def test_verify_lfw_end_to_end(detectors, teachers, models, shared_dir, capsys):
-    args = ["verify-lfw", "--limit-pairs", "4", "--model", str(models["heads"]), "--quality", "0", "--json"]
+def test_verify_lfw_end_to_end(detectors, teachers, models, shared_dir, capsys, tmp_path):
+    args = ["verify-lfw", "--limit-pairs", "4", "--model", str(models["heads"]), "--quality", "0", "--json",
+            "--cache", str(tmp_path / "lfw")]
     assert main(args + ["--layers", "basic", "--judge", "facenet"]) == 0
     r = json.loads(capsys.readouterr().out)
     assert r["pairs"] == 4 and r["coded_images"] == 4 and 0 <= r["accuracy_mean"] <= 1 and r["mean_bpp"] > 0
+    assert len(list((tmp_path / "lfw").glob("*.npz"))) == 1
+    assert main(args + ["--layers", "basic", "--judge", "facenet"]) == 0          # from the cache: same figures
+    assert json.loads(capsys.readouterr().out) == r
     assert main(args + ["--judge", "head"]) == 0
     r = json.loads(capsys.readouterr().out)
     assert r["both"] and r["coded_images"] == 8 and r["layers"] == "basic"
@@ -218,6 +222,9 @@ def test_harness_lfw_entries_share_the_verify_lfw_pieces(detectors, codec, share
     f0, f1 = sorted({p.fold for p in all_pairs})[:2]
     assert [(p.fold, p.same) for p in select_pairs(all_pairs, 4)] == [(f0, True), (f0, False), (f1, True), (f1, False)]
     assert run_lfw(codec, tmp_path, n_pairs=4, quality=0, progress=False) == res          # reused, not recomputed
+    assert len(list((tmp_path / "lfw_cache").glob("*.npz"))) == 4                          # one per entry
+    (tmp_path / "lfw.json").unlink()                                                       # resumed from the caches
+    assert run_lfw(codec, tmp_path, n_pairs=4, quality=0, progress=False) == res
 
 
 @pytest.mark.assets

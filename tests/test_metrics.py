@@ -349,6 +349,48 @@ def test_verification_separable_random_and_cache(tmp_path):
     assert both.mean == 1.0
 
 
+def test_verification_cache_resumes_an_interrupted_run(tmp_path):
+    """With ``cache``, a run stopped part-way keeps its embeddings and the transform's side info;
+    the rerun redoes only the rest, restores the info of the others and gives the same result."""
+    pairs = _synthetic_lfw(tmp_path)
+
+    class Coder:                                         # a "codec" with per-image side info
+        def __init__(self, stop_after=None):
+            self.calls, self.restored, self.stop_after, self.last_info = 0, [], stop_after, None
+
+        def __call__(self, img):
+            if self.calls == self.stop_after:
+                raise KeyboardInterrupt
+            self.calls += 1
+            self.last_info = {"bytes": int(img[0, 0, 0]) + 1}
+            return (img // 2 * 2).astype(np.uint8)
+
+        def restore(self, info):
+            self.restored.append(info["bytes"])
+
+    fresh_coder = Coder()
+    fresh = verification.lfw_verification(_identity_embed, pairs, transform_a=fresh_coder, progress=False,
+                                          batch_size=32)
+    cache = tmp_path / "c" / "entry.npz"
+    first = Coder(stop_after=70)
+    with pytest.raises(KeyboardInterrupt):
+        verification.lfw_verification(_identity_embed, pairs, transform_a=first, progress=False, batch_size=32,
+                                      cache=cache)
+    assert cache.is_file()                               # the finished batches were saved
+    second = Coder()
+    res = verification.lfw_verification(_identity_embed, pairs, transform_a=second, progress=False, batch_size=32,
+                                         cache=cache)
+    assert res.mean == fresh.mean and np.array_equal(res.similarity, fresh.similarity)
+    assert 0 < len(second.restored) <= 70 and second.calls == fresh_coder.calls - len(second.restored)
+    again = Coder(stop_after=0)                          # finished: nothing is transformed again
+    assert verification.lfw_verification(_identity_embed, pairs, transform_a=again, progress=False,
+                                         cache=cache).mean == fresh.mean
+    assert len(again.restored) == fresh_coder.calls
+    cache.write_bytes(b"not an npz")
+    with pytest.raises(ValueError, match="unreadable.*delete it"):
+        verification.lfw_verification(_identity_embed, pairs, transform_a=Coder(), progress=False, cache=cache)
+
+
 def test_verification_threshold_never_from_test_fold(monkeypatch):
     folds = np.repeat(np.arange(10), 20)
     same = np.tile([True, False], 100)

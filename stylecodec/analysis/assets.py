@@ -40,7 +40,9 @@ class AssetError(StylecodecError):
 
 def cache_dir() -> Path:
     """Root of the weight cache (created on demand)."""
-    root = Path(os.environ.get("STYLECODEC_CACHE", Path.home() / ".cache" / "stylecodec"))
+    from ..paths import cache_root
+
+    root = cache_root()
     root.mkdir(parents=True, exist_ok=True)
     return root
 

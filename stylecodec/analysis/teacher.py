@@ -42,7 +42,9 @@ ARRAYS = ("landmarks", "found", "identity")
 
 def default_cache_dir() -> Path:
     """``$STYLECODEC_CACHE/teacher`` or ``~/.cache/stylecodec/teacher``."""
-    return Path(os.environ.get("STYLECODEC_CACHE", Path.home() / ".cache" / "stylecodec")) / "teacher"
+    from ..paths import cache_root
+
+    return cache_root() / "teacher"
 
 
 def cache_key(root: str | os.PathLike, resolution: int, files: Sequence[str]) -> str:

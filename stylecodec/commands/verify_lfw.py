@@ -12,16 +12,22 @@ stream (no pixels), so every image is coded and only the basic layer is used.
 
 Accuracy: mean ± std over the 10 folds (threshold chosen on the other 9). bpp: mean over the
 coded images of 8 · (bytes of the stream cut to the layers used) / R².
+
+Pixel judges keep every finished embedding in ``--cache DIR`` (default
+``$STYLECODEC_CACHE/lfw``, one file per configuration: model, layers, rate, judge, --both,
+pairs file), so a run that is interrupted resumes where it stopped and a repeated run is
+quick; ``--no-cache`` turns this off.
 """
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 from pathlib import Path
 
 import numpy as np
 
-from ..eval.lfw import CodedFaces, pixel_embedder, select_pairs
+from ..eval.lfw import ALIGN_NAME, CodedFaces, pixel_embedder, select_pairs
 from ._files import LAYER_CHOICES
 from ._rate import add_rate_arguments, rate_kwargs
 
@@ -42,12 +48,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="pairs csv (default: ../shared/data/lfw_pairs.csv; images in lfw/ beside it)")
     parser.add_argument("--device", default="cpu", help="device for the networks (default: cpu)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--cache", metavar="DIR", default=None,
+                        help="resume cache of finished embeddings (default: $STYLECODEC_CACHE/lfw or "
+                             "~/.cache/stylecodec/lfw; pixel judges only)")
+    parser.add_argument("--no-cache", action="store_true", help="do not read or write the resume cache")
 
 
 def verify_lfw(codec, layers: str, judge: str = "sface", both: bool = False, limit_pairs: int | None = None,
                quality: int | None = None, bpp: float | None = None, pairs_csv: str | None = None,
-               progress: bool = True, basic_bpp: float | None = None) -> dict:
-    """Run the protocol of the module docstring; returns accuracy, folds, mean bpp and counts."""
+               progress: bool = True, basic_bpp: float | None = None, cache_dir: str | Path | None = None) -> dict:
+    """Run the protocol of the module docstring; returns accuracy, folds, mean bpp and counts.
+    ``cache_dir``: resume cache for pixel judges (None: none)."""
     from ..errors import StylecodecError
     from ..metrics.verification import default_pairs_csv, lfw_verification, read_pairs
 
@@ -67,8 +78,14 @@ def verify_lfw(codec, layers: str, judge: str = "sface", both: bool = False, lim
                                pairs, csv_path.parent / "lfw", progress=progress)
         both = True
     else:
+        cache = None
+        if cache_dir is not None:
+            key = {"model": f"0x{codec.fingerprint:04x}", "layers": layers, "judge": judge, "both": both,
+                   "quality": quality, "bpp": bpp, "basic_bpp": basic_bpp, "pairs": str(csv_path.resolve()),
+                   "align": ALIGN_NAME}
+            cache = Path(cache_dir) / (hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16] + ".npz")
         res = lfw_verification(pixel_embedder(judge), pairs, csv_path.parent / "lfw", transform_a=coder,
-                               transform_b=coder if both else None, progress=progress)
+                               transform_b=coder if both else None, progress=progress, cache=cache)
     return {"judge": judge, "layers": layers, "both": both, "pairs": res.n_pairs,
             "accuracy_mean": res.mean, "accuracy_std": res.std, "fold_accuracy": res.fold_accuracy,
             "mean_bpp": float(np.mean(coder.bpps)), "coded_images": len(coder.bpps),
@@ -83,8 +100,11 @@ def run(args: argparse.Namespace) -> int:
     layers = args.layers or ("basic" if args.judge == "head" else "enhanced")
     codec = Codec.from_pretrained(args.model, device=args.device)
     rate = rate_kwargs(args)
+    from ..paths import cache_root
+
+    cache = None if args.no_cache else (args.cache or cache_root() / "lfw")
     r = verify_lfw(codec, layers, args.judge, args.both, args.limit_pairs, rate["quality"], rate["bpp"], args.pairs,
-                   basic_bpp=rate["basic_bpp"])
+                   basic_bpp=rate["basic_bpp"], cache_dir=cache)
     if args.json:
         print(json.dumps(r, indent=1))
         return 0

@@ -12,13 +12,15 @@
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 from pathlib import Path
 
 import numpy as np
 
 from .coding import target_setting
-from .common import read_json, write_json
+from .common import read_json, slug, write_json
 
 __all__ = ["select_pairs", "CodedFaces", "pixel_embedder", "run_lfw", "ALIGN_NAME"]
 
@@ -41,32 +43,46 @@ def select_pairs(pairs: list, n: int | None) -> list:
     return out
 
 
+def _digest(img: np.ndarray) -> str:
+    """Stable content key of an image (the same in every process, unlike ``hash``)."""
+    import hashlib
+
+    return hashlib.sha1(repr(img.shape).encode() + np.ascontiguousarray(img).tobytes()).hexdigest()[:20]
+
+
 class CodedFaces:
     """uint8 face -> aligned -> stream cut to ``n_layers`` (-> decoded uint8); keeps the bpp of each
     cut stream (``bpps``) and of the whole file (``file_bpps``). With rate budgets (``bpp`` for the
     whole file, ``basic_bpp`` for the basic layer alone) that no quality meets, the lowest quality
     is used (counted in ``over_budget``). Aligned faces are
-    cached by content, so several entries of one run align each image once."""
+    cached by content, so several entries of one run align each image once. ``last_info`` /
+    ``restore`` let a resumed verification (``lfw_verification(cache=...)``) keep these counts."""
 
     def __init__(self, codec, n_layers: int, quality: int | None, bpp: float | None, basic_bpp: float | None = None):
         self.codec, self.n_layers, self.quality, self.bpp, self.basic_bpp = codec, n_layers, quality, bpp, basic_bpp
         self.bpps: list[float] = []
         self.file_bpps: list[float] = []
-        self.fallbacks = self.over_budget = 0
-        self._aligned: dict[int, np.ndarray] = {}
+        self.over_budget = 0
+        self.last_info: dict | None = None
+        self._aligned: dict[str, np.ndarray] = {}
+        self._fallback_keys: set[str] = set()           # images without a detected face (centre square)
+
+    @property
+    def fallbacks(self) -> int:
+        return len(self._fallback_keys)
 
     def aligned(self, img: np.ndarray) -> np.ndarray:
         from ..align import NoFaceError, align
         from ..codec import centre_square
 
-        key = hash((img.shape, img.tobytes()))
+        key = _digest(img)
         if key not in self._aligned:
             try:
                 self._aligned[key] = align(img, self.codec.resolution)[0].image
             except NoFaceError:
                 from PIL import Image
 
-                self.fallbacks += 1
+                self._fallback_keys.add(key)
                 self._aligned[key] = np.asarray(centre_square(Image.fromarray(img), self.codec.resolution))
         return self._aligned[key]
 
@@ -74,20 +90,32 @@ class CodedFaces:
         from ..bitstream import extract, unpack
         from ..errors import StylecodecError
 
-        face = self.aligned(img)
+        over, face = False, self.aligned(img)
         try:
             data = self.codec.compress(face, quality=self.quality, bpp=self.bpp, basic_bpp=self.basic_bpp)
         except StylecodecError:
             if self.bpp is None and self.basic_bpp is None:
                 raise
-            self.over_budget += 1                   # no quality fits the target: the lowest one
+            over = True                             # no quality fits the target: the lowest one
+            self.over_budget += 1
             data = self.codec.compress(face, quality=self.codec.quality_range[0])
         r2 = self.codec.resolution ** 2
         self.file_bpps.append(8.0 * len(data) / r2)
         if len(unpack(data)[1]) > self.n_layers:
             data = extract(data, self.n_layers)
         self.bpps.append(8.0 * len(data) / r2)
+        key = _digest(img)
+        self.last_info = {"bpp": self.bpps[-1], "file_bpp": self.file_bpps[-1], "over_budget": over,
+                          "fallback": key if key in self._fallback_keys else None}
         return data
+
+    def restore(self, info: dict) -> None:
+        """Count an image coded by an earlier, interrupted run (its ``last_info``) as if coded now."""
+        self.bpps.append(float(info["bpp"]))
+        self.file_bpps.append(float(info["file_bpp"]))
+        self.over_budget += bool(info["over_budget"])
+        if info["fallback"]:
+            self._fallback_keys.add(info["fallback"])
 
     def __call__(self, img: np.ndarray) -> np.ndarray:
         return self.codec.decompress(self.stream(img), layers=self.n_layers, output="array")
@@ -119,10 +147,31 @@ def pixel_embedder(judge: str, cache: bool = False):
     return embed_fn
 
 
+class _VvcFloor:
+    """LFW image -> aligned face -> VVC at ``qp`` -> decoded; keeps (whole, slice-only) bytes per
+    image (``sizes``), with ``last_info`` / ``restore`` for a resumed verification."""
+
+    def __init__(self, anchor, qp: int, aligned):
+        self.anchor, self.qp, self.aligned = anchor, qp, aligned
+        self.sizes: list[tuple[int, int]] = []
+        self.last_info: dict | None = None
+
+    def __call__(self, img: np.ndarray) -> np.ndarray:
+        enc, rec = self.anchor.roundtrip(self.aligned(img), self.qp)
+        self.restore({"bytes": enc.nbytes, "payload_bytes": enc.payload_bytes})
+        self.last_info = {"bytes": enc.nbytes, "payload_bytes": enc.payload_bytes}
+        return rec
+
+    def restore(self, info: dict) -> None:
+        self.sizes.append((int(info["bytes"]), int(info["payload_bytes"])))
+
+
 def run_lfw(codec, out_dir: str | os.PathLike, pairs_csv: str | os.PathLike | None = None, n_pairs: int | None = None,
             quality: int | None = None, bpp: float | None = None, vvc_qp: int = 63, progress: bool = True,
             basic_bpp: float | None = None) -> dict:
-    """Run (or reuse) the verification and write ``out_dir/lfw.json``; returns its content."""
+    """Run (or reuse) the verification and write ``out_dir/lfw.json``; returns its content. The
+    embeddings of each entry are cached in ``out_dir/lfw_cache/`` as they are made (one file per
+    entry and configuration), so an interrupted run resumes; a finished one is reused whole."""
     from ..anchors import get_anchor
     from ..metrics.verification import default_pairs_csv, lfw_verification, read_pairs
 
@@ -140,27 +189,24 @@ def run_lfw(codec, out_dir: str | os.PathLike, pairs_csv: str | os.PathLike | No
     if old and old.get("config") == config:
         return old
     coder = CodedFaces(codec, 1, q, bpp, basic_bpp)
-    vvc, vvc_sizes = get_anchor("vvc"), []
-
-    def vvc_floor(img: np.ndarray) -> np.ndarray:
-        enc, rec = vvc.roundtrip(coder.aligned(img), vvc_qp)
-        vvc_sizes.append((enc.nbytes, enc.payload_bytes))
-        return rec
-
+    vvc_floor = _VvcFloor(get_anchor("vvc"), vvc_qp, coder.aligned)
     runs = [("original", "-", None), ("aligned", f"{r}x{r}, no coding", coder.aligned),
             ("stylecodec-basic", f"q{q}" if q is not None else target_setting(bpp, basic_bpp), coder),
             ("vvc", f"qp{vvc_qp}", vvc_floor)]
     embed_fn = pixel_embedder("sface", cache=True)
+    same = {k: v for k, v in config.items() if k != "n_pairs"}   # what an embedding depends on
+    tag = hashlib.sha1(json.dumps(same, sort_keys=True).encode()).hexdigest()[:10]
     entries = []
     for codec_name, setting, fn in runs:
+        cache = Path(out_dir) / "lfw_cache" / f"{tag}-{slug(f'{codec_name}_{setting}')}.npz"
         res = lfw_verification(embed_fn, pairs, csv_path.parent / "lfw", transform_a=fn, batch_size=32,
-                               progress=progress)
+                               progress=progress, cache=cache)
         e = {"codec": codec_name, "setting": setting, "accuracy": res.mean, "std": res.std, "bpp": None}
         if codec_name == "stylecodec-basic":
             e.update(bytes=float(np.mean(coder.bpps)) * r ** 2 / 8, bpp=float(np.mean(coder.bpps)),
                      bpp_other=float(np.mean(coder.file_bpps)))
         elif codec_name == "vvc":
-            s = np.array(vvc_sizes, np.float64)
+            s = np.array(vvc_floor.sizes, np.float64)
             e.update(bytes=float(s[:, 0].mean()), bpp=float(8 * s[:, 0].mean() / r ** 2),
                      bpp_other=float(8 * s[:, 1].mean() / r ** 2))
         entries.append(e)

@@ -7,11 +7,15 @@ on the held-out fold. Reported: mean and (population) std of the fold accuracies
 
 ``transform_a`` / ``transform_b`` (uint8 (H,W,3) -> uint8 (H,W,3), e.g. encode + decode)
 replace the first / second image of every pair. Each distinct (image, transform) is loaded,
-transformed and embedded once per call.
+transformed and embedded once per call. With ``cache`` (an .npz file) the finished embeddings
+are saved after every batch and reused by the next call, so an interrupted run resumes where
+it stopped; a transform's ``last_info`` (a JSON-able dict, read after each call) is saved with
+them and handed back to its ``restore(info)`` for the images a resumed run does not redo.
 """
 from __future__ import annotations
 
 import csv
+import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -123,17 +127,52 @@ def _load_rgb(path: Path) -> np.ndarray:
         return np.asarray(im.convert("RGB"))
 
 
+def _cache_key(item: tuple[str, str | None]) -> str:
+    return f"{item[0]}\t{item[1] or ''}"
+
+
+def _load_cache(path: Path | None) -> tuple[dict, dict]:
+    """(item -> unit embedding, item -> info) of a cache file; ({}, {}) when there is none."""
+    if path is None or not path.is_file():
+        return {}, {}
+    try:
+        with np.load(path) as z:
+            keys, emb, infos = z["keys"].tolist(), z["emb"], json.loads(str(z["info"]))
+    except (OSError, ValueError, KeyError) as e:
+        raise ValueError(f"verification cache {path} is unreadable ({e}); delete it to start over") from None
+    items = [(k.split("\t")[0], k.split("\t")[1] or None) for k in keys]
+    return dict(zip(items, emb)), {it: infos[k] for it, k in zip(items, keys) if k in infos}
+
+
+def _save_cache(path: Path, out: dict, infos: dict) -> None:
+    from ..files import write_npz
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    keys = list(out)
+    write_npz(path, {"keys": np.array([_cache_key(k) for k in keys]), "emb": np.stack([out[k] for k in keys]),
+                     "info": np.array(json.dumps({_cache_key(k): v for k, v in infos.items()}))})
+
+
 def _embed_all(items: list[tuple[str, str | None]], image_dir: Path, transforms: dict,
-               embed_fn: EmbedFn, batch_size: int, progress: bool) -> dict:
-    out = {}
-    with tqdm(total=len(items), unit="img", desc="verification", disable=not progress) as bar:
-        for i in range(0, len(items), batch_size):
-            batch = items[i:i + batch_size]
+               embed_fn: EmbedFn, batch_size: int, progress: bool, cache: Path | None = None) -> dict:
+    store, infos = _load_cache(cache)             # everything the file holds (kept when saving)
+    out = {it: store[it] for it in items if it in store}
+    for it in out:                                   # side statistics of the images not redone
+        restore = getattr(transforms.get(it[1]), "restore", None)
+        if restore is not None and it in infos:
+            restore(infos[it])
+    todo = [it for it in items if it not in out]
+    with tqdm(total=len(items), initial=len(out), unit="img", desc="verification", disable=not progress) as bar:
+        for i in range(0, len(todo), batch_size):
+            batch = todo[i:i + batch_size]
             images = []
             for name, tag in batch:
                 img = _load_rgb(image_dir / name)
                 if tag is not None:
                     img = np.asarray(transforms[tag](img))
+                    info = getattr(transforms[tag], "last_info", None)
+                    if info is not None:
+                        infos[(name, tag)] = info
                     if img.dtype != np.uint8 or img.ndim != 3 or img.shape[-1] != 3:
                         raise ValueError(f"transform_{tag} must return a uint8 (H,W,3) image, got "
                                          f"{img.dtype} {img.shape} for {name}")
@@ -148,6 +187,9 @@ def _embed_all(items: list[tuple[str, str | None]], image_dir: Path, transforms:
             if np.any(norm == 0) or not np.all(np.isfinite(norm)):
                 raise ValueError("embed_fn returned a zero or non-finite embedding")
             out.update(zip(batch, emb / norm))
+            if cache is not None:
+                store.update(zip(batch, emb / norm))
+                _save_cache(cache, store, infos)
             bar.update(len(batch))
     return out
 
@@ -155,7 +197,8 @@ def _embed_all(items: list[tuple[str, str | None]], image_dir: Path, transforms:
 def lfw_verification(embed_fn: EmbedFn, pairs: str | os.PathLike | Sequence[Pair] | None = None,
                      image_dir: str | os.PathLike | None = None,
                      transform_a: Transform | None = None, transform_b: Transform | None = None,
-                     batch_size: int = 64, progress: bool = True) -> VerificationResult:
+                     batch_size: int = 64, progress: bool = True,
+                     cache: str | os.PathLike | None = None) -> VerificationResult:
     """10-fold verification accuracy of ``embed_fn`` on LFW pairs.
 
     embed_fn:    list of uint8 RGB (H,W,3) images -> (N, D) embeddings (numpy or torch).
@@ -163,6 +206,8 @@ def lfw_verification(embed_fn: EmbedFn, pairs: str | os.PathLike | Sequence[Pair
     image_dir:   folder of the images (default: ``lfw/`` beside the csv).
     transform_a, transform_b: optional uint8 image -> uint8 image applied to the first /
                  second image of each pair (the same callable for both is applied once per image).
+    cache:       optional .npz file of finished embeddings (see the module docstring); one file per
+                 configuration (embedder, transforms): the caller names it.
     """
     if pairs is None or isinstance(pairs, (str, os.PathLike)):
         csv_path = Path(pairs) if pairs is not None else default_pairs_csv()
@@ -179,7 +224,7 @@ def lfw_verification(embed_fn: EmbedFn, pairs: str | os.PathLike | Sequence[Pair
     keys = [((p.image_a, tag_a), (p.image_b, tag_b)) for p in pairs]
     items = list(dict.fromkeys(k for pair in keys for k in pair))
     emb = _embed_all(items, image_dir, {"a": transform_a, "b": transform_b}, embed_fn,
-                     batch_size, progress)
+                     batch_size, progress, Path(cache) if cache is not None else None)
 
     sim = np.array([emb[ka] @ emb[kb] for ka, kb in keys])
     same = np.array([p.same for p in pairs])
