@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 import math
+import re
+import shutil
 import time
-from html.parser import HTMLParser
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,7 @@ from PIL import Image, ImageDraw
 
 from stylecodec.cli import main
 from stylecodec.eval.common import select_shard
+from stylecodec.eval.html import check_index
 from stylecodec.eval.measure import METRIC_GROUPS
 from stylecodec.eval.results import read_rows
 from stylecodec.model import StyleCodecModel, tiny_config
@@ -156,24 +158,6 @@ def test_basic_layer_budget_rows_and_headline(model_file, images, tmp_path, caps
     assert "stylecodec basic (<= 0.06 bpp per image" in md and "basic layer <= 0.035 bpp, met by" in md
 
 
-class _Html(HTMLParser):
-    VOID = {"meta", "img", "br", "link", "hr", "input"}
-
-    def __init__(self):
-        super().__init__()
-        self.stack, self.srcs, self.errors = [], [], []
-
-    def handle_starttag(self, tag, attrs):
-        if tag == "img":
-            self.srcs.append(dict(attrs)["src"])
-        elif tag not in self.VOID:
-            self.stack.append(tag)
-
-    def handle_endtag(self, tag):
-        if not self.stack or self.stack.pop() != tag:
-            self.errors.append(tag)
-
-
 def test_report_summary_html_plots_tb(run1):
     out, _ = run1
     md = (out / "summary.md").read_text()
@@ -183,17 +167,26 @@ def test_report_summary_html_plots_tb(run1):
         assert needle in md, needle
     bd = [ln for ln in md.splitlines() if ln.startswith("| stylecodec-") and "LPIPS-Alex" in ln]
     assert len(bd) == 3 and all(("%" in ln) or ("no overlap" in ln) or ("n/a" in ln) for ln in bd)
-    p = _Html()
-    p.feed((out / "index.html").read_text())
-    assert not p.errors and not p.stack
-    assert len([s for s in p.srcs if s.startswith("img/")]) >= 3 * 5
-    assert all((out / s).is_file() for s in p.srcs)
+    problems, n_refs = check_index(out / "index.html")
+    assert problems == [] and n_refs >= 3 * 5 + 1
+    assert len(re.findall(r"<img [^>]*src='img/", (out / "index.html").read_text())) >= 3 * 5
     assert (out / "rd_lpips_alex.png").is_file() and any((out / "tb").glob("events.out.tfevents.*"))
 
 
-def test_headline_carries_lfw_accuracy_of_the_same_setting(run1, tmp_path):
-    import shutil
+def test_report_check_finds_broken_pages(run1, tmp_path, capsys):
+    out = tmp_path / "run"
+    shutil.copytree(run1[0], out)
+    assert main(["report", str(out), "--check"]) == 0 and "valid (tags balanced" in capsys.readouterr().out
+    page = (out / "index.html").read_text()
+    thumb = re.search(r"src='(img/[^']+)'", page).group(1)
+    (out / thumb).unlink()
+    (out / "index.html").write_text(page.replace("</table>", "", 1))
+    problems, _ = check_index(out / "index.html")
+    assert f"missing file {thumb}" in problems and any("never closed" in p or "closes" in p for p in problems)
+    assert main(["report", str(out), "--check"]) == 1 and "problems" in capsys.readouterr().err
 
+
+def test_headline_carries_lfw_accuracy_of_the_same_setting(run1, tmp_path):
     from stylecodec.eval.common import write_json
     from stylecodec.eval.report import write_report
 

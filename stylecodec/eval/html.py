@@ -4,6 +4,7 @@ other anchor at its nearest rate). Only thumbnails that exist are referenced."""
 from __future__ import annotations
 
 import html
+import html.parser
 import math
 import os
 from pathlib import Path
@@ -11,11 +12,59 @@ from pathlib import Path
 from .harness import thumb_path
 from .tables import DISPLAY, fmt
 
-__all__ = ["write_index", "grid_cells"]
+__all__ = ["write_index", "grid_cells", "check_index"]
 
 _CSS = ("body{font-family:sans-serif;margin:1.5em}table{border-collapse:collapse;font-size:13px}"
         "td,th{border:1px solid #ccc;padding:3px 6px;text-align:right}figure{display:inline-block;margin:4px;"
         "text-align:center;font-size:11px;vertical-align:top;width:140px}img.rd{width:480px;margin:4px}")
+
+
+class _Checker(html.parser.HTMLParser):
+    """Tag balance (void elements excepted) and the local files that img/a elements reference."""
+
+    VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"}
+
+    def __init__(self):
+        super().__init__()
+        self.stack: list[str] = []
+        self.problems: list[str] = []
+        self.refs: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if tag == "img":
+            self.refs.append(a.get("src") or "")
+            if not a.get("alt"):
+                self.problems.append(f"line {self.getpos()[0]}: <img> without alt text")
+        elif tag == "a" and a.get("href"):
+            self.refs.append(a["href"])
+        if tag not in self.VOID:
+            self.stack.append(tag)
+
+    def handle_endtag(self, tag):
+        if not self.stack or self.stack[-1] != tag:
+            self.problems.append(f"line {self.getpos()[0]}: </{tag}> closes <{self.stack[-1] if self.stack else ''}>")
+        else:
+            self.stack.pop()
+
+
+def check_index(path: str | os.PathLike) -> tuple[list[str], int]:
+    """Check a written ``index.html`` without rendering it: balanced tags, a doctype, alt text on
+    every image, and every local file it references (images, links) present. Returns (problems,
+    number of local references checked)."""
+    path = Path(path)
+    text = path.read_text(encoding="utf-8")
+    checker = _Checker()
+    checker.feed(text)
+    checker.close()
+    problems = list(checker.problems)
+    if not text.lstrip().lower().startswith("<!doctype html>"):
+        problems.append("no <!DOCTYPE html>")
+    problems += [f"<{t}> never closed" for t in checker.stack]
+    local = [r for r in checker.refs if r and "://" not in r and not r.startswith(("#", "mailto:"))]
+    problems += [f"missing file {r}" for r in local if not (path.parent / r).is_file()]
+    problems += ["an element references an empty path" for r in checker.refs if not r]
+    return problems, len(local)
 
 
 def grid_cells(rows: list[dict], image: str, head: list[dict]) -> list[tuple[dict | None, str]]:
