@@ -173,6 +173,36 @@ def test_report_summary_html_plots_tb(run1):
     assert (out / "rd_lpips_alex.png").is_file() and any((out / "tb").glob("events.out.tfevents.*"))
 
 
+def test_target_rows_from_a_finished_sweep_equal_coded_ones(model_file, images, tmp_path, monkeypatch):
+    """A rerun that adds rate targets to a finished quality sweep takes the target rows from the
+    sweep (no coding); they equal the rows of a run that coded the targets directly."""
+    import stylecodec.eval.harness as harness
+
+    cheap = ["--anchors", "none", "--downscale", "none", "--thumbs", "1",
+             "--skip-metrics", "ms_ssim,lpips_vgg,facenet,dlib"]
+    target = ["--bpp-targets", "0.06", "--basic-bpp", "0.035"]
+    _eval(model_file, images, tmp_path / "direct", *cheap, *target, "--no-report")
+    _eval(model_file, images, tmp_path / "later", *cheap, "--no-report")
+    monkeypatch.setattr(harness, "code_stylecodec", lambda *a, **k: pytest.fail("coded again"))
+    _eval(model_file, images, tmp_path / "later", *cheap, *target, "--no-report")
+    setting = "bpp<=0.06+basic<=0.035"
+
+    def targets(run):
+        return {(r["image"], r["codec"]): r for r in read_rows(run / "results.csv") if r["setting"] == setting}
+
+    direct, later = targets(tmp_path / "direct"), targets(tmp_path / "later")
+    assert len(direct) == len(later) == 9
+    for k, r in direct.items():
+        for col in ("q", "bytes", "bpp", "layers", "point", "psnr", "lpips_alex", "id_sface", "nme_head"):
+            a, b = later[k][col], r[col]
+            assert (a == pytest.approx(b, rel=1e-6, abs=1e-9) or (a != a and b != b)) if isinstance(b, float) \
+                else a == b, (k, col, a, b)
+    from stylecodec.eval.harness import thumb_path
+    assert thumb_path(tmp_path / "later", "face0.png", "stylecodec-all", setting).is_file()
+    with np.load(next((tmp_path / "later" / "emb").glob("face0*.npz"))) as z:
+        assert f"stylecodec-all|{setting}" in z["names"].tolist()
+
+
 def test_report_check_finds_broken_pages(run1, tmp_path, capsys):
     out = tmp_path / "run"
     shutil.copytree(run1[0], out)

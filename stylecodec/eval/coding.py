@@ -15,7 +15,7 @@ from ..layers import LAYER_NAMES
 from .settings import setting_name
 
 __all__ = ["STYLE_CODECS", "face_latents", "style_keys", "target_setting", "parse_target", "code_stylecodec",
-           "code_anchor", "head_landmarks", "error_row"]
+           "targets_from_sweep", "code_anchor", "head_landmarks", "error_row"]
 
 # curve name of each layer prefix: basic, basic + middle, all three
 STYLE_CODECS = ("stylecodec-basic", "stylecodec-middle", "stylecodec-all")
@@ -101,6 +101,31 @@ def code_stylecodec(codec, face: np.ndarray, name: str, qualities, targets, pend
         row = _row(name, c, setting, "stylecodec", "target" if setting in chosen else "sweep", q, (r, r),
                    len(part), len(part), enc_s, dec_s, layers=k)
         out.append((row, arr, part))
+    return out
+
+
+def targets_from_sweep(rows: list[dict], qualities: range, resolution: int, targets, basic_bpp: float | None,
+                       pending: set) -> list[tuple[dict, str]]:
+    """Rate-target rows of one image derived from its finished quality-sweep rows, without coding
+    again: with the sweep rows of every quality for stylecodec-basic and -all, their bytes are the
+    basic layer as extracted and the whole file, so the quality :func:`code_stylecodec` would
+    choose is known, and that quality's rows (same stream, same decoded image: coding is
+    deterministic) are the target's rows. Returns (row copy, source setting) for the pending
+    target keys it can fill; [] when a sweep row is missing or failed."""
+    sweep = {(r["codec"], r["setting"]): r for r in rows if not r["error"]}
+    need = [(c, f"q{q}") for c in (STYLE_CODECS[0], STYLE_CODECS[2]) for q in qualities]
+    if any(k not in sweep for k in need):
+        return []
+    pixels, out = resolution ** 2, []
+    for b in targets:
+        setting = target_setting(b, basic_bpp)
+        fits = [q for q in qualities if 8 * sweep[(STYLE_CODECS[2], f"q{q}")]["bytes"] <= b * pixels
+                and (basic_bpp is None or 8 * sweep[(STYLE_CODECS[0], f"q{q}")]["bytes"] <= basic_bpp * pixels)]
+        q = max(fits) if fits else qualities[0]
+        for c in STYLE_CODECS:
+            src = sweep.get((c, f"q{q}"))
+            if (c, setting) in pending and src is not None:
+                out.append(({**src, "setting": setting, "point": "target"}, f"q{q}"))
     return out
 
 

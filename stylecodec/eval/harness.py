@@ -22,7 +22,7 @@ import numpy as np
 
 from ..files import write_atomic
 from ..errors import StylecodecError
-from .coding import code_anchor, code_stylecodec, error_row, head_landmarks, style_keys
+from .coding import code_anchor, code_stylecodec, error_row, head_landmarks, style_keys, targets_from_sweep
 from .common import list_images, read_json, select_shard, shard_tag, slug, write_json, write_png
 from .measure import Measurer, Reference, head_nme
 from .results import load_rows, read_rows, results_path, row_key, write_rows
@@ -115,6 +115,32 @@ def _save_embeddings(path: Path, ref_emb, names: list[str], embs: list[np.ndarra
     write_atomic(os.fspath(path), lambda tmp: Path(tmp).write_bytes(buf.getvalue()))
 
 
+def _derive_targets(ctx, idx: int, name: str, rows: list[dict], pending: set) -> list[dict]:
+    """Target rows taken from the image's finished sweep rows (:func:`targets_from_sweep`), with
+    their SFace embeddings and thumbnails."""
+    codec, cfg = ctx["codec"], ctx["cfg"]
+    if codec is None or not cfg.bpp_targets:
+        return []
+    derived = targets_from_sweep(rows, codec.quality_range, codec.resolution, cfg.bpp_targets, cfg.basic_bpp, pending)
+    if not derived:
+        return []
+    emb_path = Path(cfg.out) / "emb" / f"{slug(name)}.npz"
+    if emb_path.is_file():
+        with np.load(emb_path) as z:
+            table = dict(zip(z["names"].tolist(), z["emb"]))
+        pairs = [(f"{r['codec']}|{r['setting']}", table.get(f"{r['codec']}|{src}")) for r, src in derived]
+        pairs = [(k, e) for k, e in pairs if e is not None]
+        if pairs:
+            _save_embeddings(emb_path, None, [k for k, _ in pairs], [e for _, e in pairs])
+    for r, src in derived:
+        thumb = thumb_path(cfg.out, name, r["codec"], src)
+        if idx < cfg.thumbs and thumb.is_file():
+            target = thumb_path(cfg.out, name, r["codec"], r["setting"])
+            write_atomic(os.fspath(target), lambda tmp, t=thumb: Path(tmp).write_bytes(t.read_bytes()),
+                         make_parents=True)
+    return [r for r, _ in derived]
+
+
 def _measure_image(ctx, idx: int, name: str, pending: set) -> list[dict]:
     """Code and measure one image for its pending (codec, setting) pairs; return the rows."""
     from ..codec import ImageReadError, load_image
@@ -190,7 +216,11 @@ def run_eval(cfg: EvalConfig) -> dict:
     write_json(out / "run.json", info)
     keys = (style_keys(qualities, cfg.bpp_targets, cfg.basic_bpp) if codec is not None else []) + \
         [(s.codec, setting_name(anchors[s.codec].quality_name, q)) for s in specs for q in s.qs]
-    done = {row_key(r) for r in load_rows(out) if not (cfg.retry_errors and r["error"])}
+    finished = load_rows(out)
+    done = {row_key(r) for r in finished if not (cfg.retry_errors and r["error"])}
+    by_image: dict[str, list[dict]] = {}
+    for r in finished:
+        by_image.setdefault(r["image"], []).append(r)
     own_path = results_path(out, shard_tag(cfg.shard))
     own = read_rows(own_path)
     measurer = Measurer(cfg.skip_metrics)
@@ -204,7 +234,10 @@ def run_eval(cfg: EvalConfig) -> dict:
             pending = {k for k in keys if (name, *k) not in done}
             if not pending:
                 continue
-            rows = _measure_image(ctx, idx, name, pending)
+            rows = _derive_targets(ctx, idx, name, by_image.get(name, []), pending)
+            pending -= {(r["codec"], r["setting"]) for r in rows}
+            if pending:
+                rows += _measure_image(ctx, idx, name, pending)
             redo = {row_key(r) for r in rows}
             own = [r for r in own if row_key(r) not in redo] + rows
             write_rows(own_path, own)

@@ -194,10 +194,13 @@ def run_lfw(codec, out_dir: str | os.PathLike, pairs_csv: str | os.PathLike | No
             ("stylecodec-basic", f"q{q}" if q is not None else target_setting(bpp, basic_bpp), coder),
             ("vvc", f"qp{vvc_qp}", vvc_floor)]
     embed_fn = pixel_embedder("sface", cache=True)
-    same = {k: v for k, v in config.items() if k != "n_pairs"}   # what an embedding depends on
-    tag = hashlib.sha1(json.dumps(same, sort_keys=True).encode()).hexdigest()[:10]
+    # what each entry's embeddings depend on (not the number of pairs: a longer run reuses a shorter one's)
+    depends = {"original": ("pairs_csv",), "aligned": ("pairs_csv", "align"), "vvc": ("pairs_csv", "align", "vvc_qp"),
+               "stylecodec-basic": tuple(k for k in config if k != "n_pairs")}
     entries = []
     for codec_name, setting, fn in runs:
+        key = {k: config[k] for k in depends[codec_name]} | {"resolution": r, "judge": "sface"}
+        tag = hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:10]
         cache = Path(out_dir) / "lfw_cache" / f"{tag}-{slug(f'{codec_name}_{setting}')}.npz"
         res = lfw_verification(embed_fn, pairs, csv_path.parent / "lfw", transform_a=fn, batch_size=32,
                                progress=progress, cache=cache)
