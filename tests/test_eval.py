@@ -203,6 +203,18 @@ def test_target_rows_from_a_finished_sweep_equal_coded_ones(model_file, images, 
         assert f"stylecodec-all|{setting}" in z["names"].tolist()
 
 
+def test_merge_unites_embeddings_of_one_image_from_two_runs(model_file, images, tmp_path):
+    skip = ["--skip-metrics", "ms_ssim,lpips_alex,lpips_vgg,facenet,dlib", "--no-report", "--downscale", "none"]
+    _eval(model_file, images, tmp_path / "a", "--anchors", "jpeg", "--qps", "jpeg=10", "--qualities", "0",
+          "--model", "none", "--resolution", "64", *skip)
+    _eval(model_file, images, tmp_path / "b", "--anchors", "none", "--qualities", "0", *skip)
+    assert main(["eval-merge", str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(tmp_path / "m"),
+                 "--no-report"]) == 0
+    with np.load(next((tmp_path / "m" / "emb").glob("face0*.npz"))) as z:
+        names = set(z["names"].tolist())
+        assert {"jpeg|quality10", "stylecodec-all|q0"} <= names and z["ref"].shape == (128,)
+
+
 def test_report_check_finds_broken_pages(run1, tmp_path, capsys):
     out = tmp_path / "run"
     shutil.copytree(run1[0], out)

@@ -12,7 +12,6 @@ of the first ``thumbs`` images, for ``index.html``), ``emb/`` (SFace embeddings,
 """
 from __future__ import annotations
 
-import io
 import os
 import warnings
 from dataclasses import dataclass, field
@@ -25,7 +24,7 @@ from ..errors import StylecodecError
 from .coding import code_anchor, code_stylecodec, error_row, head_landmarks, style_keys, targets_from_sweep
 from .common import list_images, read_json, select_shard, shard_tag, slug, write_json, write_png
 from .measure import Measurer, Reference, head_nme
-from .results import load_rows, read_rows, results_path, row_key, write_rows
+from .results import load_rows, read_rows, results_path, row_key, save_embeddings, write_rows
 from .settings import AnchorSpec, anchor_specs, parse_qualities, setting_name
 
 __all__ = ["EvalConfig", "run_eval", "load_codec", "make_aligner", "thumb_path", "THUMB_MAX"]
@@ -103,18 +102,6 @@ def _run_info(cfg: EvalConfig, codec, specs: list[AnchorSpec], qualities, n_imag
     return info
 
 
-def _save_embeddings(path: Path, ref_emb, names: list[str], embs: list[np.ndarray]) -> None:
-    old = np.load(path) if path.is_file() else None
-    table = dict(zip(old["names"].tolist(), old["emb"])) if old is not None else {}
-    table.update(zip(names, embs))
-    ref = ref_emb if ref_emb is not None else (old["ref"] if old is not None else np.zeros(0, np.float32))
-    buf = io.BytesIO()
-    np.savez(buf, names=np.array(list(table), dtype=str), emb=np.stack(list(table.values())).astype(np.float32),
-             ref=np.asarray(ref, np.float32))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(os.fspath(path), lambda tmp: Path(tmp).write_bytes(buf.getvalue()))
-
-
 def _derive_targets(ctx, idx: int, name: str, rows: list[dict], pending: set) -> list[dict]:
     """Target rows taken from the image's finished sweep rows (:func:`targets_from_sweep`), with
     their SFace embeddings and thumbnails."""
@@ -131,7 +118,7 @@ def _derive_targets(ctx, idx: int, name: str, rows: list[dict], pending: set) ->
         pairs = [(f"{r['codec']}|{r['setting']}", table.get(f"{r['codec']}|{src}")) for r, src in derived]
         pairs = [(k, e) for k, e in pairs if e is not None]
         if pairs:
-            _save_embeddings(emb_path, None, [k for k, _ in pairs], [e for _, e in pairs])
+            save_embeddings(emb_path, None, [k for k, _ in pairs], [e for _, e in pairs])
     for r, src in derived:
         thumb = thumb_path(cfg.out, name, r["codec"], src)
         if idx < cfg.thumbs and thumb.is_file():
@@ -180,7 +167,7 @@ def _measure_image(ctx, idx: int, name: str, pending: set) -> list[dict]:
                 ctx["notes"].append(f"base-layer head NME not measured: {type(e).__name__}: {e}")
     if emb is not None:
         names = [f"{row['codec']}|{row['setting']}" for row, _ in measured]
-        _save_embeddings(Path(cfg.out) / "emb" / f"{slug(name)}.npz", ctx["measurer"].ref_embedding(ref),
+        save_embeddings(Path(cfg.out) / "emb" / f"{slug(name)}.npz", ctx["measurer"].ref_embedding(ref),
                          names, list(emb))
     if idx < cfg.thumbs:
         size = min(ctx["res"], THUMB_MAX)

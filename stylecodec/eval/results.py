@@ -32,7 +32,8 @@ from typing import Iterable
 
 from ..files import write_atomic
 
-__all__ = ["COLUMNS", "NUMERIC", "results_path", "read_rows", "load_rows", "write_rows", "row_key", "merge_runs"]
+__all__ = ["COLUMNS", "NUMERIC", "results_path", "read_rows", "load_rows", "write_rows", "row_key", "merge_runs",
+           "save_embeddings"]
 
 COLUMNS = ["image", "codec", "setting", "family", "point", "layers", "q", "width", "height", "bytes", "bpp",
            "payload_bytes", "bpp_payload", "psnr", "ms_ssim", "lpips_alex", "lpips_vgg", "id_facenet",
@@ -110,6 +111,27 @@ def write_rows(path: str | os.PathLike, rows: Iterable[dict]) -> None:
     write_atomic(os.fspath(path), _w)
 
 
+def save_embeddings(path: str | os.PathLike, ref_emb, names: list[str], embs: list) -> None:
+    """Add SFace embeddings of decoded rows (``names``: "codec|setting") to one image's
+    ``emb/*.npz`` (arrays names, emb, ref: the original's embedding; ``ref_emb`` None keeps the
+    stored one), atomically; rows already stored under the same name are replaced."""
+    import numpy as np
+
+    from ..files import write_npz
+
+    path = Path(path)
+    table, ref = {}, np.zeros(0, np.float32)
+    if path.is_file():
+        with np.load(path) as old:
+            table, ref = dict(zip(old["names"].tolist(), old["emb"])), old["ref"]
+    table.update(zip(names, embs))
+    if ref_emb is not None:
+        ref = ref_emb
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_npz(path, {"names": np.array(list(table), dtype=str),
+                     "emb": np.stack(list(table.values())).astype(np.float32), "ref": np.asarray(ref, np.float32)})
+
+
 def merge_runs(run_dirs: Iterable[str | os.PathLike], out: str | os.PathLike) -> int:
     """Merge the rows, thumbnails, embeddings and run info of run folders into ``out``; returns
     the number of rows of ``out/results.csv`` (shard files already in ``out`` are folded in)."""
@@ -131,9 +153,16 @@ def merge_runs(run_dirs: Iterable[str | os.PathLike], out: str | os.PathLike) ->
         for sub in ("img", "emb"):
             for f in (d / sub).rglob("*") if (d / sub).is_dir() else ():
                 dst = out / f.relative_to(d)
-                if f.is_file() and not dst.exists():
+                if not f.is_file():
+                    continue
+                if not dst.exists():
                     dst.parent.mkdir(parents=True, exist_ok=True)
                     shutil.copy2(f, dst)
+                elif sub == "emb" and f.suffix == ".npz":   # the same image coded in several runs: union
+                    import numpy as np
+                    with np.load(f) as z:
+                        names, embs, ref = z["names"].tolist(), list(z["emb"]), z["ref"]
+                    save_embeddings(dst, ref if ref.size else None, names, embs)
         other = read_json(d / "run.json", {}) or {}
         info = {**other, **info}
         if (d / "lfw.json").is_file() and not (out / "lfw.json").exists():
