@@ -195,6 +195,13 @@ def test_verify_lfw_end_to_end(detectors, teachers, models, shared_dir, capsys, 
     assert len(list((tmp_path / "lfw").glob("*.npz"))) == 1
     assert main(args + ["--layers", "basic", "--judge", "facenet"]) == 0          # from the cache: same figures
     assert json.loads(capsys.readouterr().out) == r
+    assert main(args + ["--layers", "basic,enhanced", "--judge", "facenet", "--no-cache"]) == 0
+    both_layers = json.loads(capsys.readouterr().out)                           # one result per layer, recomputed
+    assert [x["layers"] for x in both_layers] == ["basic", "enhanced"] and both_layers[0] == r
+    assert both_layers[1]["mean_bpp"] > r["mean_bpp"] and both_layers[1]["coded_images"] == 4
+    with pytest.raises(SystemExit) as e:
+        main(args + ["--layers", "basic,foo"])
+    assert e.value.code == 2
     assert main(args + ["--judge", "head"]) == 0
     r = json.loads(capsys.readouterr().out)
     assert r["both"] and r["coded_images"] == 8 and r["layers"] == "basic"

@@ -1,12 +1,14 @@
 """``stylecodec verify-lfw``: LFW 10-fold face verification with coded faces, and their bpp.
 
-    stylecodec verify-lfw --layers basic|middle|enhanced [--judge sface|facenet|head] [--both]
+    stylecodec verify-lfw --layers basic|middle|enhanced[,...] [--judge sface|facenet|head] [--both]
                           [--model M] [--limit-pairs N] [--quality Q | --bpp B] [--basic-bpp B] [--json]
 
 Pixel judges (sface, the independent judge of DESIGN.md §3; facenet, the training loss): the
 first image of every pair is aligned (:func:`stylecodec.align.align`, the step ``compress
 --align on`` uses; centre square where no face is found), compressed, cut to ``--layers``,
-decoded and judged against the original second image; ``--both`` codes both images.
+decoded and judged against the original second image; ``--both`` codes both images. Several
+layer prefixes (``--layers basic,middle,enhanced``) share one alignment and one compression per
+image and give one result each.
 Judge ``head``: the identity head's embedding read from the basic layer of each image's
 stream (no pixels), so every image is coded and only the basic layer is used.
 
@@ -35,8 +37,9 @@ JUDGES = ("sface", "facenet", "head")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--layers", choices=LAYER_CHOICES, default=None,
-                        help="layers decoded (default: enhanced; basic for --judge head)")
+    parser.add_argument("--layers", type=_layer_list, default=None, metavar="L[,L...]",
+                        help="layers decoded: basic, middle, enhanced or a comma list "
+                             "(default: enhanced; basic for --judge head)")
     parser.add_argument("--judge", choices=JUDGES, default="sface",
                         help="sface (independent, default), facenet (the training loss) or head (basic-layer head)")
     parser.add_argument("--both", action="store_true", help="code both images of each pair, not only the first")
@@ -54,11 +57,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-cache", action="store_true", help="do not read or write the resume cache")
 
 
+def _layer_list(text: str) -> list[str]:
+    names = [t.strip() for t in text.split(",") if t.strip()]
+    bad = [n for n in names if n not in LAYER_CHOICES]
+    if not names or bad or len(set(names)) != len(names):
+        raise argparse.ArgumentTypeError(f"expected one or more of {', '.join(LAYER_CHOICES)} (comma-separated, "
+                                         f"no repeats), got {text!r}")
+    return names
+
+
 def verify_lfw(codec, layers: str, judge: str = "sface", both: bool = False, limit_pairs: int | None = None,
                quality: int | None = None, bpp: float | None = None, pairs_csv: str | None = None,
-               progress: bool = True, basic_bpp: float | None = None, cache_dir: str | Path | None = None) -> dict:
+               progress: bool = True, basic_bpp: float | None = None, cache_dir: str | Path | None = None,
+               memo: dict | None = None) -> dict:
     """Run the protocol of the module docstring; returns accuracy, folds, mean bpp and counts.
-    ``cache_dir``: resume cache for pixel judges (None: none)."""
+    ``cache_dir``: resume cache for pixel judges (None: none); ``memo``: a dict shared by calls for
+    other layers with the same model and rate (each image aligned and compressed once)."""
     from ..errors import StylecodecError
     from ..metrics.verification import default_pairs_csv, lfw_verification, read_pairs
 
@@ -72,7 +86,7 @@ def verify_lfw(codec, layers: str, judge: str = "sface", both: bool = False, lim
     if judge == "head" and layers != "basic":
         raise StylecodecError("--judge head reads the basic layer only; use --layers basic")
     pairs = select_pairs(read_pairs(csv_path), limit_pairs)
-    coder = CodedFaces(codec, LAYER_CHOICES.index(layers) + 1, quality, bpp, basic_bpp)
+    coder = CodedFaces(codec, LAYER_CHOICES.index(layers) + 1, quality, bpp, basic_bpp, memo)
     if judge == "head":
         res = lfw_verification(lambda imgs: np.stack([codec.analyze(coder.stream(im))["identity"] for im in imgs]),
                                pairs, csv_path.parent / "lfw", progress=progress)
@@ -97,21 +111,24 @@ def verify_lfw(codec, layers: str, judge: str = "sface", both: bool = False, lim
 def run(args: argparse.Namespace) -> int:
     from ..codec import Codec
 
-    layers = args.layers or ("basic" if args.judge == "head" else "enhanced")
-    codec = Codec.from_pretrained(args.model, device=args.device)
-    rate = rate_kwargs(args)
     from ..paths import cache_root
 
+    layer_list = args.layers or ["basic" if args.judge == "head" else "enhanced"]
+    rate = rate_kwargs(args)
+    codec = Codec.from_pretrained(args.model, device=args.device)
     cache = None if args.no_cache else (args.cache or cache_root() / "lfw")
-    r = verify_lfw(codec, layers, args.judge, args.both, args.limit_pairs, rate["quality"], rate["bpp"], args.pairs,
-                   basic_bpp=rate["basic_bpp"], cache_dir=cache)
+    memo: dict = {}
+    results = [verify_lfw(codec, layers, args.judge, args.both, args.limit_pairs, rate["quality"], rate["bpp"],
+                          args.pairs, basic_bpp=rate["basic_bpp"], cache_dir=cache, memo=memo)
+               for layers in layer_list]
     if args.json:
-        print(json.dumps(r, indent=1))
+        print(json.dumps(results[0] if len(results) == 1 else results, indent=1))
         return 0
-    coded = "both images" if r["both"] else "first image"
-    print(f"LFW verification, judge {r['judge']}, layers up to {layers} ({coded} of each pair coded): "
-          f"{100 * r['accuracy_mean']:.2f} ± {100 * r['accuracy_std']:.2f} % over {r['pairs']} pairs; "
-          f"mean {r['mean_bpp']:.5f} bpp over {r['coded_images']} coded {r['resolution']}² faces"
-          + (f"; {r['align_fallbacks']} without a detected face (centre square)" if r["align_fallbacks"] else "")
-          + (f"; {r['over_budget']} above the rate budget (lowest quality)" if r["over_budget"] else ""))
+    for r in results:
+        coded = "both images" if r["both"] else "first image"
+        print(f"LFW verification, judge {r['judge']}, layers up to {r['layers']} ({coded} of each pair coded): "
+              f"{100 * r['accuracy_mean']:.2f} ± {100 * r['accuracy_std']:.2f} % over {r['pairs']} pairs; "
+              f"mean {r['mean_bpp']:.5f} bpp over {r['coded_images']} coded {r['resolution']}² faces"
+              + (f"; {r['align_fallbacks']} without a detected face (centre square)" if r["align_fallbacks"] else "")
+              + (f"; {r['over_budget']} above the rate budget (lowest quality)" if r["over_budget"] else ""))
     return 0

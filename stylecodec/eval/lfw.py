@@ -54,18 +54,22 @@ class CodedFaces:
     """uint8 face -> aligned -> stream cut to ``n_layers`` (-> decoded uint8); keeps the bpp of each
     cut stream (``bpps``) and of the whole file (``file_bpps``). With rate budgets (``bpp`` for the
     whole file, ``basic_bpp`` for the basic layer alone) that no quality meets, the lowest quality
-    is used (counted in ``over_budget``). Aligned faces are
-    cached by content, so several entries of one run align each image once. ``last_info`` /
+    is used (counted in ``over_budget``). Aligned faces and whole streams are cached by content in
+    ``memo`` (pass one dict to coders of the same model and rate that keep different layer counts),
+    so each image is aligned and compressed once. ``last_info`` /
     ``restore`` let a resumed verification (``lfw_verification(cache=...)``) keep these counts."""
 
-    def __init__(self, codec, n_layers: int, quality: int | None, bpp: float | None, basic_bpp: float | None = None):
+    def __init__(self, codec, n_layers: int, quality: int | None, bpp: float | None, basic_bpp: float | None = None,
+                 memo: dict | None = None):
         self.codec, self.n_layers, self.quality, self.bpp, self.basic_bpp = codec, n_layers, quality, bpp, basic_bpp
+        memo = {} if memo is None else memo               # shared by coders of one model and rate, any n_layers
+        self._aligned: dict[str, np.ndarray] = memo.setdefault("aligned", {})
+        self._fallback_keys: set[str] = memo.setdefault("fallbacks", set())   # no face found: centre square
+        self._streams: dict[str, tuple[bytes, bool]] = memo.setdefault("streams", {})  # whole file, over budget
         self.bpps: list[float] = []
         self.file_bpps: list[float] = []
         self.over_budget = 0
         self.last_info: dict | None = None
-        self._aligned: dict[str, np.ndarray] = {}
-        self._fallback_keys: set[str] = set()           # images without a detected face (centre square)
 
     @property
     def fallbacks(self) -> int:
@@ -90,21 +94,24 @@ class CodedFaces:
         from ..bitstream import extract, unpack
         from ..errors import StylecodecError
 
-        over, face = False, self.aligned(img)
-        try:
-            data = self.codec.compress(face, quality=self.quality, bpp=self.bpp, basic_bpp=self.basic_bpp)
-        except StylecodecError:
-            if self.bpp is None and self.basic_bpp is None:
-                raise
-            over = True                             # no quality fits the target: the lowest one
-            self.over_budget += 1
-            data = self.codec.compress(face, quality=self.codec.quality_range[0])
+        key = _digest(img)
+        if key not in self._streams:
+            over, face = False, self.aligned(img)
+            try:
+                data = self.codec.compress(face, quality=self.quality, bpp=self.bpp, basic_bpp=self.basic_bpp)
+            except StylecodecError:
+                if self.bpp is None and self.basic_bpp is None:
+                    raise
+                over = True                         # no quality fits the target: the lowest one
+                data = self.codec.compress(face, quality=self.codec.quality_range[0])
+            self._streams[key] = (data, over)
+        data, over = self._streams[key]
+        self.over_budget += over
         r2 = self.codec.resolution ** 2
         self.file_bpps.append(8.0 * len(data) / r2)
         if len(unpack(data)[1]) > self.n_layers:
             data = extract(data, self.n_layers)
         self.bpps.append(8.0 * len(data) / r2)
-        key = _digest(img)
         self.last_info = {"bpp": self.bpps[-1], "file_bpp": self.file_bpps[-1], "over_budget": over,
                           "fallback": key if key in self._fallback_keys else None}
         return data
