@@ -168,7 +168,7 @@ def _measure_image(ctx, idx: int, name: str, pending: set) -> list[dict]:
     if emb is not None:
         names = [f"{row['codec']}|{row['setting']}" for row, _ in measured]
         save_embeddings(Path(cfg.out) / "emb" / f"{slug(name)}.npz", ctx["measurer"].ref_embedding(ref),
-                         names, list(emb))
+                        names, list(emb))
     if idx < cfg.thumbs:
         size = min(ctx["res"], THUMB_MAX)
         write_png(thumb_path(cfg.out, name), ref.arr, size)
