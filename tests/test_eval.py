@@ -156,6 +156,10 @@ def test_basic_layer_budget_rows_and_headline(model_file, images, tmp_path, caps
     assert table[("stylecodec-basic", setting)]["met"] == pytest.approx(np.mean(basic))
     md = (out / "summary.md").read_text()
     assert "stylecodec basic (<= 0.06 bpp per image" in md and "basic layer <= 0.035 bpp, met by" in md
+    _eval(model_file, images, out, *cheap)                 # a later run without targets keeps them in the report
+    info = json.loads((out / "run.json").read_text())
+    assert info["bpp_targets"] == [0.06] and info["basic_bpp"] == 0.035
+    assert "basic layer <= 0.035 bpp, met by" in (out / "summary.md").read_text()
 
 
 def test_report_summary_html_plots_tb(run1):

@@ -198,8 +198,13 @@ def run_eval(cfg: EvalConfig) -> dict:
         anchors[s.codec].check_available()
     qualities = parse_qualities(cfg.qualities, codec.quality_range) if codec is not None else []
     align = getattr(align_fn, "__name__", None) or f"{type(align_fn).__name__}({getattr(align_fn, 'mode', '')})"
-    info = {**(read_json(out / "run.json", {}) or {}),
-            **_run_info(cfg, codec, specs, qualities, len(names), align)}
+    old = read_json(out / "run.json", {}) or {}
+    new = _run_info(cfg, codec, specs, qualities, len(names), align)
+    # rows of earlier runs stay in the folder: so do their rate targets (and the basic budget they used)
+    new["bpp_targets"] = list(dict.fromkeys([*new["bpp_targets"], *(old.get("bpp_targets") or [])]))
+    if new["basic_bpp"] is None and not cfg.bpp_targets and old.get("bpp_targets"):
+        new["basic_bpp"] = old.get("basic_bpp")
+    info = {**old, **new}
     write_json(out / "run.json", info)
     keys = (style_keys(qualities, cfg.bpp_targets, cfg.basic_bpp) if codec is not None else []) + \
         [(s.codec, setting_name(anchors[s.codec].quality_name, q)) for s in specs for q in s.qs]
