@@ -17,6 +17,7 @@ decoding, no quality metrics (see `stylecodec eval`).
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import sys
@@ -43,7 +44,7 @@ def main() -> int:
     from tqdm import tqdm
 
     from stylecodec.bitstream import extract, unpack
-    from stylecodec.codec import Codec, fit_quality
+    from stylecodec.codec import Codec, fit_quality, stream_sizes
     from stylecodec.data import ImageFolder
 
     torch.set_num_threads(args.threads)
@@ -56,16 +57,10 @@ def main() -> int:
         x = faces[i][None]
         img = ((x[0].permute(1, 2, 0) + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).numpy()
         ys = codec.analyse(codec.preprocess(img))
-        streams: dict[int, bytes] = {}
-
-        def stream(q: int) -> bytes:
-            if q not in streams:
-                streams[q] = codec.compress_latents(ys, q)[0]
-            return streams[q]
-
+        stream = functools.cache(lambda q, ys=ys: codec.compress_latents(ys, q)[0])
         data = stream(top)
-        fit_q = fit_quality(codec.quality_range, stream, r, args.bpp)
-        both_q = fit_quality(codec.quality_range, stream, r, args.bpp, args.basic_bpp)
+        fit_q = fit_quality(codec.quality_range, lambda q: stream_sizes(stream(q)), r, args.bpp)
+        both_q = fit_quality(codec.quality_range, lambda q: stream_sizes(stream(q)), r, args.bpp, args.basic_bpp)
         fit = stream(codec.quality_range[0] if fit_q is None else fit_q)
         both = stream(codec.quality_range[0] if both_q is None else both_q)
         _, payloads = unpack(data)

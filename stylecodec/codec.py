@@ -20,6 +20,7 @@ not present: LSET greedy means -> synthesis transforms (ŷ_c · inv_gain) -> G.s
 from __future__ import annotations
 
 import copy
+import functools
 import os
 from typing import Callable, Sequence
 
@@ -33,7 +34,8 @@ from .errors import StylecodecError
 from .layers import LAYER_NAMES
 from .model import GAIN_MIN
 
-__all__ = ["Codec", "ImageReadError", "centre_square", "fit_quality", "fits_budget", "load_image", "parse_layers"]
+__all__ = ["Codec", "ImageReadError", "centre_square", "fit_quality", "fits_budget", "load_image", "parse_layers",
+           "stream_sizes", "within_budget"]
 
 Align = Callable[["PIL.Image.Image", int], "PIL.Image.Image"]  # noqa: F821
 
@@ -87,21 +89,32 @@ def centre_square(img: "PIL.Image.Image", size: int) -> "PIL.Image.Image":  # no
     return img.crop((left, top, left + s, top + s)).resize((size, size), Image.LANCZOS)
 
 
-def fits_budget(data: bytes, resolution: int, bpp: float | None, basic_bpp: float | None = None) -> bool:
-    """Whether the whole file ``data`` is <= ``bpp`` and its basic layer extracted alone (what
-    ``stylecodec extract --layers basic`` writes) is <= ``basic_bpp``; bits per pixel of the
-    R x R face, every byte counted; None: no limit."""
+def stream_sizes(data: bytes) -> tuple[int, int]:
+    """(bytes of the whole file, bytes of its basic layer extracted alone: what ``stylecodec
+    extract --layers basic`` writes)."""
+    return len(data), len(extract(data, 1))
+
+
+def within_budget(file_bytes: int, basic_bytes: int, resolution: int, bpp: float | None,
+                  basic_bpp: float | None = None) -> bool:
+    """The rate rule: the whole file <= ``bpp`` and the basic layer alone <= ``basic_bpp``, in bits
+    per pixel of the R x R face, every byte counted; None: no limit."""
     pixels = resolution ** 2
-    if bpp is not None and 8 * len(data) > bpp * pixels:
-        return False
-    return basic_bpp is None or 8 * len(extract(data, 1)) <= basic_bpp * pixels
+    return ((bpp is None or 8 * file_bytes <= bpp * pixels)
+            and (basic_bpp is None or 8 * basic_bytes <= basic_bpp * pixels))
 
 
-def fit_quality(qualities: range, stream: Callable[[int], bytes], resolution: int, bpp: float | None,
+def fits_budget(data: bytes, resolution: int, bpp: float | None, basic_bpp: float | None = None) -> bool:
+    """Whether the stream ``data`` meets :func:`within_budget`."""
+    return within_budget(*stream_sizes(data), resolution, bpp, basic_bpp)
+
+
+def fit_quality(qualities: range, sizes: Callable[[int], tuple[int, int]], resolution: int, bpp: float | None,
                 basic_bpp: float | None = None) -> int | None:
-    """The highest quality q whose ``stream(q)`` fits the budgets (:func:`fits_budget`), else None.
-    Tries the qualities from the highest down and stops at the first that fits."""
-    return next((q for q in reversed(qualities) if fits_budget(stream(q), resolution, bpp, basic_bpp)), None)
+    """The highest quality q whose ``sizes(q)`` (whole file, basic layer alone: :func:`stream_sizes`
+    of its stream) meet :func:`within_budget`, else None. Tries the qualities from the highest down
+    and stops at the first that fits."""
+    return next((q for q in reversed(qualities) if within_budget(*sizes(q), resolution, bpp, basic_bpp)), None)
 
 
 class Codec:
@@ -168,23 +181,16 @@ class Codec:
         for name, b in (("bpp", bpp), ("basic_bpp", basic_bpp)):
             if b is not None and not b > 0:
                 raise StylecodecError(f"{name} must be > 0, got {b!r}")
-        streams: dict[int, bytes] = {}
-
-        def stream(q: int) -> bytes:
-            if q not in streams:
-                streams[q] = self.compress_latents(ys, q)[0]
-            return streams[q]
-
-        q = fit_quality(self.quality_range, stream, self.resolution, bpp, basic_bpp)
+        stream = functools.cache(lambda q: self.compress_latents(ys, q)[0])
+        q = fit_quality(self.quality_range, lambda q: stream_sizes(stream(q)), self.resolution, bpp, basic_bpp)
         if q is not None:
             return stream(q)
-        q = min(streams, key=lambda k: (len(streams[k]), len(extract(streams[k], 1)), k))
-        r2, data = self.resolution ** 2, streams[q]
-        basic = len(extract(data, 1))
+        q = min(self.quality_range, key=lambda k: (*stream_sizes(stream(k)), k))   # all coded by now
+        r2, (size, basic) = self.resolution ** 2, stream_sizes(stream(q))
         want = " and ".join(f"{what} <= {b:g} bpp" for what, b in (("file", bpp), ("basic layer", basic_bpp))
                             if b is not None)
         raise StylecodecError(f"no quality fits {want}: the smallest achievable for this image is "
-                              f"{8 * len(data) / r2:.5f} bpp ({len(data)} bytes, quality {q}), its basic layer "
+                              f"{8 * size / r2:.5f} bpp ({size} bytes, quality {q}), its basic layer "
                               f"{8 * basic / r2:.5f} bpp ({basic} bytes)")
 
     @torch.no_grad()

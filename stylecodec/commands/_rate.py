@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import argparse
 
-__all__ = ["add_rate_arguments", "rate_kwargs"]
+__all__ = ["add_rate_arguments", "positive_float", "rate_kwargs"]
 
 
-def _positive(text: str) -> float:
+def positive_float(text: str) -> float:
+    """argparse type: a number > 0 (a rate budget)."""
     try:
         value = float(text)
     except ValueError:
@@ -24,9 +25,9 @@ def _positive(text: str) -> float:
 def add_rate_arguments(parser: argparse.ArgumentParser) -> None:
     rate = parser.add_mutually_exclusive_group()
     rate.add_argument("--quality", type=int, metavar="Q", help="rate point index (default: the model's highest)")
-    rate.add_argument("--bpp", type=_positive, metavar="B",
+    rate.add_argument("--bpp", type=positive_float, metavar="B",
                       help="per image, the highest quality whose whole file is <= B bits per pixel")
-    parser.add_argument("--basic-bpp", type=_positive, metavar="B",
+    parser.add_argument("--basic-bpp", type=positive_float, metavar="B",
                         help="per image, also (or only) keep the basic layer alone <= B bpp (e.g. 0.003)")
     parser.set_defaults(_rate_parser=parser)
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ._rate import positive_float
+
 
 def add_eval_arguments(parser: argparse.ArgumentParser, images_required: bool = True) -> None:
     """The options shared by ``eval`` and ``demo``."""
@@ -30,7 +32,7 @@ def add_eval_arguments(parser: argparse.ArgumentParser, images_required: bool = 
                         help="also VVC after downscaling by these factors (default: 2,4)")
     parser.add_argument("--bpp-targets", default="", metavar="LIST",
                         help="stylecodec rows at per-image rate targets, e.g. 0.01")
-    parser.add_argument("--basic-bpp", type=float, metavar="B",
+    parser.add_argument("--basic-bpp", type=positive_float, metavar="B",
                         help="with rate targets: the basic layer alone must fit too, e.g. 0.003")
     if images_required:
         parser.add_argument("--limit", type=int, metavar="N", help="only the first N images (after --val-count)")

@@ -110,7 +110,6 @@ def verify_lfw(codec, layers: str, judge: str = "sface", both: bool = False, lim
 
 def run(args: argparse.Namespace) -> int:
     from ..codec import Codec
-
     from ..paths import cache_root
 
     layer_list = args.layers or ["basic" if args.judge == "head" else "enhanced"]

@@ -9,7 +9,7 @@ import torch
 
 from ..anchors import AnchorError
 from ..bitstream import extract
-from ..codec import fit_quality
+from ..codec import fit_quality, stream_sizes
 from ..errors import StylecodecError
 from ..layers import LAYER_NAMES
 from .settings import setting_name
@@ -84,7 +84,7 @@ def code_stylecodec(codec, face: np.ndarray, name: str, qualities, targets, pend
 
     chosen = {}
     for b in targets:                      # highest quality that fits the budgets; else the lowest
-        q = fit_quality(codec.quality_range, lambda q: stream(q)[0], r, b, basic_bpp)
+        q = fit_quality(codec.quality_range, lambda q: stream_sizes(stream(q)[0]), r, b, basic_bpp)
         chosen[target_setting(b, basic_bpp)] = codec.quality_range[0] if q is None else q
     decoded: dict[tuple[int, int], tuple[np.ndarray, float, bytes]] = {}
     out = []
@@ -116,12 +116,15 @@ def targets_from_sweep(rows: list[dict], qualities: range, resolution: int, targ
     need = [(c, f"q{q}") for c in (STYLE_CODECS[0], STYLE_CODECS[2]) for q in qualities]
     if any(k not in sweep for k in need):
         return []
-    pixels, out = resolution ** 2, []
+
+    def sizes(q: int) -> tuple[int, int]:            # (whole file, basic layer alone): the all and basic rows
+        return sweep[(STYLE_CODECS[2], f"q{q}")]["bytes"], sweep[(STYLE_CODECS[0], f"q{q}")]["bytes"]
+
+    out = []
     for b in targets:
         setting = target_setting(b, basic_bpp)
-        fits = [q for q in qualities if 8 * sweep[(STYLE_CODECS[2], f"q{q}")]["bytes"] <= b * pixels
-                and (basic_bpp is None or 8 * sweep[(STYLE_CODECS[0], f"q{q}")]["bytes"] <= basic_bpp * pixels)]
-        q = max(fits) if fits else qualities[0]
+        q = fit_quality(qualities, sizes, resolution, b, basic_bpp)
+        q = qualities[0] if q is None else q
         for c in STYLE_CODECS:
             src = sweep.get((c, f"q{q}"))
             if (c, setting) in pending and src is not None:

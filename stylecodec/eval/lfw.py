@@ -45,8 +45,6 @@ def select_pairs(pairs: list, n: int | None) -> list:
 
 def _digest(img: np.ndarray) -> str:
     """Stable content key of an image (the same in every process, unlike ``hash``)."""
-    import hashlib
-
     return hashlib.sha1(repr(img.shape).encode() + np.ascontiguousarray(img).tobytes()).hexdigest()[:20]
 
 
@@ -165,8 +163,8 @@ class _VvcFloor:
 
     def __call__(self, img: np.ndarray) -> np.ndarray:
         enc, rec = self.anchor.roundtrip(self.aligned(img), self.qp)
-        self.restore({"bytes": enc.nbytes, "payload_bytes": enc.payload_bytes})
         self.last_info = {"bytes": enc.nbytes, "payload_bytes": enc.payload_bytes}
+        self.restore(self.last_info)
         return rec
 
     def restore(self, info: dict) -> None:

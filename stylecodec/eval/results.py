@@ -137,6 +137,8 @@ def merge_runs(run_dirs: Iterable[str | os.PathLike], out: str | os.PathLike) ->
     the number of rows of ``out/results.csv`` (shard files already in ``out`` are folded in)."""
     import shutil
 
+    import numpy as np
+
     from .common import read_json, write_json
 
     out = Path(out)
@@ -159,7 +161,6 @@ def merge_runs(run_dirs: Iterable[str | os.PathLike], out: str | os.PathLike) ->
                     dst.parent.mkdir(parents=True, exist_ok=True)
                     shutil.copy2(f, dst)
                 elif sub == "emb" and f.suffix == ".npz":   # the same image coded in several runs: union
-                    import numpy as np
                     with np.load(f) as z:
                         names, embs, ref = z["names"].tolist(), list(z["emb"]), z["ref"]
                     save_embeddings(dst, ref if ref.size else None, names, embs)
