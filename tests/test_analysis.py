@@ -212,6 +212,7 @@ def test_verify_lfw_end_to_end(detectors, teachers, models, shared_dir, capsys, 
 @pytest.mark.shared
 def test_harness_lfw_entries_share_the_verify_lfw_pieces(detectors, codec, shared_dir, tmp_path):
     from stylecodec.anchors import AnchorError, get_anchor
+    from stylecodec.errors import StylecodecError
     from stylecodec.eval.lfw import run_lfw, select_pairs
     from stylecodec.metrics.verification import default_pairs_csv, read_pairs
 
@@ -231,7 +232,11 @@ def test_harness_lfw_entries_share_the_verify_lfw_pieces(detectors, codec, share
     assert run_lfw(codec, tmp_path, n_pairs=4, quality=0, progress=False) == res          # reused, not recomputed
     assert len(list((tmp_path / "lfw_cache").glob("*.npz"))) == 4                          # one per entry
     (tmp_path / "lfw.json").unlink()                                                       # resumed from the caches
+    part = run_lfw(codec, tmp_path, n_pairs=4, quality=0, progress=False, entries=["vvc"])  # e.g. its own process
+    assert part["partial"] and part["entries"] == [vvc] and not (tmp_path / "lfw.json").exists()
     assert run_lfw(codec, tmp_path, n_pairs=4, quality=0, progress=False) == res
+    with pytest.raises(StylecodecError, match="LFW entries must be some of"):
+        run_lfw(codec, tmp_path, n_pairs=4, quality=0, progress=False, entries=["jpeg"])
 
 
 @pytest.mark.assets

@@ -4,6 +4,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 from stylecodec.cli import COMMANDS, main
 
 
@@ -23,6 +25,12 @@ def test_usage_error_exits_2():
     r = run_cli("no-such-command")
     assert r.returncode == 2
     assert "invalid choice" in r.stderr
+
+
+def test_eval_rejects_unknown_lfw_entries_before_any_work(tmp_path):
+    with pytest.raises(SystemExit) as e:
+        main(["eval", "--images", str(tmp_path), "--out", str(tmp_path / "run"), "--lfw-entries", "vvc,jpeg"])
+    assert e.value.code == 2 and not (tmp_path / "run").exists()
 
 
 def test_unknown_asset_is_one_line_error_exit_1():

@@ -391,6 +391,42 @@ def test_verification_cache_resumes_an_interrupted_run(tmp_path):
         verification.lfw_verification(_identity_embed, pairs, transform_a=Coder(), progress=False, cache=cache)
 
 
+def test_verification_cache_saves_are_bounded_in_time(tmp_path, monkeypatch):
+    """The cache is rewritten whole, so not after every batch: every SAVE_EVERY_S and once at the end."""
+    pairs, saves = _synthetic_lfw(tmp_path), []
+    real = verification._save_cache
+    monkeypatch.setattr(verification, "_save_cache", lambda *a: (saves.append(len(a[1])), real(*a)))
+    run = lambda name: verification.lfw_verification(_identity_embed, pairs, progress=False, batch_size=100,
+                                                     cache=tmp_path / name)
+    monkeypatch.setattr(verification, "SAVE_EVERY_S", 1e9)
+    run("slow.npz")
+    n = len(verification._load_cache(tmp_path / "slow.npz")[0])
+    assert saves == [n] and n > 200                      # one save, at the end, with every item
+    saves.clear()
+    monkeypatch.setattr(verification, "SAVE_EVERY_S", 0.0)
+    run("fast.npz")
+    assert saves == list(range(100, n, 100)) + [n]      # after every batch
+    saves.clear()
+    run("fast.npz")
+    assert saves == []                                   # nothing new: nothing written
+
+
+def test_verification_cache_is_filled_by_one_process_at_a_time(tmp_path):
+    """A second process on the same cache would overwrite the first one's work: it stops with an error."""
+    fcntl = pytest.importorskip("fcntl", reason="advisory locks need fcntl (not on Windows)")
+    from stylecodec.errors import StylecodecError
+
+    pairs, cache = _synthetic_lfw(tmp_path), tmp_path / "c" / "entry.npz"
+    cache.parent.mkdir()
+    with open(tmp_path / "c" / "entry.npz.lock", "a") as other:       # another process filling it
+        fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        with pytest.raises(StylecodecError, match="being filled by another process"):
+            verification.lfw_verification(_identity_embed, pairs, progress=False, cache=cache)
+        assert not cache.exists()
+    assert verification.lfw_verification(_identity_embed, pairs, progress=False, cache=cache).mean == 1.0
+    assert verification.lfw_verification(_identity_embed, pairs, progress=False, cache=cache).mean == 1.0  # released
+
+
 def test_verification_threshold_never_from_test_fold(monkeypatch):
     folds = np.repeat(np.arange(10), 20)
     same = np.tile([True, False], 100)

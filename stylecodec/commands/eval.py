@@ -57,7 +57,18 @@ def add_eval_arguments(parser: argparse.ArgumentParser, images_required: bool = 
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from ..eval.lfw import LFW_ENTRIES
+
+    def entries(value: str) -> list[str]:
+        names = [e.strip() for e in value.split(",") if e.strip()]
+        if not names or set(names) - set(LFW_ENTRIES):
+            raise argparse.ArgumentTypeError(f"expected some of {','.join(LFW_ENTRIES)}, got {value!r}")
+        return names
+
     add_eval_arguments(parser)
+    parser.add_argument("--lfw-entries", metavar="LIST", type=entries,
+                        help=f"only these LFW entries ({','.join(LFW_ENTRIES)}; default all): fills their caches, "
+                             "e.g. one process per entry on a many-core box; a run with all of them writes lfw.json")
     parser.add_argument("--no-report", action="store_true", help="only the results (no summary/plots/html)")
 
 
@@ -92,9 +103,10 @@ def lfw_csv(choice: str, shared: Path | None = None) -> Path | None:
     return Path(choice)
 
 
-def evaluate(cfg, lfw: Path | None, lfw_pairs: int | None, headline_quality: int | None, report: bool = True):
-    """Run the harness, LFW (unsharded runs or shard 0, with a model), then the report.
-    Returns (harness summary, summary.md path or None, headline markdown or None)."""
+def evaluate(cfg, lfw: Path | None, lfw_pairs: int | None, headline_quality: int | None, report: bool = True,
+             lfw_entries: list[str] | None = None):
+    """Run the harness, LFW (unsharded runs or shard 0, with a model; ``lfw_entries``: only those),
+    then the report. Returns (harness summary, summary.md path or None, headline markdown or None)."""
     from ..eval.harness import run_eval
     from ..eval.report import write_report
     from ..eval.results import load_rows
@@ -110,9 +122,12 @@ def evaluate(cfg, lfw: Path | None, lfw_pairs: int | None, headline_quality: int
             info = read_json(Path(cfg.out) / "run.json", {}) or {}
             q = pick_quality(mean_table(load_rows(cfg.out)), info, 0.01, headline_quality)
         print(f"LFW verification: {lfw_pairs or 'all'} pairs from {lfw}")
-        run_lfw(codec, cfg.out, lfw, lfw_pairs, quality=q,
-                bpp=cfg.bpp_targets[0] if cfg.bpp_targets else None, progress=cfg.progress,
-                basic_bpp=cfg.basic_bpp if cfg.bpp_targets else None)
+        out = run_lfw(codec, cfg.out, lfw, lfw_pairs, quality=q,
+                      bpp=cfg.bpp_targets[0] if cfg.bpp_targets else None, progress=cfg.progress,
+                      basic_bpp=cfg.basic_bpp if cfg.bpp_targets else None, entries=lfw_entries)
+        if out.get("partial"):
+            done = ", ".join(f"{e['codec']} {100 * e['accuracy']:.2f} %" for e in out["entries"])
+            print(f"LFW entries done ({done}); lfw.json is written by a run with all entries")
     if not report or cfg.shard is not None:
         return res, None, None
     path, head = write_report(cfg.out, headline_quality)
@@ -121,7 +136,8 @@ def evaluate(cfg, lfw: Path | None, lfw_pairs: int | None, headline_quality: int
 
 def run(args: argparse.Namespace) -> int:
     cfg = config_from_args(args, args.images, args.out)
-    res, path, head = evaluate(cfg, lfw_csv(args.lfw), args.lfw_pairs, args.headline_quality, not args.no_report)
+    res, path, head = evaluate(cfg, lfw_csv(args.lfw), args.lfw_pairs, args.headline_quality, not args.no_report,
+                               args.lfw_entries)
     print(f"{res['images']} images, {res['rows_new']} new rows, {res['rows_total']} in {args.out}")
     if path is None:
         print(f"results: {res['results']} (report: stylecodec report {args.out}, or eval-merge for shards)")

@@ -16,13 +16,17 @@ import hashlib
 import json
 import os
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
+from ..errors import StylecodecError
 from .coding import target_setting
 from .common import read_json, slug, write_json
 
-__all__ = ["select_pairs", "CodedFaces", "pixel_embedder", "run_lfw", "ALIGN_NAME"]
+__all__ = ["select_pairs", "CodedFaces", "pixel_embedder", "run_lfw", "ALIGN_NAME", "LFW_ENTRIES"]
+
+LFW_ENTRIES = ("original", "aligned", "stylecodec-basic", "vvc")   # the rows of lfw.json, in order
 
 ALIGN_NAME = "stylecodec.align.align (5-point similarity alignment to the UTKFace layout; centre square without a face)"
 
@@ -90,7 +94,6 @@ class CodedFaces:
 
     def stream(self, img: np.ndarray) -> bytes:
         from ..bitstream import extract, unpack
-        from ..errors import StylecodecError
 
         key = _digest(img)
         if key not in self._streams:
@@ -173,10 +176,14 @@ class _VvcFloor:
 
 def run_lfw(codec, out_dir: str | os.PathLike, pairs_csv: str | os.PathLike | None = None, n_pairs: int | None = None,
             quality: int | None = None, bpp: float | None = None, vvc_qp: int = 63, progress: bool = True,
-            basic_bpp: float | None = None) -> dict:
+            basic_bpp: float | None = None, entries: Sequence[str] | None = None) -> dict:
     """Run (or reuse) the verification and write ``out_dir/lfw.json``; returns its content. The
     embeddings of each entry are cached in ``out_dir/lfw_cache/`` as they are made (one file per
-    entry and configuration), so an interrupted run resumes; a finished one is reused whole."""
+    entry and configuration), so an interrupted run resumes; a finished one is reused whole.
+
+    ``entries``: only these of :data:`LFW_ENTRIES` (default: all), e.g. one per process to use
+    more cores; a subset fills its caches and returns its entries with ``"partial": True`` but
+    writes no ``lfw.json`` (a later run with all entries assembles it from the caches)."""
     from ..anchors import get_anchor
     from ..metrics.verification import default_pairs_csv, lfw_verification, read_pairs
 
@@ -189,9 +196,14 @@ def run_lfw(codec, out_dir: str | os.PathLike, pairs_csv: str | os.PathLike | No
               "quality": q, "bpp_target": bpp, "align": ALIGN_NAME, "vvc_qp": vvc_qp}
     if basic_bpp is not None:                  # only then, so that earlier lfw.json files are reused
         config["basic_bpp_target"] = basic_bpp
+    wanted = tuple(LFW_ENTRIES if entries is None else entries)
+    unknown = sorted(set(wanted) - set(LFW_ENTRIES))
+    if unknown or not wanted:
+        raise StylecodecError(f"LFW entries must be some of {', '.join(LFW_ENTRIES)}; got {', '.join(unknown) or 'none'}")
+    partial = set(wanted) != set(LFW_ENTRIES)
     path = Path(out_dir) / "lfw.json"
     old = read_json(path)
-    if old and old.get("config") == config:
+    if old and old.get("config") == config and not partial:
         return old
     coder = CodedFaces(codec, 1, q, bpp, basic_bpp)
     vvc_floor = _VvcFloor(get_anchor("vvc"), vvc_qp, coder.aligned)
@@ -204,6 +216,8 @@ def run_lfw(codec, out_dir: str | os.PathLike, pairs_csv: str | os.PathLike | No
                "stylecodec-basic": tuple(k for k in config if k != "n_pairs")}
     entries = []
     for codec_name, setting, fn in runs:
+        if codec_name not in wanted:
+            continue
         key = {k: config[k] for k in depends[codec_name]} | {"resolution": r, "judge": "sface"}
         tag = hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:10]
         cache = Path(out_dir) / "lfw_cache" / f"{tag}-{slug(f'{codec_name}_{setting}')}.npz"
@@ -222,5 +236,7 @@ def run_lfw(codec, out_dir: str | os.PathLike, pairs_csv: str | os.PathLike | No
               "align_fallbacks": coder.fallbacks, "target_misses": coder.over_budget, "entries": entries,
               "note": ("bpp of stylecodec-basic: the header + basic layer stream (bpp_other: the whole file); "
                        "of vvc: the whole stream (bpp_other: slice data only)")}
+    if partial:
+        return result | {"partial": True}
     write_json(path, result)
     return result

@@ -8,15 +8,20 @@ on the held-out fold. Reported: mean and (population) std of the fold accuracies
 ``transform_a`` / ``transform_b`` (uint8 (H,W,3) -> uint8 (H,W,3), e.g. encode + decode)
 replace the first / second image of every pair. Each distinct (image, transform) is loaded,
 transformed and embedded once per call. With ``cache`` (an .npz file) the finished embeddings
-are saved after every batch and reused by the next call, so an interrupted run resumes where
-it stopped; a transform's ``last_info`` (a JSON-able dict, read after each call) is saved with
-them and handed back to its ``restore(info)`` for the images a resumed run does not redo.
+are saved (every ``SAVE_EVERY_S`` seconds and whenever the call ends, interrupted or failed) and
+reused by the next call, so an interrupted run resumes where it stopped; a transform's
+``last_info`` (a JSON-able dict, read after each call) is saved with them and handed back to
+its ``restore(info)`` for the images a resumed run does not redo.
+One process at a time fills a cache (an advisory lock on ``<cache>.lock``); a second one stops
+with an error.
 """
 from __future__ import annotations
 
 import csv
 import json
 import os
+import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
@@ -29,6 +34,7 @@ __all__ = ["Pair", "VerificationResult", "read_pairs", "default_pairs_csv", "bes
            "kfold_accuracy", "lfw_verification"]
 
 Transform = Callable[[np.ndarray], np.ndarray]
+SAVE_EVERY_S = 60.0     # a cache is rewritten whole at most this often (and when the call ends in any way)
 EmbedFn = Callable[[list[np.ndarray]], object]
 
 
@@ -153,8 +159,39 @@ def _save_cache(path: Path, out: dict, infos: dict) -> None:
                      "info": np.array(json.dumps({_cache_key(k): v for k, v in infos.items()}))})
 
 
+@contextmanager
+def _cache_lock(path: Path | None):
+    """Hold an advisory lock (``<cache>.lock``) while a process fills ``path``: a second process on
+    the same cache stops with a clear error instead of overwriting the first one's work. The OS
+    releases the lock when the process ends, however it ends. No-op without a cache, or where
+    ``fcntl`` is missing (Windows)."""
+    try:
+        import fcntl
+    except ImportError:
+        fcntl = None
+    if path is None or fcntl is None:
+        yield
+        return
+    from ..errors import StylecodecError
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(path.name + ".lock"), "a") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise StylecodecError(f"verification cache {path} is being filled by another process; "
+                                  "wait for it, or run this one with another cache") from None
+        yield
+
+
 def _embed_all(items: list[tuple[str, str | None]], image_dir: Path, transforms: dict,
                embed_fn: EmbedFn, batch_size: int, progress: bool, cache: Path | None = None) -> dict:
+    with _cache_lock(cache):
+        return _embed_locked(items, image_dir, transforms, embed_fn, batch_size, progress, cache)
+
+
+def _embed_locked(items: list[tuple[str, str | None]], image_dir: Path, transforms: dict,
+                  embed_fn: EmbedFn, batch_size: int, progress: bool, cache: Path | None) -> dict:
     store, infos = _load_cache(cache)             # everything the file holds (kept when saving)
     out = {it: store[it] for it in items if it in store}
     for it in out:                                   # side statistics of the images not redone
@@ -162,36 +199,52 @@ def _embed_all(items: list[tuple[str, str | None]], image_dir: Path, transforms:
         if restore is not None and it in infos:
             restore(infos[it])
     todo = [it for it in items if it not in out]
-    with tqdm(total=len(items), initial=len(out), unit="img", desc="verification", disable=not progress) as bar:
+    unsaved, last_save = 0, time.monotonic()
+    bar = tqdm(total=len(items), initial=len(out), unit="img", desc="verification", disable=not progress)
+    try:
         for i in range(0, len(todo), batch_size):
             batch = todo[i:i + batch_size]
-            images = []
-            for name, tag in batch:
-                img = _load_rgb(image_dir / name)
-                if tag is not None:
-                    img = np.asarray(transforms[tag](img))
-                    info = getattr(transforms[tag], "last_info", None)
-                    if info is not None:
-                        infos[(name, tag)] = info
-                    if img.dtype != np.uint8 or img.ndim != 3 or img.shape[-1] != 3:
-                        raise ValueError(f"transform_{tag} must return a uint8 (H,W,3) image, got "
-                                         f"{img.dtype} {img.shape} for {name}")
-                images.append(img)
-            emb = embed_fn(images)
-            if hasattr(emb, "detach"):
-                emb = emb.detach().cpu().numpy()
-            emb = np.asarray(emb, np.float64)
-            if emb.ndim != 2 or len(emb) != len(batch):
-                raise ValueError(f"embed_fn must return (N, D) for N={len(batch)} images, got {emb.shape}")
-            norm = np.linalg.norm(emb, axis=1, keepdims=True)
-            if np.any(norm == 0) or not np.all(np.isfinite(norm)):
-                raise ValueError("embed_fn returned a zero or non-finite embedding")
-            out.update(zip(batch, emb / norm))
+            emb = _embed_batch(batch, image_dir, transforms, embed_fn, infos)
+            out.update(zip(batch, emb))
             if cache is not None:
-                store.update(zip(batch, emb / norm))
-                _save_cache(cache, store, infos)
+                store.update(zip(batch, emb))
+                unsaved += len(batch)
+                if time.monotonic() - last_save >= SAVE_EVERY_S:
+                    _save_cache(cache, store, infos)
+                    unsaved, last_save = 0, time.monotonic()
             bar.update(len(batch))
+    finally:                                         # finished, failed or interrupted: keep what is done
+        bar.close()
+        if cache is not None and unsaved:
+            _save_cache(cache, store, infos)
     return out
+
+
+def _embed_batch(batch: list[tuple[str, str | None]], image_dir: Path, transforms: dict, embed_fn: EmbedFn,
+                 infos: dict) -> np.ndarray:
+    """(N, D) unit embeddings of the (image, transform tag) items; records the transforms' ``last_info``."""
+    images = []
+    for name, tag in batch:
+        img = _load_rgb(image_dir / name)
+        if tag is not None:
+            img = np.asarray(transforms[tag](img))
+            info = getattr(transforms[tag], "last_info", None)
+            if info is not None:
+                infos[(name, tag)] = info
+            if img.dtype != np.uint8 or img.ndim != 3 or img.shape[-1] != 3:
+                raise ValueError(f"transform_{tag} must return a uint8 (H,W,3) image, got "
+                                 f"{img.dtype} {img.shape} for {name}")
+        images.append(img)
+    emb = embed_fn(images)
+    if hasattr(emb, "detach"):
+        emb = emb.detach().cpu().numpy()
+    emb = np.asarray(emb, np.float64)
+    if emb.ndim != 2 or len(emb) != len(batch):
+        raise ValueError(f"embed_fn must return (N, D) for N={len(batch)} images, got {emb.shape}")
+    norm = np.linalg.norm(emb, axis=1, keepdims=True)
+    if np.any(norm == 0) or not np.all(np.isfinite(norm)):
+        raise ValueError("embed_fn returned a zero or non-finite embedding")
+    return emb / norm
 
 
 def lfw_verification(embed_fn: EmbedFn, pairs: str | os.PathLike | Sequence[Pair] | None = None,
