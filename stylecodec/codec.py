@@ -153,11 +153,13 @@ class Codec:
         return self.model.gain.device
 
     # -- encoder -----------------------------------------------------------------------------
-    def preprocess(self, image) -> torch.Tensor:
-        """Image -> x [1, 3, R, R] float32 in [-1, 1] on the model's device."""
-        img = self.align(load_image(image), self.resolution)
+    def preprocess(self, image, aligned: bool = False) -> torch.Tensor:
+        """Image -> x [1, 3, R, R] float32 in [-1, 1] on the model's device. ``aligned``: the image
+        is already the R x R face in the training layout; the ``align`` hook is not run."""
+        img = load_image(image) if aligned else self.align(load_image(image), self.resolution)
         if img.size != (self.resolution, self.resolution):
-            raise StylecodecError(f"align returned {img.size}, expected {self.resolution}x{self.resolution}")
+            what = "the aligned image is" if aligned else "align returned"
+            raise StylecodecError(f"{what} {img.size[0]}x{img.size[1]}, expected {self.resolution}x{self.resolution}")
         arr = np.asarray(img.convert("RGB"), dtype=np.float32)
         return (torch.from_numpy(arr).permute(2, 0, 1)[None] / 127.5 - 1.0).to(self.device)
 
@@ -168,12 +170,12 @@ class Codec:
         return [y.detach().to("cpu", torch.float64) for y in ys]
 
     def compress(self, image, quality: int | None = None, bpp: float | None = None,
-                 basic_bpp: float | None = None) -> bytes:
+                 basic_bpp: float | None = None, aligned: bool = False) -> bytes:
         """One face -> bytes. ``quality`` (default: the highest), or rate budgets in bits per pixel
         of the R x R face: the highest quality whose whole file is <= ``bpp`` and whose basic layer
         extracted alone is <= ``basic_bpp`` (either may be None). Raises StylecodecError when no
-        quality fits."""
-        ys = self.analyse(self.preprocess(image))
+        quality fits. ``aligned``: ``image`` is already aligned (R x R); ``align`` is not run again."""
+        ys = self.analyse(self.preprocess(image, aligned))
         if bpp is None and basic_bpp is None:
             return self.compress_latents(ys, self.quality_range[-1] if quality is None else quality)[0]
         if quality is not None:

@@ -208,6 +208,21 @@ def test_verify_lfw_end_to_end(detectors, teachers, models, shared_dir, capsys, 
     assert main(["verify-lfw", "--judge", "head", "--layers", "enhanced", "--model", str(models["heads"])]) == 1
 
 
+def test_coded_faces_code_the_aligned_face_as_is(codec, monkeypatch):
+    """LFW coders align each photo once; the codec's own ``align`` hook (e.g. eval --align auto)
+    must not move the aligned face again, or the stylecodec and VVC entries code different faces."""
+    from stylecodec.errors import StylecodecError
+    from stylecodec.eval.lfw import CodedFaces, _digest
+
+    r = codec.resolution
+    photo, face = _noise(r + 40, r + 10), _noise(r, r)
+    coder = CodedFaces(codec, 1, 3, None, memo={"aligned": {_digest(photo): face}})
+    monkeypatch.setattr(codec, "align", lambda *a: pytest.fail("the aligned face was aligned again"))
+    assert coder.stream(photo) == extract(codec.compress(face, quality=3, aligned=True), 1)
+    with pytest.raises(StylecodecError, match=f"aligned image is {r + 10}x{r + 40}, expected {r}x{r}"):
+        codec.compress(photo, quality=3, aligned=True)
+
+
 @pytest.mark.assets
 @pytest.mark.shared
 def test_harness_lfw_entries_share_the_verify_lfw_pieces(detectors, codec, shared_dir, tmp_path):

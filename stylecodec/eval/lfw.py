@@ -27,6 +27,9 @@ from .common import read_json, slug, write_json
 __all__ = ["select_pairs", "CodedFaces", "pixel_embedder", "run_lfw", "ALIGN_NAME", "LFW_ENTRIES"]
 
 LFW_ENTRIES = ("original", "aligned", "stylecodec-basic", "vvc")   # the rows of lfw.json, in order
+# 2: the stylecodec entry codes the aligned face as it is; 1 (unversioned) ran the codec's own align
+# hook on it again (eval --align auto re-aligned a few faces), so its caches and lfw.json are not reused
+PROTOCOL = 2
 
 ALIGN_NAME = "stylecodec.align.align (5-point similarity alignment to the UTKFace layout; centre square without a face)"
 
@@ -99,12 +102,13 @@ class CodedFaces:
         if key not in self._streams:
             over, face = False, self.aligned(img)
             try:
-                data = self.codec.compress(face, quality=self.quality, bpp=self.bpp, basic_bpp=self.basic_bpp)
+                data = self.codec.compress(face, quality=self.quality, bpp=self.bpp, basic_bpp=self.basic_bpp,
+                                           aligned=True)
             except StylecodecError:
                 if self.bpp is None and self.basic_bpp is None:
                     raise
                 over = True                         # no quality fits the target: the lowest one
-                data = self.codec.compress(face, quality=self.codec.quality_range[0])
+                data = self.codec.compress(face, quality=self.codec.quality_range[0], aligned=True)
             self._streams[key] = (data, over)
         data, over = self._streams[key]
         self.over_budget += over
@@ -193,7 +197,7 @@ def run_lfw(codec, out_dir: str | os.PathLike, pairs_csv: str | os.PathLike | No
     budget = bpp is not None or basic_bpp is not None
     q = quality if quality is not None else (None if budget else codec.quality_range[-1])
     config = {"pairs_csv": str(csv_path), "n_pairs": len(pairs), "fingerprint": f"0x{codec.fingerprint:04x}",
-              "quality": q, "bpp_target": bpp, "align": ALIGN_NAME, "vvc_qp": vvc_qp}
+              "quality": q, "bpp_target": bpp, "align": ALIGN_NAME, "vvc_qp": vvc_qp, "protocol": PROTOCOL}
     if basic_bpp is not None:                  # only then, so that earlier lfw.json files are reused
         config["basic_bpp_target"] = basic_bpp
     wanted = tuple(LFW_ENTRIES if entries is None else entries)

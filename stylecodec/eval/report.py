@@ -108,9 +108,10 @@ def _lfw_markdown(lfw: dict | None) -> str:
     if not lfw:
         return ("Not measured in this run. It needs a stylecodec model (not `--model none`) and the pairs "
                 "(../shared/data/lfw_pairs.csv, or `--lfw PATH`; not `--lfw none`), and runs on shard 0 only.")
+    n_fallback = lfw.get("align_fallbacks", 0)
     lines = [f"{lfw['n_pairs']} pairs (balanced over the 10 folds), judge {lfw['judge']}; image_a of each pair "
              f"decoded, image_b original. LFW alignment: {lfw['align']}"
-             f" ({lfw.get('align_fallbacks', 0)} faces fell back to resizing).",
+             f" ({n_fallback} face{'' if n_fallback == 1 else 's'} without a detected face: centre square).",
              "", "| decoded image_a | setting | accuracy | std | bpp | bytes |", "|---|---|---|---|---|---|"]
     for e in lfw["entries"]:
         lines.append(f"| {e['codec']} | {e['setting']} | {e['accuracy']:.4f} | {e['std']:.4f} | {fmt(e.get('bpp'))} "
