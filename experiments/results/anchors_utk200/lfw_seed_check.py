@@ -1,5 +1,13 @@
-"""Seed run_lfw's stylecodec-basic cache (protocol 2) from verify-lfw's basic-layer cache (same computation:
-CodedFaces at q5 + SFace, image_a coded), then recompute a sample with the fixed harness path and compare."""
+"""Provenance of the report's stylecodec LFW row (see README.md beside this file); run from the repo root.
+
+    python experiments/results/anchors_utk200/lfw_seed_check.py seed    # copy verify-lfw's basic cache in
+    python experiments/results/anchors_utk200/lfw_seed_check.py check   # recompute a sample, compare
+
+``seed`` copies the cache of ``stylecodec verify-lfw --layers basic --judge sface --quality 5 --model
+pretrained/default.pt`` (CodedFaces at q5 + SFace, image_a coded: the computation of run_lfw's
+stylecodec-basic entry) to that entry's protocol-2 cache file. ``check`` recomputes, through the harness's
+path with the codec ``eval --align auto`` builds, the faces the old (protocol 1) entry coded differently plus
+60 random ones, and prints the largest difference from the copied embeddings. Paths are this run's."""
 import hashlib, json, shutil, os, sys
 import numpy as np
 from pathlib import Path
