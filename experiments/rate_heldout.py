@@ -58,9 +58,10 @@ def main() -> int:
         img = ((x[0].permute(1, 2, 0) + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).numpy()
         ys = codec.analyse(codec.preprocess(img))
         stream = functools.cache(lambda q, ys=ys: codec.compress_latents(ys, q)[0])
+        sizes = lambda q, stream=stream: stream_sizes(stream(q))          # noqa: E731
         data = stream(top)
-        fit_q = fit_quality(codec.quality_range, lambda q: stream_sizes(stream(q)), r, args.bpp)
-        both_q = fit_quality(codec.quality_range, lambda q: stream_sizes(stream(q)), r, args.bpp, args.basic_bpp)
+        fit_q = fit_quality(codec.quality_range, sizes, r, args.bpp)
+        both_q = fit_quality(codec.quality_range, sizes, r, args.bpp, args.basic_bpp)
         fit = stream(codec.quality_range[0] if fit_q is None else fit_q)
         both = stream(codec.quality_range[0] if both_q is None else both_q)
         _, payloads = unpack(data)

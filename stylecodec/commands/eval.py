@@ -57,13 +57,14 @@ def add_eval_arguments(parser: argparse.ArgumentParser, images_required: bool = 
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from ..eval.lfw import LFW_ENTRIES
+    from ..errors import StylecodecError
+    from ..eval.lfw import LFW_ENTRIES, lfw_entries
 
     def entries(value: str) -> list[str]:
-        names = [e.strip() for e in value.split(",") if e.strip()]
-        if not names or set(names) - set(LFW_ENTRIES):
-            raise argparse.ArgumentTypeError(f"expected some of {','.join(LFW_ENTRIES)}, got {value!r}")
-        return names
+        try:
+            return list(lfw_entries([e.strip() for e in value.split(",") if e.strip()]))
+        except StylecodecError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
 
     add_eval_arguments(parser)
     parser.add_argument("--lfw-entries", metavar="LIST", type=entries,

@@ -24,12 +24,21 @@ from ..errors import StylecodecError
 from .coding import target_setting
 from .common import read_json, slug, write_json
 
-__all__ = ["select_pairs", "CodedFaces", "pixel_embedder", "run_lfw", "ALIGN_NAME", "LFW_ENTRIES"]
+__all__ = ["select_pairs", "CodedFaces", "pixel_embedder", "run_lfw", "ALIGN_NAME", "LFW_ENTRIES", "lfw_entries"]
 
 LFW_ENTRIES = ("original", "aligned", "stylecodec-basic", "vvc")   # the rows of lfw.json, in order
 # 2: the stylecodec entry codes the aligned face as it is; 1 (unversioned) ran the codec's own align
 # hook on it again (eval --align auto re-aligned a few faces), so its caches and lfw.json are not reused
 PROTOCOL = 2
+
+
+def lfw_entries(names: Sequence[str] | None) -> tuple[str, ...]:
+    """``names`` (None: all of :data:`LFW_ENTRIES`), checked: StylecodecError unless some of them."""
+    wanted = tuple(LFW_ENTRIES if names is None else names)
+    unknown = sorted(set(wanted) - set(LFW_ENTRIES))
+    if unknown or not wanted:
+        raise StylecodecError(f"LFW entries must be some of {', '.join(LFW_ENTRIES)}; got {', '.join(unknown) or 'none'}")
+    return wanted
 
 ALIGN_NAME = "stylecodec.align.align (5-point similarity alignment to the UTKFace layout; centre square without a face)"
 
@@ -200,10 +209,7 @@ def run_lfw(codec, out_dir: str | os.PathLike, pairs_csv: str | os.PathLike | No
               "quality": q, "bpp_target": bpp, "align": ALIGN_NAME, "vvc_qp": vvc_qp, "protocol": PROTOCOL}
     if basic_bpp is not None:                  # only then, so that earlier lfw.json files are reused
         config["basic_bpp_target"] = basic_bpp
-    wanted = tuple(LFW_ENTRIES if entries is None else entries)
-    unknown = sorted(set(wanted) - set(LFW_ENTRIES))
-    if unknown or not wanted:
-        raise StylecodecError(f"LFW entries must be some of {', '.join(LFW_ENTRIES)}; got {', '.join(unknown) or 'none'}")
+    wanted = lfw_entries(entries)
     partial = set(wanted) != set(LFW_ENTRIES)
     path = Path(out_dir) / "lfw.json"
     old = read_json(path)

@@ -34,8 +34,8 @@ __all__ = ["Pair", "VerificationResult", "read_pairs", "default_pairs_csv", "bes
            "kfold_accuracy", "lfw_verification"]
 
 Transform = Callable[[np.ndarray], np.ndarray]
-SAVE_EVERY_S = 60.0     # a cache is rewritten whole at most this often (and when the call ends in any way)
 EmbedFn = Callable[[list[np.ndarray]], object]
+SAVE_EVERY_S = 60.0     # a cache is rewritten whole at most this often (and when the call ends in any way)
 
 
 @dataclass(frozen=True)
@@ -192,32 +192,29 @@ def _embed_all(items: list[tuple[str, str | None]], image_dir: Path, transforms:
 
 def _embed_locked(items: list[tuple[str, str | None]], image_dir: Path, transforms: dict,
                   embed_fn: EmbedFn, batch_size: int, progress: bool, cache: Path | None) -> dict:
-    store, infos = _load_cache(cache)             # everything the file holds (kept when saving)
-    out = {it: store[it] for it in items if it in store}
-    for it in out:                                   # side statistics of the images not redone
+    store, infos = _load_cache(cache)             # everything the file holds (kept when saving), then the new
+    todo = [it for it in items if it not in store]
+    for it in items:                                 # side statistics of the images not redone
         restore = getattr(transforms.get(it[1]), "restore", None)
-        if restore is not None and it in infos:
+        if restore is not None and it in store and it in infos:
             restore(infos[it])
-    todo = [it for it in items if it not in out]
     unsaved, last_save = 0, time.monotonic()
-    bar = tqdm(total=len(items), initial=len(out), unit="img", desc="verification", disable=not progress)
+    bar = tqdm(total=len(items), initial=len(items) - len(todo), unit="img", desc="verification",
+               disable=not progress)
     try:
         for i in range(0, len(todo), batch_size):
             batch = todo[i:i + batch_size]
-            emb = _embed_batch(batch, image_dir, transforms, embed_fn, infos)
-            out.update(zip(batch, emb))
-            if cache is not None:
-                store.update(zip(batch, emb))
-                unsaved += len(batch)
-                if time.monotonic() - last_save >= SAVE_EVERY_S:
-                    _save_cache(cache, store, infos)
-                    unsaved, last_save = 0, time.monotonic()
+            store.update(zip(batch, _embed_batch(batch, image_dir, transforms, embed_fn, infos)))
+            unsaved += len(batch)
+            if cache is not None and time.monotonic() - last_save >= SAVE_EVERY_S:
+                _save_cache(cache, store, infos)
+                unsaved, last_save = 0, time.monotonic()
             bar.update(len(batch))
     finally:                                         # finished, failed or interrupted: keep what is done
         bar.close()
         if cache is not None and unsaved:
             _save_cache(cache, store, infos)
-    return out
+    return {it: store[it] for it in items}
 
 
 def _embed_batch(batch: list[tuple[str, str | None]], image_dir: Path, transforms: dict, embed_fn: EmbedFn,
