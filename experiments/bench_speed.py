@@ -67,18 +67,25 @@ def timed(fn, sync=None):
 
 
 def bench_stylecodec(codec, images, quality, device):
+    """Rows at ``quality`` or, when None, at the highest quality and (for a model with a rate
+    budget) at the default setting (``compress(img)``: the highest quality within the budget,
+    so it may entropy-code several qualities)."""
     import torch
 
     sync = torch.cuda.synchronize if device.startswith("cuda") else None
-    q = codec.quality_range[-1] if quality is None else quality
-    codec.decompress(codec.compress(images[0][1], quality=q), "enhanced")          # warm-up
+    settings = [codec.quality_range[-1] if quality is None else quality]
+    if quality is None and codec.default_budget != (None, None):
+        settings.append("default")
     rows = []
-    for name, img in images:
-        data, enc = timed(lambda: codec.compress(img, quality=q), sync)
-        _, dec_b = timed(lambda: codec.decompress(data, "basic", output="array"), sync)
-        _, dec_a = timed(lambda: codec.decompress(data, "enhanced", output="array"), sync)
-        rows.append({"codec": "stylecodec", "setting": f"q{q}", "image": name, "bytes": len(data),
-                     "encode_s": enc, "decode_s": dec_a, "decode_basic_s": dec_b})
+    for q in settings:
+        kw = {} if q == "default" else {"quality": q}
+        codec.decompress(codec.compress(images[0][1], **kw), "enhanced")          # warm-up
+        for name, img in images:
+            data, enc = timed(lambda: codec.compress(img, **kw), sync)
+            _, dec_b = timed(lambda: codec.decompress(data, "basic", output="array"), sync)
+            _, dec_a = timed(lambda: codec.decompress(data, "enhanced", output="array"), sync)
+            rows.append({"codec": "stylecodec", "setting": q if q == "default" else f"q{q}", "image": name,
+                         "bytes": len(data), "encode_s": enc, "decode_s": dec_a, "decode_basic_s": dec_b})
     return rows
 
 
@@ -104,7 +111,8 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=2, help="torch CPU threads (and VVC's)")
     ap.add_argument("--devices", default="cpu,cuda", help="cpu and/or cuda (cuda skipped when unavailable)")
     ap.add_argument("--anchors", default="vvc,hevc,av1,jxl,jpeg")
-    ap.add_argument("--quality", type=int, help="stylecodec quality (default: the highest)")
+    ap.add_argument("--quality", type=int, help="stylecodec quality (default: the highest, and the model's "
+                                                "default rate budget when it has one)")
     ap.add_argument("--out", default=os.path.join(ROOT, "experiments", "results", "speed.csv"))
     args = ap.parse_args()
 

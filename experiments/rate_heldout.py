@@ -5,9 +5,10 @@
 
 For each face of the held-out split (the last --val-count files by name of --images, loaded as
 the codec trains on them: centre square, resized to the model resolution, no alignment) the
-script compresses at the default (highest) quality, at ``--bpp 0.01`` (the highest quality
-whose whole file fits) and with both budgets ``--bpp 0.01 --basic-bpp 0.003`` (the highest
-quality whose whole file and basic layer alone both fit), then measures the whole file, the
+script compresses at the highest quality, at ``--bpp 0.01`` (the highest quality whose whole
+file fits), with both budgets ``--bpp 0.01 --basic-bpp 0.003`` (the highest quality whose whole
+file and basic layer alone both fit) and as ``stylecodec compress`` does without rate options
+(``Codec.compress(face)``: the model's own budget), then measures the whole file, the
 basic layer extracted alone (`stylecodec extract --layers basic`), basic + middle, and each
 layer's rANS payload. Every byte of each file counts (header and layer records included);
 bpp = 8 bytes / R². Prints means, maxima, the share of faces within 0.01 bpp (whole file) and
@@ -44,7 +45,7 @@ def main() -> int:
     from tqdm import tqdm
 
     from stylecodec.bitstream import extract, unpack
-    from stylecodec.codec import Codec, fit_quality, stream_sizes
+    from stylecodec.codec import Codec, choose_quality, stream_sizes
     from stylecodec.data import ImageFolder
 
     torch.set_num_threads(args.threads)
@@ -56,19 +57,22 @@ def main() -> int:
     for i in tqdm(range(n), desc="compress", unit="face"):
         x = faces[i][None]
         img = ((x[0].permute(1, 2, 0) + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).numpy()
+        default = codec.compress(img)                   # the real default path, end to end
         ys = codec.analyse(codec.preprocess(img))
         stream = functools.cache(lambda q, ys=ys: codec.compress_latents(ys, q)[0])
         sizes = lambda q, stream=stream: stream_sizes(stream(q))          # noqa: E731
         data = stream(top)
-        fit_q = fit_quality(codec.quality_range, sizes, r, args.bpp)
-        both_q = fit_quality(codec.quality_range, sizes, r, args.bpp, args.basic_bpp)
-        fit = stream(codec.quality_range[0] if fit_q is None else fit_q)
-        both = stream(codec.quality_range[0] if both_q is None else both_q)
+        fit_q, fit_ok = choose_quality(codec.quality_range, sizes, r, args.bpp)
+        both_q, both_ok = choose_quality(codec.quality_range, sizes, r, args.bpp, args.basic_bpp)
+        fit, both = stream(fit_q), stream(both_q)
+        fit_q, both_q = (fit_q if fit_ok else None), (both_q if both_ok else None)
         _, payloads = unpack(data)
         rows.append({"file": len(data), "basic": len(extract(data, 1)), "middle": len(extract(data, 2)),
                      "payload": [len(p) for p in payloads], "fit_file": len(fit), "fit_q": fit_q,
                      "both_file": len(both), "both_basic": len(extract(both, 1)), "both_middle": len(extract(both, 2)),
-                     "both_q": both_q, "both_payload": [len(p) for p in unpack(both)[1]]})
+                     "both_q": both_q, "both_payload": [len(p) for p in unpack(both)[1]],
+                     "default_file": len(default), "default_basic": len(extract(default, 1)),
+                     "default_middle": len(extract(default, 2)), "default_q": unpack(default)[0].quality})
     secs = time.perf_counter() - t0
 
     def stat(key):
@@ -84,7 +88,7 @@ def main() -> int:
 
     res = {"model": args.model, "fingerprint": codec.fingerprint, "resolution": r, "faces": n,
            "images": os.path.abspath(args.images), "split": f"last {args.val_count} files by name",
-           "default_quality": top, "whole_file": stat("file"), "basic_alone": stat("basic"),
+           "highest_quality": top, "whole_file": stat("file"), "basic_alone": stat("basic"),
            "basic_plus_middle": stat("middle"),
            "payload_mean_bytes": dict(zip(("basic", "middle", "enhanced"), pay.mean(0).round(3).tolist())),
            "share_file_le_0.01bpp": float(np.mean([8 * row["file"] / r ** 2 <= 0.01 for row in rows])),
@@ -98,6 +102,14 @@ def main() -> int:
                "qualities": hist("both_q"),
                "share_fitting_both": float(np.mean([row["both_q"] is not None for row in rows])),
                "mean_quality_of_fitting": float(np.mean([row["both_q"] for row in rows if row["both_q"] is not None]))},
+           "default_setting": {
+               "what": "Codec.compress(face) without quality or budget (stylecodec compress without rate options)",
+               "model_rate_budget": dict(zip(("bpp", "basic_bpp"), codec.default_budget)),
+               "whole_file": stat("default_file"), "basic_alone": stat("default_basic"),
+               "basic_plus_middle": stat("default_middle"), "qualities": hist("default_q"),
+               "share_file_le_0.01bpp": float(np.mean([8 * row["default_file"] / r ** 2 <= 0.01 for row in rows])),
+               "share_basic_le_0.003bpp": float(np.mean([8 * row["default_basic"] / r ** 2 <= 0.003 for row in rows])),
+               "mean_quality": float(np.mean([row["default_q"] for row in rows]))},
            "seconds": round(secs, 1), "threads": args.threads}
     print(json.dumps(res, indent=2))
     if args.out:

@@ -1,6 +1,8 @@
 """The codec: face image <-> stylecodec bitstream (``docs/bitstream.md``), with one model.
 
     codec = Codec.from_pretrained("default")            # or a checkpoint path
+    data = codec.compress("face.jpg")                   # the model's rate budget (default model:
+                                                        # file <= 0.01 bpp, basic layer <= 0.003 bpp)
     data = codec.compress("face.jpg", quality=3)        # or bpp=0.01: highest quality that fits
     data = codec.compress("face.jpg", bpp=0.01, basic_bpp=0.003)   # ... and whose basic layer fits too
     img = codec.decompress(data, layers="basic")        # PIL image, resolution x resolution
@@ -34,8 +36,8 @@ from .errors import StylecodecError
 from .layers import LAYER_NAMES
 from .model import GAIN_MIN
 
-__all__ = ["Codec", "ImageReadError", "centre_square", "fit_quality", "fits_budget", "load_image", "parse_layers",
-           "stream_sizes", "within_budget"]
+__all__ = ["Codec", "ImageReadError", "centre_square", "choose_quality", "fit_quality", "fits_budget", "load_image",
+           "parse_layers", "stream_sizes", "within_budget"]
 
 Align = Callable[["PIL.Image.Image", int], "PIL.Image.Image"]  # noqa: F821
 
@@ -117,6 +119,14 @@ def fit_quality(qualities: range, sizes: Callable[[int], tuple[int, int]], resol
     return next((q for q in reversed(qualities) if within_budget(*sizes(q), resolution, bpp, basic_bpp)), None)
 
 
+def choose_quality(qualities: range, sizes: Callable[[int], tuple[int, int]], resolution: int, bpp: float | None,
+                   basic_bpp: float | None = None) -> tuple[int, bool]:
+    """(:func:`fit_quality`, True), or (the lowest quality, False) when none fits: the rule of a
+    budget that must give a stream (``Codec.compress``'s default, the evaluation's rate targets)."""
+    q = fit_quality(qualities, sizes, resolution, bpp, basic_bpp)
+    return (qualities[0], False) if q is None else (q, True)
+
+
 class Codec:
     """Compress / decompress faces with one :class:`~stylecodec.model.StyleCodecModel` (CPU or GPU
     for the networks; the entropy model always runs in float64 on CPU)."""
@@ -169,31 +179,62 @@ class Codec:
         ys = self.model.transforms.analyse(self.model.E(x))
         return [y.detach().to("cpu", torch.float64) for y in ys]
 
-    def compress(self, image, quality: int | None = None, bpp: float | None = None,
-                 basic_bpp: float | None = None, aligned: bool = False) -> bytes:
-        """One face -> bytes. ``quality`` (default: the highest), or rate budgets in bits per pixel
-        of the R x R face: the highest quality whose whole file is <= ``bpp`` and whose basic layer
-        extracted alone is <= ``basic_bpp`` (either may be None). Raises StylecodecError when no
-        quality fits. ``aligned``: ``image`` is already aligned (R x R); ``align`` is not run again."""
-        ys = self.analyse(self.preprocess(image, aligned))
-        if bpp is None and basic_bpp is None:
-            return self.compress_latents(ys, self.quality_range[-1] if quality is None else quality)[0]
-        if quality is not None:
+    @property
+    def default_budget(self) -> tuple[float | None, float | None]:
+        """(bpp, basic_bpp): the per-image budget the model was trained for (model config
+        ``rate_budget``), used by :meth:`compress` when given neither a quality nor a budget;
+        (None, None) for a model without one (then the default is the highest quality)."""
+        budget = self.model.config.get("rate_budget") or {}
+        return budget.get("bpp"), budget.get("basic_bpp")
+
+    def resolve_rate(self, quality: int | None = None, bpp: float | None = None,
+                     basic_bpp: float | None = None) -> tuple[int | None, float | None, float | None]:
+        """(quality, bpp, basic_bpp) that :meth:`compress` serves: what is given, as it is; nothing:
+        (None, *default_budget), or (the highest quality, None, None) for a model without a budget.
+        Raises StylecodecError for a quality together with a budget or a budget <= 0."""
+        if quality is not None and (bpp is not None or basic_bpp is not None):
             raise StylecodecError("give a quality or rate budgets (bpp, basic_bpp), not both")
         for name, b in (("bpp", bpp), ("basic_bpp", basic_bpp)):
             if b is not None and not b > 0:
                 raise StylecodecError(f"{name} must be > 0, got {b!r}")
-        stream = functools.cache(lambda q: self.compress_latents(ys, q)[0])
-        q = fit_quality(self.quality_range, lambda q: stream_sizes(stream(q)), self.resolution, bpp, basic_bpp)
-        if q is not None:
-            return stream(q)
-        q = min(self.quality_range, key=lambda k: (*stream_sizes(stream(k)), k))   # all coded by now
-        r2, (size, basic) = self.resolution ** 2, stream_sizes(stream(q))
+        if quality is None and bpp is None and basic_bpp is None:
+            bpp, basic_bpp = self.default_budget
+            if bpp is None and basic_bpp is None:
+                quality = self.quality_range[-1]
+        return quality, bpp, basic_bpp
+
+    def compress(self, image, quality: int | None = None, bpp: float | None = None,
+                 basic_bpp: float | None = None, aligned: bool = False) -> bytes:
+        """One face -> bytes. ``quality``, or rate budgets in bits per pixel of the R x R face: the
+        highest quality whose whole file is <= ``bpp`` and whose basic layer extracted alone is <=
+        ``basic_bpp`` (either may be None); raises StylecodecError when no quality fits. Neither:
+        :attr:`default_budget` the same way, except that a face no quality fits gets the lowest
+        quality (check with :func:`fits_budget`); a model without a budget: the highest quality.
+        ``aligned``: ``image`` is already aligned (R x R); ``align`` is not run again."""
+        strict = bpp is not None or basic_bpp is not None
+        quality, bpp, basic_bpp = self.resolve_rate(quality, bpp, basic_bpp)
+        if quality is not None:
+            return self.compress_latents(self.analyse(self.preprocess(image, aligned)), quality)[0]
+        data, fits = self.compress_within(image, bpp, basic_bpp, aligned)
+        if fits or not strict:
+            return data
+        r2, (size, basic) = self.resolution ** 2, stream_sizes(data)
         want = " and ".join(f"{what} <= {b:g} bpp" for what, b in (("file", bpp), ("basic layer", basic_bpp))
                             if b is not None)
-        raise StylecodecError(f"no quality fits {want}: the smallest achievable for this image is "
-                              f"{8 * size / r2:.5f} bpp ({size} bytes, quality {q}), its basic layer "
+        raise StylecodecError(f"no quality fits {want}: at the lowest quality this image takes "
+                              f"{8 * size / r2:.5f} bpp ({size} bytes), its basic layer "
                               f"{8 * basic / r2:.5f} bpp ({basic} bytes)")
+
+    def compress_within(self, image, bpp: float | None, basic_bpp: float | None = None,
+                        aligned: bool = False) -> tuple[bytes, bool]:
+        """(stream at the highest quality within the budgets, True), or (the lowest quality's
+        stream, False) when none fits (:func:`choose_quality`). One analysis; qualities are coded
+        from the highest down until one fits."""
+        ys = self.analyse(self.preprocess(image, aligned))
+        stream = functools.cache(lambda q: self.compress_latents(ys, q)[0])
+        q, fits = choose_quality(self.quality_range, lambda q: stream_sizes(stream(q)), self.resolution, bpp,
+                                 basic_bpp)
+        return stream(q), fits
 
     @torch.no_grad()
     def compress_ws(self, ws: torch.Tensor, quality: int) -> list[bytes]:

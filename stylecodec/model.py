@@ -71,6 +71,9 @@ _DEFAULT: dict[str, Any] = {
     "lset": {"group_size": 4, "d_model": 128, "n_blocks": 3, "n_heads": 4, "mlp_ratio": 2, "scale_bound": 0.11},
     "num_qualities": 6,
     "gain_init": [0.25, 4.0],                         # geometric init of gain[0] .. gain[Q-1]
+    "rate_budget": None,                             # {"bpp", "basic_bpp"}: the per-image budget (bits per pixel of
+                                                     # the R x R face; None = no limit) the model was trained for;
+                                                     # Codec.compress's default. None: the highest quality
 }
 
 
@@ -92,7 +95,21 @@ def make_config(overrides: Mapping | None = None) -> dict:
         cfg["latent_dims"] = {n: int(cfg["latent_dims"][n]) for n in LAYER_NAMES}
     else:
         cfg["latent_dims"] = {n: int(d) for n, d in zip(LAYER_NAMES, cfg["latent_dims"], strict=True)}
+    if cfg["rate_budget"] is not None:
+        cfg["rate_budget"] = _rate_budget(cfg["rate_budget"])
     return cfg
+
+
+def _rate_budget(budget: Mapping) -> dict:
+    """Checked ``rate_budget``: {"bpp": float > 0 | None, "basic_bpp": float > 0 | None}."""
+    if not isinstance(budget, Mapping) or set(budget) != {"bpp", "basic_bpp"}:
+        raise ValueError(f"rate_budget must be {{'bpp': B, 'basic_bpp': b}} (None for no limit), got {budget!r}")
+    out = {}
+    for k, v in budget.items():
+        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0):
+            raise ValueError(f"rate_budget[{k!r}] must be a number > 0 or None, got {v!r}")
+        out[k] = None if v is None else float(v)
+    return out
 
 
 def default_config() -> dict:

@@ -223,6 +223,23 @@ def test_coded_faces_code_the_aligned_face_as_is(codec, monkeypatch):
         codec.compress(photo, quality=3, aligned=True)
 
 
+def test_coded_faces_budget_miss_codes_once(codec, monkeypatch):
+    """A rate budget no quality meets: the lowest quality's stream, counted in over_budget, from one
+    analysis of the face (not a second compression); nothing given: the model's own rate rule."""
+    from stylecodec.eval.lfw import CodedFaces, _digest
+
+    r = codec.resolution
+    photo, face = _noise(r + 40, r + 10), _noise(r, r)
+    lowest = codec.compress(face, quality=0, aligned=True)
+    calls = []
+    analyse = codec.analyse
+    monkeypatch.setattr(codec, "analyse", lambda x: calls.append(1) or analyse(x))
+    coder = CodedFaces(codec, 3, None, None, basic_bpp=1e-6, memo={"aligned": {_digest(photo): face}})
+    assert coder.stream(photo) == lowest and coder.over_budget == 1 and len(calls) == 1
+    assert coder.last_info["over_budget"] is True
+    assert CodedFaces(codec, 3, None, None).quality == codec.resolve_rate()[0]
+
+
 @pytest.mark.assets
 @pytest.mark.shared
 def test_harness_lfw_entries_share_the_verify_lfw_pieces(detectors, codec, shared_dir, tmp_path):

@@ -16,7 +16,8 @@ from stylecodec.bitstream import BitstreamError, extract, unpack
 from stylecodec.cli import main
 from stylecodec.codec import Codec, ImageReadError
 from stylecodec.model import StyleCodecModel, tiny_config
-from stylecodec.zoo import ModelError, ModelNotFoundError, load_model, model_path, save_model
+from stylecodec.zoo import (ModelError, ModelNotFoundError, atomic_torch_save, load_model, model_path, read_checkpoint,
+                            save_model)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -87,7 +88,7 @@ def test_quality_orders_rate_and_bpp_picks_the_highest_fit(codec):
     fits = [q for q in codec.quality_range if 8 * row[q] / pixels <= target]
     data = codec.compress(imgs[0], bpp=target)
     assert unpack(data)[0].quality == max(fits) and 8 * len(data) / pixels <= target
-    with pytest.raises(Exception, match=r"smallest achievable for this image is \d"):
+    with pytest.raises(Exception, match=r"at the lowest quality this image takes \d"):
         codec.compress(imgs[0], bpp=8 * (row.min() - 1) / pixels)
 
 
@@ -126,6 +127,71 @@ def test_basic_budget_picks_the_highest_quality_whose_basic_layer_fits(codec, mo
         with pytest.raises(SystemExit) as e:
             main(["compress", str(src), "-o", str(tmp_path / "c.sfc"), *bad])
         assert e.value.code == 2
+
+
+def _with_budget(model_file: Path, path: Path, budget) -> Codec:
+    """The model of ``model_file`` with config ``rate_budget`` = budget, saved to ``path``."""
+    ck = read_checkpoint(model_file)
+    ck["config"]["rate_budget"] = budget
+    atomic_torch_save(ck, path)
+    return Codec.from_pretrained(path)
+
+
+def test_default_rate_is_the_models_budget(codec, model_file, tmp_path, capsys):
+    """No quality and no budget: the model's rate_budget, as if given (the highest quality within it);
+    a face that no quality fits gets the lowest quality, not an error (the CLI warns, compress-dir
+    marks it), while the same budget given explicitly is an error. A model without a budget: the
+    highest quality. The budget is config, not weights: same fingerprint, same streams."""
+    img = _images(1, seed=4)[0]
+    ys = codec.analyse(codec.preprocess(img))
+    streams = [codec.compress_latents(ys, q)[0] for q in codec.quality_range]
+    whole = [len(s) for s in streams]
+    pixels = codec.resolution ** 2
+    assert codec.default_budget == (None, None) and codec.compress(img) == streams[-1]
+    bpp = 8 * (whole[-1] - 1) / pixels                      # the top quality cannot fit, a lower one can
+    want = max(q for q in codec.quality_range if whole[q] < whole[-1])
+    budgeted = _with_budget(model_file, tmp_path / "budget.pt", {"bpp": bpp, "basic_bpp": None})
+    assert budgeted.fingerprint == codec.fingerprint and budgeted.default_budget == (bpp, None)
+    assert budgeted.compress(img) == streams[want] == budgeted.compress(img, bpp=bpp)
+    assert budgeted.compress(img, quality=codec.quality_range[-1]) == streams[-1]   # a given quality wins
+    assert budgeted.resolve_rate() == (None, bpp, None)
+    assert codec.resolve_rate() == (codec.quality_range[-1], None, None)
+    # no quality fits: the lowest quality by default, an error when asked for explicitly
+    tiny = 8 * (min(len(extract(s, 1)) for s in streams) - 1) / pixels
+    strict = _with_budget(model_file, tmp_path / "tiny.pt", {"bpp": None, "basic_bpp": tiny})
+    assert strict.compress(img) == streams[0]
+    assert strict.compress_within(img, None, tiny) == (streams[0], False)
+    with pytest.raises(Exception, match="no quality fits basic layer"):
+        strict.compress(img, basic_bpp=tiny)
+    from PIL import Image
+    src = tmp_path / "faces" / "a.png"
+    src.parent.mkdir()
+    Image.fromarray(img).save(src)
+    capsys.readouterr()
+    out = tmp_path / "a.sfc"
+    assert main(["compress", str(src), "-o", str(out), "--model", str(tmp_path / "tiny.pt"), "--align", "off"]) == 0
+    assert out.read_bytes() == streams[0]
+    assert "warning: no quality fits the model's rate budget (basic layer <= " in capsys.readouterr().err
+    assert main(["compress", str(src), "-o", str(out), "--model", str(tmp_path / "budget.pt"), "--align", "off"]) == 0
+    assert out.read_bytes() == streams[want] and "warning" not in capsys.readouterr().err
+    # compress-dir: the same default, the miss marked in the manifest and counted; a rerun keeps it
+    from stylecodec.eval.batch import compress_dir, read_manifest
+    for _ in range(2):
+        c = compress_dir(strict, src.parent, tmp_path / "out", progress=False)
+        entry = read_manifest(tmp_path / "out")["a.png"]
+        assert c["over_budget"] == 1 and entry["within_budget"] is False and entry["quality"] == 0
+    assert entry["status"] == "skipped" and (tmp_path / "out" / "a.png.sfc").read_bytes() == streams[0]
+    c = compress_dir(budgeted, src.parent, tmp_path / "out2", progress=False)
+    assert c["over_budget"] == 0 and read_manifest(tmp_path / "out2")["a.png"]["within_budget"] is True
+
+
+@pytest.mark.parametrize("bad", [{"bpp": 0.01}, {"bpp": -1.0, "basic_bpp": None}, {"bpp": "0.01", "basic_bpp": None},
+                                 {"bpp": True, "basic_bpp": None}, [0.01, 0.003]])
+def test_rate_budget_config_is_checked(bad):
+    from stylecodec.model import make_config
+    with pytest.raises(ValueError, match="rate_budget"):
+        make_config({"rate_budget": bad})
+    assert make_config({"rate_budget": {"bpp": 1, "basic_bpp": None}})["rate_budget"] == {"bpp": 1.0, "basic_bpp": None}
 
 
 def test_wrong_model_and_bad_header(codec, stream, tmp_path):

@@ -60,9 +60,9 @@ def default_codec():
 
 
 def test_default_codec_meets_the_rate_and_scales(default_codec):
-    """The shipped default on the demo's sample face: --bpp 0.01 fits (<= 81 bytes at 256²), the
-    basic layer alone is a valid stream, every prefix decodes to a face-sized image, analysis
-    reads only the basic layer."""
+    """The shipped default on the demo's sample face: --bpp 0.01 fits (<= 81 bytes at 256²), so does
+    the default (the model's budget, basic layer <= 24 bytes too), the basic layer alone is a
+    valid stream, every prefix decodes to a face-sized image, analysis reads only the basic layer."""
     from PIL import Image
 
     from stylecodec.bitstream import extract
@@ -71,6 +71,11 @@ def test_default_codec_meets_the_rate_and_scales(default_codec):
     face = Image.open(SAMPLE)
     data = codec.compress(face, bpp=0.01)
     assert 8 * len(data) / codec.resolution ** 2 <= 0.01
+    # without options: the model's budget, file <= 0.01 bpp and basic layer alone <= 0.003 bpp
+    assert codec.default_budget == (0.01, 0.003)
+    default = codec.compress(face)
+    assert len(default) <= 81 and len(extract(default, 1)) <= 24
+    assert default == codec.compress(face, bpp=0.01, basic_bpp=0.003)
     basic = extract(data, 1)
     assert len(basic) < len(data)
     for layers in ("basic", "middle", "enhanced"):

@@ -237,7 +237,11 @@ def test_basic_layer_budget_raises_its_own_rate_weight(assets, tmp_path: Path):
     assert train_codec(given) == 0                       # basic target: int(0.034 * 64² / 8) = 17 bytes
     ck = C.load_checkpoint(C.latest_checkpoint(run))
     assert ck["rate_basic"]["log_scale"] > -5.0 and ck["stats"]["Rate/basic_control_scale"] > math.exp(-5)
-    assert load_model(run / "model.pt").meta["rate_control"]["basic_target_bytes"] == 17
+    trained = load_model(run / "model.pt")
+    assert trained.meta["rate_control"]["basic_target_bytes"] == 17
+    # the targets become the model's default per-face budget (target_bytes 81 at 64²: 648 bits / 4096 px)
+    assert trained.config["rate_budget"] == {"bpp": 81 * 8 / 64 ** 2, "basic_bpp": 0.034}
+    assert Codec(trained).default_budget == (81 * 8 / 64 ** 2, 0.034)
     off = resolve_config({**given, "target_basic_bpp": 0.0, "out": str(tmp_path / "off")})
     assert not off.target_basic_bpp
     with pytest.raises(StylecodecError, match="target-basic-bpp"):

@@ -2,7 +2,9 @@
 
 ``--bpp`` limits the whole file, ``--basic-bpp`` the basic layer extracted alone (what
 ``stylecodec extract --layers basic`` writes); with either, each image gets the highest quality
-that fits both (``Codec.compress``). A quality together with a budget is a usage error (exit 2).
+that fits both (``Codec.compress``). None of them: the model's own budget (the default model:
+``--bpp 0.01 --basic-bpp 0.003``), the lowest quality for a face that no quality fits. A quality
+together with a budget is a usage error (exit 2).
 """
 from __future__ import annotations
 
@@ -24,7 +26,9 @@ def positive_float(text: str) -> float:
 
 def add_rate_arguments(parser: argparse.ArgumentParser) -> None:
     rate = parser.add_mutually_exclusive_group()
-    rate.add_argument("--quality", type=int, metavar="Q", help="rate point index (default: the model's highest)")
+    rate.add_argument("--quality", type=int, metavar="Q",
+                      help="rate point index (default: per image the highest quality within the model's rate "
+                           "budget; default model: file <= 0.01 bpp, basic layer <= 0.003 bpp)")
     rate.add_argument("--bpp", type=positive_float, metavar="B",
                       help="per image, the highest quality whose whole file is <= B bits per pixel")
     parser.add_argument("--basic-bpp", type=positive_float, metavar="B",

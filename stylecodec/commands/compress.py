@@ -20,8 +20,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..align import FaceAligner
+    import sys
+
     from ..bitstream import describe
-    from ..codec import Codec
+    from ..codec import Codec, fits_budget
     from ._files import write_bytes
 
     rate = rate_kwargs(args)
@@ -33,4 +35,12 @@ def run(args: argparse.Namespace) -> int:
     layers = " + ".join(f"{l['name']} {l['total_bytes']}" for l in d["layers"])
     print(f"{args.input} -> {args.output}: {len(data)} bytes = {d['bpp']:.5f} bpp at {d['resolution']}x"
           f"{d['resolution']}, quality {d['quality']} (header {d['header_bytes']} + {layers}); {aligner.last}")
+    budget = codec.default_budget
+    if all(v is None for v in rate.values()) and not fits_budget(data, codec.resolution, *budget):
+        print(f"warning: no quality fits the model's rate budget ({_budget_text(*budget)}) for this image; "
+              f"written at the lowest quality", file=sys.stderr)
     return 0
+
+
+def _budget_text(bpp: float | None, basic_bpp: float | None) -> str:
+    return ", ".join(f"{what} <= {b:g} bpp" for what, b in (("file", bpp), ("basic layer", basic_bpp)) if b is not None)

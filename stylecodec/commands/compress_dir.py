@@ -31,5 +31,6 @@ def run(args: argparse.Namespace) -> int:
         from ..errors import StylecodecError
         raise StylecodecError("compress-dir needs a model (--model NAME|PATH)")
     c = compress_dir(codec, args.input, args.output, shard=shard, limit=args.limit, progress=not args.quiet, **rate)
-    print(f"{c['ok']} compressed, {c['skipped']} already done, {c['error']} errors; manifest: {c['manifest']}")
+    over = f", {c['over_budget']} above the model's rate budget (lowest quality)" if c["over_budget"] else ""
+    print(f"{c['ok']} compressed, {c['skipped']} already done, {c['error']} errors{over}; manifest: {c['manifest']}")
     return 0

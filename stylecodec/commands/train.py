@@ -140,13 +140,14 @@ _CODEC_OPTIONS = [  # (flag, type, help); every default is None = "from the pres
                 "(presets: analysis)"),
     ("--teacher-labels", str, "cached dlib landmarks of the training images for --heads analysis (python -m "
                               "stylecodec.analysis.teacher --export FILE): no dlib needed while training"),
-    ("--target-bpp", float, "default quality's whole file in bpp (0 = no rate control)"),
-    ("--target-basic-bpp", float, "the basic layer extracted alone (header included) in bpp at the default "
+    ("--target-bpp", float, "highest quality's whole file in bpp (0 = no rate control); with --target-basic-bpp "
+                            "also the trained model's default per-face budget (Codec.compress)"),
+    ("--target-basic-bpp", float, "the basic layer extracted alone (header included) in bpp at the highest "
                                   "quality: its own rate controller (presets: 0.003; 0 = off)"),
-    ("--target-bytes", int, "default quality's whole file in bytes (overrides --target-bpp)"),
-    ("--rate-margin", float, "aim the default quality's mean file this many bytes under the target"),
+    ("--target-bytes", int, "highest quality's whole file in bytes (overrides --target-bpp)"),
+    ("--rate-margin", float, "aim the highest quality's mean file this many bytes under the target"),
     ("--rate-control", float, "rate-control step size (0 = fixed rate weight)"),
-    ("--p-default", float, "probability of training a sample at the default (highest) quality"),
+    ("--p-default", float, "probability of training a sample at the highest quality"),
     ("--quant", str, "quantisation proxy: mixed, noise or ste"),
     ("--truncation", float, "truncation psi for generated samples (pretrain-encoder)"),
     ("--style-mixing", float, "style-mixing probability for generated samples (pretrain-encoder)"),

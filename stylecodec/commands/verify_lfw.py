@@ -13,7 +13,8 @@ Judge ``head``: the identity head's embedding read from the basic layer of each 
 stream (no pixels), so every image is coded and only the basic layer is used.
 
 Accuracy: mean ± std over the 10 folds (threshold chosen on the other 9). bpp: mean over the
-coded images of 8 · (bytes of the stream cut to the layers used) / R².
+coded images of 8 · (bytes of the stream cut to the layers used) / R². Without a rate option
+each face is coded as ``stylecodec compress`` codes it (the model's rate budget).
 
 Pixel judges keep every finished embedding in ``--cache DIR`` (default
 ``$STYLECODEC_CACHE/lfw``, one file per configuration: model, layers, rate, judge, --both,
@@ -86,6 +87,7 @@ def verify_lfw(codec, layers: str, judge: str = "sface", both: bool = False, lim
     if judge == "head" and layers != "basic":
         raise StylecodecError("--judge head reads the basic layer only; use --layers basic")
     pairs = select_pairs(read_pairs(csv_path), limit_pairs)
+    quality, bpp, basic_bpp = codec.resolve_rate(quality, bpp, basic_bpp)   # nothing given: the model's budget
     coder = CodedFaces(codec, LAYER_CHOICES.index(layers) + 1, quality, bpp, basic_bpp, memo)
     if judge == "head":
         res = lfw_verification(lambda imgs: np.stack([codec.analyze(coder.stream(im))["identity"] for im in imgs]),

@@ -3,10 +3,13 @@
 Each ``IN_DIR/<path>`` becomes ``OUT_DIR/<path>.sfc`` (the full name is kept, so a.jpg and a.png
 do not collide), written atomically (tmp + rename: an interrupt leaves no partial file). A file
 whose stream exists and has a valid header of this model (and the requested quality, or a
-rate within ``bpp``) is skipped. The manifest ``OUT_DIR/manifest[.shard-k-of-N].jsonl`` gets one
-JSON line per file: status ``ok`` / ``skipped`` / ``error``, bytes and bpp of the whole file,
-bytes per layer, quality, seconds, or the error. A file that cannot be compressed (unreadable,
-not a face for the aligner, no quality fits the rate) is logged and the run goes on.
+rate within the budgets) is skipped. Without a rate option each face is coded as
+``Codec.compress`` codes it: within the model's default budget, or at the lowest quality when no
+quality fits (``within_budget`` false). The manifest ``OUT_DIR/manifest[.shard-k-of-N].jsonl``
+gets one JSON line per file: status ``ok`` / ``skipped`` / ``error``, bytes and bpp of the whole
+file, bytes per layer, quality, ``within_budget`` (null at a fixed quality), seconds, or the
+error. A file that cannot be compressed (unreadable, not a face for the aligner, no quality
+fits an explicit ``--bpp``/``--basic-bpp``) is logged and the run goes on.
 """
 from __future__ import annotations
 
@@ -41,26 +44,33 @@ def read_manifest(out_dir: str | os.PathLike) -> dict[str, dict]:
     return out
 
 
-def _entry(name: str, stream: Path, data: bytes, status: str, seconds: float) -> dict:
+def _entry(name: str, stream: Path, data: bytes, status: str, seconds: float, within: bool | None) -> dict:
     d = describe(data)
     return {"image": name, "stream": str(stream), "status": status, "bytes": len(data), "bpp": d["bpp"],
-            "resolution": d["resolution"], "quality": d["quality"],
+            "resolution": d["resolution"], "quality": d["quality"], "within_budget": within,
             "layer_bytes": [l["total_bytes"] for l in d["layers"]],
             "layer_payload_bytes": [l["payload_bytes"] for l in d["layers"]], "seconds": round(seconds, 4)}
 
 
-def _done(path: Path, codec, quality: int | None, bpp: float | None, basic_bpp: float | None) -> bytes | None:
-    """The existing stream if it is valid for this model and request, else None."""
+def _within(data: bytes, codec, quality: int | None, bpp: float | None, basic_bpp: float | None) -> bool | None:
+    """Whether the stream meets the rate budgets (None: coded at a fixed quality, no budget)."""
+    return None if quality is not None else fits_budget(data, codec.resolution, bpp, basic_bpp)
+
+
+def _done(path: Path, codec, quality: int | None, bpp: float | None, basic_bpp: float | None,
+          strict: bool) -> bytes | None:
+    """The existing stream if it is valid for this model and (resolved) request, else None. A
+    default-budget stream that misses its budget is valid at the lowest quality (what compress gives)."""
     try:
         data = path.read_bytes()
         header, _ = unpack(data, expected_fingerprint=codec.fingerprint)
     except (OSError, BitstreamError):
         return None
-    if quality is not None and header.quality != quality:
-        return None
-    if (bpp is not None or basic_bpp is not None) and not fits_budget(data, codec.resolution, bpp, basic_bpp):
-        return None
-    return data
+    if quality is not None:
+        return data if header.quality == quality else None
+    if fits_budget(data, codec.resolution, bpp, basic_bpp) or (not strict and header.quality == 0):
+        return data
+    return None
 
 
 def compress_dir(codec, in_dir, out_dir, quality: int | None = None, bpp: float | None = None,
@@ -68,34 +78,40 @@ def compress_dir(codec, in_dir, out_dir, quality: int | None = None, bpp: float 
                  basic_bpp: float | None = None) -> dict:
     """Compress the (shard of the) images of ``in_dir`` at ``quality`` or within the rate budgets
     (``bpp`` whole file, ``basic_bpp`` basic layer alone; see ``Codec.compress``); returns counts
-    {"ok", "skipped", "error", "manifest"}."""
+    {"ok", "skipped", "error", "over_budget", "manifest"} (over_budget: streams written or kept
+    above the default budget, at the lowest quality)."""
     from tqdm import tqdm
 
     names = list_images(in_dir, limit=limit)
-    if quality is None and bpp is None and basic_bpp is None:
-        quality = codec.quality_range[-1]
+    strict = bpp is not None or basic_bpp is not None       # else: the model's default budget, never an error
+    quality, bpp, basic_bpp = codec.resolve_rate(quality, bpp, basic_bpp)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     manifest = out_dir / f"manifest{shard_tag(shard)}.jsonl"
-    counts = {"ok": 0, "skipped": 0, "error": 0, "manifest": manifest}
+    counts = {"ok": 0, "skipped": 0, "error": 0, "over_budget": 0, "manifest": manifest}
     with open(manifest, "a", encoding="utf-8") as log:
         bar = tqdm(select_shard(names, shard), desc="compress", unit="img", disable=not progress)
         for _, name in bar:
             dst = stream_path(out_dir, name)
             t0 = time.perf_counter()
-            data = _done(dst, codec, quality, bpp, basic_bpp)
+            data = _done(dst, codec, quality, bpp, basic_bpp, strict)
             if data is not None:
-                entry = _entry(name, dst, data, "skipped", 0.0)
+                entry = _entry(name, dst, data, "skipped", 0.0, _within(data, codec, quality, bpp, basic_bpp))
             else:
                 try:
-                    data = codec.compress(Path(in_dir) / name, quality=quality, bpp=bpp, basic_bpp=basic_bpp)
+                    if quality is not None or strict:
+                        data = codec.compress(Path(in_dir) / name, quality=quality, bpp=bpp, basic_bpp=basic_bpp)
+                    else:
+                        data = codec.compress_within(Path(in_dir) / name, bpp, basic_bpp)[0]
                     dst.parent.mkdir(parents=True, exist_ok=True)
                     write_bytes(os.fspath(dst), data)
-                    entry = _entry(name, dst, data, "ok", time.perf_counter() - t0)
+                    entry = _entry(name, dst, data, "ok", time.perf_counter() - t0,
+                                   _within(data, codec, quality, bpp, basic_bpp))
                 except Exception as e:  # noqa: BLE001  one bad file must not stop a dataset run
                     entry = {"image": name, "stream": None, "status": "error",
                              "error": f"{type(e).__name__}: {e}".replace("\n", " ")[:500]}
             counts[entry["status"]] += 1
+            counts["over_budget"] += entry.get("within_budget") is False
             log.write(json.dumps(entry) + "\n")
             log.flush()
             bar.set_postfix(ok=counts["ok"], skipped=counts["skipped"], errors=counts["error"])

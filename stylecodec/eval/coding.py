@@ -9,7 +9,7 @@ import torch
 
 from ..anchors import AnchorError
 from ..bitstream import extract
-from ..codec import fit_quality, stream_sizes
+from ..codec import choose_quality, stream_sizes
 from ..errors import StylecodecError
 from ..layers import LAYER_NAMES
 from .settings import setting_name
@@ -84,8 +84,8 @@ def code_stylecodec(codec, face: np.ndarray, name: str, qualities, targets, pend
 
     chosen = {}
     for b in targets:                      # highest quality that fits the budgets; else the lowest
-        q = fit_quality(codec.quality_range, lambda q: stream_sizes(stream(q)[0]), r, b, basic_bpp)
-        chosen[target_setting(b, basic_bpp)] = codec.quality_range[0] if q is None else q
+        chosen[target_setting(b, basic_bpp)] = choose_quality(codec.quality_range,
+                                                              lambda q: stream_sizes(stream(q)[0]), r, b, basic_bpp)[0]
     decoded: dict[tuple[int, int], tuple[np.ndarray, float, bytes]] = {}
     out = []
     for c, setting in todo:
@@ -123,8 +123,7 @@ def targets_from_sweep(rows: list[dict], qualities: range, resolution: int, targ
     out = []
     for b in targets:
         setting = target_setting(b, basic_bpp)
-        q = fit_quality(qualities, sizes, resolution, b, basic_bpp)
-        q = qualities[0] if q is None else q
+        q = choose_quality(qualities, sizes, resolution, b, basic_bpp)[0]
         for c in STYLE_CODECS:
             src = sweep.get((c, f"q{q}"))
             if (c, setting) in pending and src is not None:

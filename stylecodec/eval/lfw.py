@@ -66,16 +66,18 @@ def _digest(img: np.ndarray) -> str:
 
 class CodedFaces:
     """uint8 face -> aligned -> stream cut to ``n_layers`` (-> decoded uint8); keeps the bpp of each
-    cut stream (``bpps``) and of the whole file (``file_bpps``). With rate budgets (``bpp`` for the
-    whole file, ``basic_bpp`` for the basic layer alone) that no quality meets, the lowest quality
-    is used (counted in ``over_budget``). Aligned faces and whole streams are cached by content in
+    cut stream (``bpps``) and of the whole file (``file_bpps``). The rate request is resolved as
+    ``Codec.compress`` does (nothing given: the model's default budget); with rate budgets (``bpp``
+    for the whole file, ``basic_bpp`` for the basic layer alone) that no quality meets, the lowest
+    quality is used (counted in ``over_budget``). Aligned faces and whole streams are cached by content in
     ``memo`` (pass one dict to coders of the same model and rate that keep different layer counts),
     so each image is aligned and compressed once. ``last_info`` /
     ``restore`` let a resumed verification (``lfw_verification(cache=...)``) keep these counts."""
 
     def __init__(self, codec, n_layers: int, quality: int | None, bpp: float | None, basic_bpp: float | None = None,
                  memo: dict | None = None):
-        self.codec, self.n_layers, self.quality, self.bpp, self.basic_bpp = codec, n_layers, quality, bpp, basic_bpp
+        self.codec, self.n_layers = codec, n_layers
+        self.quality, self.bpp, self.basic_bpp = codec.resolve_rate(quality, bpp, basic_bpp)
         memo = {} if memo is None else memo               # shared by coders of one model and rate, any n_layers
         self._aligned: dict[str, np.ndarray] = memo.setdefault("aligned", {})
         self._fallback_keys: set[str] = memo.setdefault("fallbacks", set())   # no face found: centre square
@@ -109,16 +111,12 @@ class CodedFaces:
 
         key = _digest(img)
         if key not in self._streams:
-            over, face = False, self.aligned(img)
-            try:
-                data = self.codec.compress(face, quality=self.quality, bpp=self.bpp, basic_bpp=self.basic_bpp,
-                                           aligned=True)
-            except StylecodecError:
-                if self.bpp is None and self.basic_bpp is None:
-                    raise
-                over = True                         # no quality fits the target: the lowest one
-                data = self.codec.compress(face, quality=self.codec.quality_range[0], aligned=True)
-            self._streams[key] = (data, over)
+            face = self.aligned(img)
+            if self.quality is not None:
+                data, fits = self.codec.compress(face, quality=self.quality, aligned=True), True
+            else:                                   # no quality fits the budget: the lowest one
+                data, fits = self.codec.compress_within(face, self.bpp, self.basic_bpp, aligned=True)
+            self._streams[key] = (data, not fits)
         data, over = self._streams[key]
         self.over_budget += over
         r2 = self.codec.resolution ** 2
@@ -203,8 +201,7 @@ def run_lfw(codec, out_dir: str | os.PathLike, pairs_csv: str | os.PathLike | No
     csv_path = Path(pairs_csv) if pairs_csv else default_pairs_csv()
     pairs = select_pairs(read_pairs(csv_path), n_pairs)
     r = codec.resolution
-    budget = bpp is not None or basic_bpp is not None
-    q = quality if quality is not None else (None if budget else codec.quality_range[-1])
+    q, bpp, basic_bpp = codec.resolve_rate(quality, bpp, basic_bpp)
     config = {"pairs_csv": str(csv_path), "n_pairs": len(pairs), "fingerprint": f"0x{codec.fingerprint:04x}",
               "quality": q, "bpp_target": bpp, "align": ALIGN_NAME, "vvc_qp": vvc_qp, "protocol": PROTOCOL}
     if basic_bpp is not None:                  # only then, so that earlier lfw.json files are reused

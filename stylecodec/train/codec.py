@@ -10,20 +10,20 @@ Modes (DESIGN.md §1):
   a light non-saturating adversarial term and lazy R1 (``--adv-weight > 0``).
 - ``finetune``: real faces, G frozen; the codec parts train.
 
-Objective: :mod:`stylecodec.train.losses`. Each sample draws a quality index (the highest,
-i.e. the default one, with probability ``p_default``, else uniform). Rate control: the rate
+Objective: :mod:`stylecodec.train.losses`. Each sample draws a quality index (the highest
+with probability ``p_default``, else uniform). Rate control: the rate
 weight is scaled by c = exp(s), and after every step s += rate_control · ln(bits_top / budget)
-(s kept in [-5, 8]), where bits_top is the mean rate of the default-quality samples (all ranks)
-and budget = 8·(target_bytes − margin − container bytes − coder overhead): the default quality's
+(s kept in [-5, 8]), where bits_top is the mean rate of the highest-quality samples (all ranks)
+and budget = 8·(target_bytes − margin − container bytes − coder overhead): the highest quality's
 whole three-layer file lands ``rate_margin`` (3) bytes under ``target_bytes`` on average (81 = 0.01 bpp
-at 256²), so typical faces stay at or under it; ``Codec.compress(bpp=...)`` drops to the next
-quality for the rare face that does not. The coder overhead (rANS words beyond
+at 256²), so typical faces stay at or under it. The targets become the model's ``rate_budget``:
+``Codec.compress`` by default takes, per face, the highest quality within them. The coder overhead (rANS words beyond
 −log2 p) starts at 6 bytes and is re-measured by each real-coder check.
 
 Intervals are in optimiser steps, the budget in kimg (thousands of training images). Writes
 RUN_DIR/ckpt-<step>.pt (resumable: ``--resume auto``), config.json, tb/, samples/*.png and at
 the end model.pt (:func:`stylecodec.zoo.save_model`, meta = training record) + model.json.
-Validation on the held-out split (last ``val_count`` files by name) at the default quality uses
+Validation on the held-out split (last ``val_count`` files by name) at the highest quality uses
 the exact coding emulation (quant "ste") for bits; every ``coder_every``-th validation also
 runs the real coder on ``coder_images`` faces.
 """
@@ -228,6 +228,7 @@ class CodecTrainer:
         if heads is not None:
             heads.meta = {"trainer": f"stylecodec train codec ({self.cfg.mode}, D_machine term)", "steps": self.step}
         meta["storage"] = self.cfg.storage
+        self.model.config["rate_budget"] = self.cfg.rate_budget(self.R)   # what Codec.compress does by default
         meta["fingerprint"] = save_model(self.model, self.out / "model.pt", meta, storage=self.cfg.storage,
                                          heads=heads)
         (self.out / "model.json").write_text(json.dumps(meta, indent=2) + "\n")
@@ -258,7 +259,7 @@ class CodecTrainer:
             yield (b[0], None, b[1:]) if isinstance(b, tuple) else (b, None, None)
 
     def sample_quality(self, n: int) -> torch.Tensor:
-        """int64 [n]: the default (highest) quality with probability p_default, else uniform."""
+        """int64 [n]: the highest quality with probability p_default, else uniform."""
         q = torch.randint(0, self.Q, (n,))
         q[torch.rand(n) < self.cfg.p_default] = self.Q - 1
         return q.to(self.dev)
@@ -401,7 +402,7 @@ class CodecTrainer:
 
     @torch.no_grad()
     def coder_check(self, x: torch.Tensor) -> dict[str, float]:
-        """Real compression of a few faces (default quality and quality 0): bytes per layer and file;
+        """Real compression of a few faces (highest quality and quality 0): bytes per layer and file;
         re-calibrates the rate controller's coder overhead."""
         from ..bitstream import unpack
         from ..codec import Codec
@@ -426,7 +427,7 @@ class CodecTrainer:
 
     @torch.no_grad()
     def grid(self, x: torch.Tensor) -> torch.Tensor:
-        """Rows of original | basic | +middle | all at the default quality: [4n, 3, R, R]."""
+        """Rows of original | basic | +middle | all at the highest quality: [4n, 3, R, R]."""
         self.set_train(False)
         _, x_hat = self.decode_all(x.to(self.dev), self.Q - 1)
         self.set_train(True)

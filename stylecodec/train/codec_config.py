@@ -172,6 +172,13 @@ class CodecConfig:
         except ValueError:
             raise StylecodecError(f"--prefix-probs {self.prefix_probs!r} is not a list of numbers") from None
 
+    def rate_budget(self, resolution: int) -> dict | None:
+        """The trained model's ``rate_budget`` (``Codec.compress``'s default, in bpp of the R x R
+        face): the whole-file and basic-layer targets this run steers the highest quality to."""
+        bpp = self.target_bytes * 8 / resolution ** 2 if self.target_bytes is not None else (self.target_bpp or None)
+        basic = self.target_basic_bpp or None
+        return None if bpp is None and basic is None else {"bpp": bpp, "basic_bpp": basic}
+
     def loss_weights(self) -> LossWeights:
         return LossWeights(rate=self.rate, rate_ratio=self.rate_ratio, basic=self.lambda_basic,
                            middle=self.lambda_middle, enhanced=self.lambda_enhanced, identity=self.id_weight,

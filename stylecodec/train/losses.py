@@ -12,11 +12,11 @@ predictions), and m[q] the rate multiplier of quality q::
 ``bpp_i`` are the bits of all three layers of sample i (−log2 of the likelihoods) per pixel,
 ``c`` the rate controller's scale (see ``stylecodec.train.codec``) and f the identity network
 (FaceNet, or a fixed random stand-in for tests). Gain units: m[q] = ratio^(Q−1−q), so the
-highest quality (the default one) has the smallest rate weight. Machine heads are pluggable:
+highest quality has the smallest rate weight. Machine heads are pluggable:
 :data:`MACHINE_HEADS` maps a name to ``factory(model, identity) -> module``; each head is called
 as ``head(out, x, e_x)`` (e_x: the identity net's embeddings of x, or None) and returns {name: scalar loss}; its parameters train with the codec's
-(:mod:`stylecodec.train.machine_heads`; ``analysis`` = the landmark + identity heads). :class:`RateController` sets c so that the default quality's whole
-file (container + payload) lands at a byte target.
+(:mod:`stylecodec.train.machine_heads`; ``analysis`` = the landmark + identity heads). :class:`RateController` sets c so
+that the highest quality's whole file (container + payload) lands at a byte target.
 """
 from __future__ import annotations
 
@@ -236,7 +236,7 @@ class CodecObjective:
 
 
 class RateController:
-    """Scale c = exp(s) of the rate weight steering the default quality's file to ``target_bytes``.
+    """Scale c = exp(s) of the rate weight steering the highest quality's file to ``target_bytes``.
     s stays in [LOW, HIGH] so a long stretch under budget (early training) cannot wind it up.
     ``container_bytes``: the stream's header and layer records (the whole 3-layer file's by
     default; 9 for a basic layer extracted alone)."""
