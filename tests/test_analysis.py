@@ -212,7 +212,8 @@ def test_coded_faces_code_the_aligned_face_as_is(codec, monkeypatch):
     """LFW coders align each photo once; the codec's own ``align`` hook (e.g. eval --align auto)
     must not move the aligned face again, or the stylecodec and VVC entries code different faces."""
     from stylecodec.errors import StylecodecError
-    from stylecodec.eval.lfw import CodedFaces, _digest
+    from stylecodec.eval.align_cache import content_key as _digest
+    from stylecodec.eval.lfw import CodedFaces
 
     r = codec.resolution
     photo, face = _noise(r + 40, r + 10), _noise(r, r)
@@ -226,7 +227,8 @@ def test_coded_faces_code_the_aligned_face_as_is(codec, monkeypatch):
 def test_coded_faces_budget_miss_codes_once(codec, monkeypatch):
     """A rate budget no quality meets: the lowest quality's stream, counted in over_budget, from one
     analysis of the face (not a second compression); nothing given: the model's own rate rule."""
-    from stylecodec.eval.lfw import CodedFaces, _digest
+    from stylecodec.eval.align_cache import content_key as _digest
+    from stylecodec.eval.lfw import CodedFaces
 
     r = codec.resolution
     photo, face = _noise(r + 40, r + 10), _noise(r, r)

@@ -19,7 +19,9 @@ each face is coded as ``stylecodec compress`` codes it (the model's rate budget)
 Pixel judges keep every finished embedding in ``--cache DIR`` (default
 ``$STYLECODEC_CACHE/lfw``, one file per configuration: model, layers, rate, judge, --both,
 pairs file), so a run that is interrupted resumes where it stopped and a repeated run is
-quick; ``--no-cache`` turns this off.
+quick. Face alignments are kept in ``$STYLECODEC_CACHE/align`` (by image content, shared with
+``stylecodec eval``'s LFW entries), so a run with another model or rate does not detect the
+faces again. ``--no-cache`` turns both off.
 """
 from __future__ import annotations
 
@@ -76,6 +78,7 @@ def verify_lfw(codec, layers: str, judge: str = "sface", both: bool = False, lim
     other layers with the same model and rate (each image aligned and compressed once)."""
     from ..errors import StylecodecError
     from ..metrics.verification import default_pairs_csv, lfw_verification, read_pairs
+    from ..paths import cache_root
 
     csv_path = Path(pairs_csv) if pairs_csv else default_pairs_csv()
     if not csv_path.is_file() or not (csv_path.parent / "lfw").is_dir():
@@ -88,20 +91,25 @@ def verify_lfw(codec, layers: str, judge: str = "sface", both: bool = False, lim
         raise StylecodecError("--judge head reads the basic layer only; use --layers basic")
     pairs = select_pairs(read_pairs(csv_path), limit_pairs)
     quality, bpp, basic_bpp = codec.resolve_rate(quality, bpp, basic_bpp)   # nothing given: the model's budget
-    coder = CodedFaces(codec, LAYER_CHOICES.index(layers) + 1, quality, bpp, basic_bpp, memo)
-    if judge == "head":
-        res = lfw_verification(lambda imgs: np.stack([codec.analyze(coder.stream(im))["identity"] for im in imgs]),
-                               pairs, csv_path.parent / "lfw", progress=progress)
-        both = True
-    else:
-        cache = None
-        if cache_dir is not None:
-            key = {"model": f"0x{codec.fingerprint:04x}", "layers": layers, "judge": judge, "both": both,
-                   "quality": quality, "bpp": bpp, "basic_bpp": basic_bpp, "pairs": str(csv_path.resolve()),
-                   "align": ALIGN_NAME}
-            cache = Path(cache_dir) / (hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16] + ".npz")
-        res = lfw_verification(pixel_embedder(judge), pairs, csv_path.parent / "lfw", transform_a=coder,
-                               transform_b=coder if both else None, progress=progress, cache=cache)
+    align_cache = None if cache_dir is None else cache_root() / "align"     # shared with eval's LFW entries
+    coder = CodedFaces(codec, LAYER_CHOICES.index(layers) + 1, quality, bpp, basic_bpp, memo, align_cache)
+    try:
+        if judge == "head":
+            res = lfw_verification(lambda imgs: np.stack([codec.analyze(coder.stream(im))["identity"] for im in imgs]),
+                                   pairs, csv_path.parent / "lfw", progress=progress)
+            both = True
+        else:
+            cache = None
+            if cache_dir is not None:
+                key = {"model": f"0x{codec.fingerprint:04x}", "layers": layers, "judge": judge, "both": both,
+                       "quality": quality, "bpp": bpp, "basic_bpp": basic_bpp, "pairs": str(csv_path.resolve()),
+                       "align": ALIGN_NAME}
+                cache = Path(cache_dir) / (hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+                                           + ".npz")
+            res = lfw_verification(pixel_embedder(judge), pairs, csv_path.parent / "lfw", transform_a=coder,
+                                   transform_b=coder if both else None, progress=progress, cache=cache)
+    finally:
+        coder.save()
     return {"judge": judge, "layers": layers, "both": both, "pairs": res.n_pairs,
             "accuracy_mean": res.mean, "accuracy_std": res.std, "fold_accuracy": res.fold_accuracy,
             "mean_bpp": float(np.mean(coder.bpps)), "coded_images": len(coder.bpps),

@@ -21,6 +21,7 @@ from typing import Sequence
 import numpy as np
 
 from ..errors import StylecodecError
+from .align_cache import AlignmentCache, content_key
 from .coding import target_setting
 from .common import read_json, slug, write_json
 
@@ -59,27 +60,27 @@ def select_pairs(pairs: list, n: int | None) -> list:
     return out
 
 
-def _digest(img: np.ndarray) -> str:
-    """Stable content key of an image (the same in every process, unlike ``hash``)."""
-    return hashlib.sha1(repr(img.shape).encode() + np.ascontiguousarray(img).tobytes()).hexdigest()[:20]
-
-
 class CodedFaces:
     """uint8 face -> aligned -> stream cut to ``n_layers`` (-> decoded uint8); keeps the bpp of each
     cut stream (``bpps``) and of the whole file (``file_bpps``). The rate request is resolved as
     ``Codec.compress`` does (nothing given: the model's default budget); with rate budgets (``bpp``
     for the whole file, ``basic_bpp`` for the basic layer alone) that no quality meets, the lowest
-    quality is used (counted in ``over_budget``). Aligned faces and whole streams are cached by content in
-    ``memo`` (pass one dict to coders of the same model and rate that keep different layer counts),
-    so each image is aligned and compressed once. ``last_info`` /
-    ``restore`` let a resumed verification (``lfw_verification(cache=...)``) keep these counts."""
+    quality is used (counted in ``over_budget``). Aligned faces and whole streams are cached by
+    content in ``memo`` (pass one dict to coders of the same model and rate that keep different
+    layer counts), so each image is aligned and compressed once; ``align_cache`` (a folder) keeps
+    the alignments on disk for other processes and later runs (:class:`AlignmentCache`; call
+    :meth:`save` when done). ``last_info`` / ``restore`` let a resumed verification
+    (``lfw_verification(cache=...)``) keep these counts."""
 
     def __init__(self, codec, n_layers: int, quality: int | None, bpp: float | None, basic_bpp: float | None = None,
-                 memo: dict | None = None):
+                 memo: dict | None = None, align_cache: str | os.PathLike | None = None):
         self.codec, self.n_layers = codec, n_layers
         self.quality, self.bpp, self.basic_bpp = codec.resolve_rate(quality, bpp, basic_bpp)
         memo = {} if memo is None else memo               # shared by coders of one model and rate, any n_layers
         self._aligned: dict[str, np.ndarray] = memo.setdefault("aligned", {})
+        if "align_cache" not in memo:
+            memo["align_cache"] = AlignmentCache(align_cache, codec.resolution)
+        self.align_cache: AlignmentCache = memo["align_cache"]
         self._fallback_keys: set[str] = memo.setdefault("fallbacks", set())   # no face found: centre square
         self._streams: dict[str, tuple[bytes, bool]] = memo.setdefault("streams", {})  # whole file, over budget
         self.bpps: list[float] = []
@@ -92,24 +93,17 @@ class CodedFaces:
         return len(self._fallback_keys)
 
     def aligned(self, img: np.ndarray) -> np.ndarray:
-        from ..align import NoFaceError, align
-        from ..codec import centre_square
-
-        key = _digest(img)
+        key = content_key(img)
         if key not in self._aligned:
-            try:
-                self._aligned[key] = align(img, self.codec.resolution)[0].image
-            except NoFaceError:
-                from PIL import Image
-
+            self._aligned[key], found = self.align_cache.aligned(img, key)
+            if not found:
                 self._fallback_keys.add(key)
-                self._aligned[key] = np.asarray(centre_square(Image.fromarray(img), self.codec.resolution))
         return self._aligned[key]
 
     def stream(self, img: np.ndarray) -> bytes:
         from ..bitstream import extract, unpack
 
-        key = _digest(img)
+        key = content_key(img)
         if key not in self._streams:
             face = self.aligned(img)
             if self.quality is not None:
@@ -127,6 +121,10 @@ class CodedFaces:
         self.last_info = {"bpp": self.bpps[-1], "file_bpp": self.file_bpps[-1], "over_budget": over,
                           "fallback": key if key in self._fallback_keys else None}
         return data
+
+    def save(self) -> None:
+        """Write new alignments to the ``align_cache`` folder (no-op without one)."""
+        self.align_cache.save()
 
     def restore(self, info: dict) -> None:
         """Count an image coded by an earlier, interrupted run (its ``last_info``) as if coded now."""
@@ -181,6 +179,10 @@ class _VvcFloor:
         self.restore(self.last_info)
         return rec
 
+    def save(self) -> None:
+        """Write new alignments to the ``align_cache`` folder (no-op without one)."""
+        self.align_cache.save()
+
     def restore(self, info: dict) -> None:
         self.sizes.append((int(info["bytes"]), int(info["payload_bytes"])))
 
@@ -190,13 +192,16 @@ def run_lfw(codec, out_dir: str | os.PathLike, pairs_csv: str | os.PathLike | No
             basic_bpp: float | None = None, entries: Sequence[str] | None = None) -> dict:
     """Run (or reuse) the verification and write ``out_dir/lfw.json``; returns its content. The
     embeddings of each entry are cached in ``out_dir/lfw_cache/`` as they are made (one file per
-    entry and configuration), so an interrupted run resumes; a finished one is reused whole.
+    entry and configuration), so an interrupted run resumes; a finished one is reused whole. Face
+    alignments go to the shared ``<cache>/align`` (:class:`AlignmentCache`), so the processes of
+    other entries and later runs warp instead of detecting again.
 
     ``entries``: only these of :data:`LFW_ENTRIES` (default: all), e.g. one per process to use
     more cores; a subset fills its caches and returns its entries with ``"partial": True`` but
     writes no ``lfw.json`` (a later run with all entries assembles it from the caches)."""
     from ..anchors import get_anchor
     from ..metrics.verification import default_pairs_csv, lfw_verification, read_pairs
+    from ..paths import cache_root
 
     csv_path = Path(pairs_csv) if pairs_csv else default_pairs_csv()
     pairs = select_pairs(read_pairs(csv_path), n_pairs)
@@ -212,33 +217,36 @@ def run_lfw(codec, out_dir: str | os.PathLike, pairs_csv: str | os.PathLike | No
     old = read_json(path)
     if old and old.get("config") == config and not partial:
         return old
-    coder = CodedFaces(codec, 1, q, bpp, basic_bpp)
-    vvc_floor = _VvcFloor(get_anchor("vvc"), vvc_qp, coder.aligned)
-    runs = [("original", "-", None), ("aligned", f"{r}x{r}, no coding", coder.aligned),
-            ("stylecodec-basic", f"q{q}" if q is not None else target_setting(bpp, basic_bpp), coder),
-            ("vvc", f"qp{vvc_qp}", vvc_floor)]
-    embed_fn = pixel_embedder("sface", cache=True)
-    # what each entry's embeddings depend on (not the number of pairs: a longer run reuses a shorter one's)
-    depends = {"original": ("pairs_csv",), "aligned": ("pairs_csv", "align"), "vvc": ("pairs_csv", "align", "vvc_qp"),
-               "stylecodec-basic": tuple(k for k in config if k != "n_pairs")}
-    entries = []
-    for codec_name, setting, fn in runs:
-        if codec_name not in wanted:
-            continue
-        key = {k: config[k] for k in depends[codec_name]} | {"resolution": r, "judge": "sface"}
-        tag = hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:10]
-        cache = Path(out_dir) / "lfw_cache" / f"{tag}-{slug(f'{codec_name}_{setting}')}.npz"
-        res = lfw_verification(embed_fn, pairs, csv_path.parent / "lfw", transform_a=fn, batch_size=32,
-                               progress=progress, cache=cache)
-        e = {"codec": codec_name, "setting": setting, "accuracy": res.mean, "std": res.std, "bpp": None}
-        if codec_name == "stylecodec-basic":
-            e.update(bytes=float(np.mean(coder.bpps)) * r ** 2 / 8, bpp=float(np.mean(coder.bpps)),
-                     bpp_other=float(np.mean(coder.file_bpps)))
-        elif codec_name == "vvc":
-            s = np.array(vvc_floor.sizes, np.float64)
-            e.update(bytes=float(s[:, 0].mean()), bpp=float(8 * s[:, 0].mean() / r ** 2),
-                     bpp_other=float(8 * s[:, 1].mean() / r ** 2))
-        entries.append(e)
+    coder = CodedFaces(codec, 1, q, bpp, basic_bpp, align_cache=cache_root() / "align")
+    try:
+        vvc_floor = _VvcFloor(get_anchor("vvc"), vvc_qp, coder.aligned)
+        runs = [("original", "-", None), ("aligned", f"{r}x{r}, no coding", coder.aligned),
+                ("stylecodec-basic", f"q{q}" if q is not None else target_setting(bpp, basic_bpp), coder),
+                ("vvc", f"qp{vvc_qp}", vvc_floor)]
+        embed_fn = pixel_embedder("sface", cache=True)
+        # what each entry's embeddings depend on (not the number of pairs: a longer run reuses a shorter one's)
+        depends = {"original": ("pairs_csv",), "aligned": ("pairs_csv", "align"),
+                   "vvc": ("pairs_csv", "align", "vvc_qp"), "stylecodec-basic": tuple(k for k in config if k != "n_pairs")}
+        entries = []
+        for codec_name, setting, fn in runs:
+            if codec_name not in wanted:
+                continue
+            key = {k: config[k] for k in depends[codec_name]} | {"resolution": r, "judge": "sface"}
+            tag = hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:10]
+            cache = Path(out_dir) / "lfw_cache" / f"{tag}-{slug(f'{codec_name}_{setting}')}.npz"
+            res = lfw_verification(embed_fn, pairs, csv_path.parent / "lfw", transform_a=fn, batch_size=32,
+                                   progress=progress, cache=cache)
+            e = {"codec": codec_name, "setting": setting, "accuracy": res.mean, "std": res.std, "bpp": None}
+            if codec_name == "stylecodec-basic":
+                e.update(bytes=float(np.mean(coder.bpps)) * r ** 2 / 8, bpp=float(np.mean(coder.bpps)),
+                         bpp_other=float(np.mean(coder.file_bpps)))
+            elif codec_name == "vvc":
+                s = np.array(vvc_floor.sizes, np.float64)
+                e.update(bytes=float(s[:, 0].mean()), bpp=float(8 * s[:, 0].mean() / r ** 2),
+                         bpp_other=float(8 * s[:, 1].mean() / r ** 2))
+            entries.append(e)
+    finally:
+        coder.save()
     result = {"config": config, "n_pairs": len(pairs), "judge": "SFace", "align": ALIGN_NAME,
               "align_fallbacks": coder.fallbacks, "target_misses": coder.over_budget, "entries": entries,
               "note": ("bpp of stylecodec-basic: the header + basic layer stream (bpp_other: the whole file); "
