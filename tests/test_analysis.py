@@ -212,12 +212,12 @@ def test_coded_faces_code_the_aligned_face_as_is(codec, monkeypatch):
     """LFW coders align each photo once; the codec's own ``align`` hook (e.g. eval --align auto)
     must not move the aligned face again, or the stylecodec and VVC entries code different faces."""
     from stylecodec.errors import StylecodecError
-    from stylecodec.eval.align_cache import content_key as _digest
     from stylecodec.eval.lfw import CodedFaces
 
     r = codec.resolution
     photo, face = _noise(r + 40, r + 10), _noise(r, r)
-    coder = CodedFaces(codec, 1, 3, None, memo={"aligned": {_digest(photo): face}})
+    coder = CodedFaces(codec, 1, 3, None)
+    monkeypatch.setattr(coder.align_cache, "aligned", lambda img, key=None: (face, True))
     monkeypatch.setattr(codec, "align", lambda *a: pytest.fail("the aligned face was aligned again"))
     assert coder.stream(photo) == extract(codec.compress(face, quality=3, aligned=True), 1)
     with pytest.raises(StylecodecError, match=f"aligned image is {r + 10}x{r + 40}, expected {r}x{r}"):
@@ -227,7 +227,6 @@ def test_coded_faces_code_the_aligned_face_as_is(codec, monkeypatch):
 def test_coded_faces_budget_miss_codes_once(codec, monkeypatch):
     """A rate budget no quality meets: the lowest quality's stream, counted in over_budget, from one
     analysis of the face (not a second compression); nothing given: the model's own rate rule."""
-    from stylecodec.eval.align_cache import content_key as _digest
     from stylecodec.eval.lfw import CodedFaces
 
     r = codec.resolution
@@ -236,7 +235,8 @@ def test_coded_faces_budget_miss_codes_once(codec, monkeypatch):
     calls = []
     analyse = codec.analyse
     monkeypatch.setattr(codec, "analyse", lambda x: calls.append(1) or analyse(x))
-    coder = CodedFaces(codec, 3, None, None, basic_bpp=1e-6, memo={"aligned": {_digest(photo): face}})
+    coder = CodedFaces(codec, 3, None, None, basic_bpp=1e-6)
+    monkeypatch.setattr(coder.align_cache, "aligned", lambda img, key=None: (face, True))
     assert coder.stream(photo) == lowest and coder.over_budget == 1 and len(calls) == 1
     assert coder.last_info["over_budget"] is True
     assert CodedFaces(codec, 3, None, None).quality == codec.resolve_rate()[0]

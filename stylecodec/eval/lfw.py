@@ -65,11 +65,11 @@ class CodedFaces:
     cut stream (``bpps``) and of the whole file (``file_bpps``). The rate request is resolved as
     ``Codec.compress`` does (nothing given: the model's default budget); with rate budgets (``bpp``
     for the whole file, ``basic_bpp`` for the basic layer alone) that no quality meets, the lowest
-    quality is used (counted in ``over_budget``). Aligned faces and whole streams are cached by
-    content in ``memo`` (pass one dict to coders of the same model and rate that keep different
-    layer counts), so each image is aligned and compressed once; ``align_cache`` (a folder) keeps
-    the alignments on disk for other processes and later runs (:class:`AlignmentCache`; call
-    :meth:`save` when done). ``last_info`` / ``restore`` let a resumed verification
+    quality is used (counted in ``over_budget``). Alignment transforms and whole streams are
+    cached by content in ``memo`` (pass one dict to coders of the same model and rate that keep
+    different layer counts), so each image is detected and compressed once; ``align_cache`` (a
+    folder) keeps the alignments on disk for other processes and later runs
+    (:class:`AlignmentCache`; call :meth:`save` when done). ``last_info`` / ``restore`` let a resumed verification
     (``lfw_verification(cache=...)``) keep these counts."""
 
     def __init__(self, codec, n_layers: int, quality: int | None, bpp: float | None, basic_bpp: float | None = None,
@@ -77,7 +77,6 @@ class CodedFaces:
         self.codec, self.n_layers = codec, n_layers
         self.quality, self.bpp, self.basic_bpp = codec.resolve_rate(quality, bpp, basic_bpp)
         memo = {} if memo is None else memo               # shared by coders of one model and rate, any n_layers
-        self._aligned: dict[str, np.ndarray] = memo.setdefault("aligned", {})
         if "align_cache" not in memo:
             memo["align_cache"] = AlignmentCache(align_cache, codec.resolution)
         self.align_cache: AlignmentCache = memo["align_cache"]
@@ -93,12 +92,13 @@ class CodedFaces:
         return len(self._fallback_keys)
 
     def aligned(self, img: np.ndarray) -> np.ndarray:
+        """uint8 [R, R, 3]: detected once per image, then warped again from the kept transform
+        (a millisecond) instead of holding every aligned face in memory."""
         key = content_key(img)
-        if key not in self._aligned:
-            self._aligned[key], found = self.align_cache.aligned(img, key)
-            if not found:
-                self._fallback_keys.add(key)
-        return self._aligned[key]
+        face, found = self.align_cache.aligned(img, key)
+        if not found:
+            self._fallback_keys.add(key)
+        return face
 
     def stream(self, img: np.ndarray) -> bytes:
         from ..bitstream import extract, unpack
