@@ -314,6 +314,19 @@ def test_demo_end_to_end(model_file, images, tmp_path, capsys):
     assert f"report: {out / 'summary.md'}" in text and "| stylecodec all (<= 0.05 bpp" in text
     assert "| VVC floor (QP 63) |" in text and (out / "index.html").is_file()
     assert len(list((out / "streams").glob("*.sfc"))) == 2
+    # without --bpp: the model's own budget, as `compress` codes by default
+    from stylecodec.files import atomic_torch_save
+    from stylecodec.zoo import read_checkpoint
+    ck = read_checkpoint(model_file)
+    ck["config"]["rate_budget"] = {"bpp": 0.06, "basic_bpp": 0.03}
+    atomic_torch_save(ck, tmp_path / "budget.pt")
+    out = tmp_path / "demo2"
+    assert main(["demo", "--model", str(tmp_path / "budget.pt"), "--samples", str(samples), "--out", str(out),
+                 "--anchors", "jpeg", "--qps", "jpeg=5", "--downscale", "none", "--qualities", "0",
+                 "--skip-metrics", "lpips_vgg,facenet,dlib", *FAST]) == 0
+    text = capsys.readouterr().out
+    assert "compressed within the model budget (file <= 0.06 bpp, basic layer <= 0.03 bpp): 2 new" in text
+    assert "| stylecodec all (<= 0.06 bpp" in text
 
 
 def test_demo_without_model_and_generated_samples(model_file, tmp_path, capsys):

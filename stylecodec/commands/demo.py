@@ -1,7 +1,9 @@
-"""``stylecodec demo``: the main job. Compresses the sample faces at <= 0.01 bpp, compares with VVC
-and the other anchors, runs LFW verification on decoded base-layer faces when ../shared is
-there (``--lfw-pairs``, 100 by default, keeps it to minutes on a CPU; all 6,000 pairs take hours), writes the report and prints
-its path and headline table.
+"""``stylecodec demo``: the main job. Compresses the sample faces as ``stylecodec compress-dir``
+does by default, within the model's rate budget (the default model: whole file <= 0.01 bpp,
+basic layer alone <= 0.003 bpp; ``--bpp`` / ``--basic-bpp`` set others), compares with VVC and
+the other anchors at that operating point, runs LFW verification on decoded base-layer faces
+when ../shared is there (``--lfw-pairs``, 100 by default, keeps it to minutes on a CPU; all
+6,000 pairs take hours), writes the report and prints its path and headline table.
 
 Samples: the repository's ``samples/`` when it holds images, else ``--samples DIR``, else faces
 rendered by the model's generator into ``RUN_DIR/samples`` (see :mod:`stylecodec.eval.samples`).
@@ -16,7 +18,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from .eval import add_eval_arguments
 
     parser.add_argument("--out", default="runs/demo", metavar="RUN_DIR", help="run folder (default: runs/demo)")
-    parser.add_argument("--bpp", type=float, default=0.01, metavar="B", help="rate target per face (default 0.01)")
+    parser.add_argument("--bpp", type=float, default=None, metavar="B",
+                        help="whole-file rate target per face (default: the model's budget, else 0.01)")
     parser.add_argument("--samples", metavar="DIR", help="sample faces (default: the repository's samples/)")
     parser.add_argument("--shared", metavar="PATH", help="the shared folder with data/lfw_pairs.csv "
                                                           "(default: $STYLECODEC_SHARED or ../shared)")
@@ -61,10 +64,17 @@ def run(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     folder, note = _samples(args, codec, out)
     print(note)
-    c = compress_dir(codec, folder, out / "streams", bpp=args.bpp, basic_bpp=args.basic_bpp, progress=not args.quiet)
-    basic = "" if args.basic_bpp is None else f" (basic layer <= {args.basic_bpp:g} bpp)"
-    print(f"compressed at <= {args.bpp:g} bpp{basic}: {c['ok']} new, {c['skipped']} already done, {c['error']} could not "
-          f"meet the rate or failed (see {c['manifest']})")
+    default = args.bpp is None and args.basic_bpp is None     # the model's own budget, as `compress` does
+    rate = {} if default else {"bpp": args.bpp, "basic_bpp": args.basic_bpp}
+    c = compress_dir(codec, folder, out / "streams", progress=not args.quiet, **rate)
+    if default:
+        args.bpp, args.basic_bpp = codec.default_budget
+    args.bpp = 0.01 if args.bpp is None else args.bpp          # the report's rate target
+    basic = "" if args.basic_bpp is None else f", basic layer <= {args.basic_bpp:g} bpp"
+    over = f", {c['over_budget']} above it (lowest quality)" if c["over_budget"] else ""
+    print(f"compressed {'within the model budget' if default else 'at'} (file <= {args.bpp:g} bpp{basic}): "
+          f"{c['ok']} new, {c['skipped']} already done{over}, {c['error']} could not meet the rate or failed "
+          f"(see {c['manifest']})")
     info = read_json(out / "run.json", {}) or {}
     info["notes"] = list(dict.fromkeys([*info.get("notes", []), note]))
     write_json(out / "run.json", info)
