@@ -19,9 +19,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..align import FaceAligner
     import sys
 
+    from ..align import FaceAligner
     from ..bitstream import describe
     from ..codec import Codec, fits_budget
     from ._files import write_bytes
@@ -33,10 +33,12 @@ def run(args: argparse.Namespace) -> int:
     write_bytes(args.output, data)
     d = describe(data)
     layers = " + ".join(f"{l['name']} {l['total_bytes']}" for l in d["layers"])
-    print(f"{args.input} -> {args.output}: {len(data)} bytes = {d['bpp']:.5f} bpp at {d['resolution']}x"
-          f"{d['resolution']}, quality {d['quality']} (header {d['header_bytes']} + {layers}); {aligner.last}")
     budget = codec.default_budget
-    if all(v is None for v in rate.values()) and not fits_budget(data, codec.resolution, *budget):
+    by_default = all(v is None for v in rate.values()) and budget != (None, None)
+    why = f" (model budget: {_budget_text(*budget)})" if by_default else ""
+    print(f"{args.input} -> {args.output}: {len(data)} bytes = {d['bpp']:.5f} bpp at {d['resolution']}x"
+          f"{d['resolution']}, quality {d['quality']}{why} (header {d['header_bytes']} + {layers}); {aligner.last}")
+    if by_default and not fits_budget(data, codec.resolution, *budget):
         print(f"warning: no quality fits the model's rate budget ({_budget_text(*budget)}) for this image; "
               f"written at the lowest quality", file=sys.stderr)
     return 0
