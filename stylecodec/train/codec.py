@@ -314,7 +314,7 @@ class CodecTrainer:
             stats.update(self._d_step(x, fake.detach()))
         bits = StyleCodecModel.bits(out).detach()
         top = q == self.Q - 1
-        # one collective for both controllers: (file bits, basic-layer bits, count) of default-quality samples
+        # one collective for both controllers: (file bits, basic-layer bits, count) of highest-quality samples
         red = C.all_reduce_sum(torch.stack([bits.sum(1)[top].sum(), bits[top, 0].sum(), top.sum().float()]),
                                self.info).tolist()
         self.rate.update(red[0], red[2])
@@ -450,7 +450,7 @@ class CodecTrainer:
         log.print(f"[codec] {cfg.mode}: {'resuming at step ' + str(self.step) if self.step else 'start'}; "
                   f"{self.R}px, {data_record.get('train_images', 'generated')} train images, batch {cfg.batch} = "
                   f"{info.world_size} x {self.batch_gpu}, device {self.dev}, {'bf16' if self.amp else 'fp32'}, "
-                  f"target {cfg.kimg} kimg, default-quality file target {self.rate.target} bytes")
+                  f"target {cfg.kimg} kimg, highest-quality file target {self.rate.target} bytes")
         bar = C.progress(total, min(self.images_seen, total), info, f"codec/{cfg.mode}")
         status, reason = 0, "done"
         try:
