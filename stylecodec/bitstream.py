@@ -31,7 +31,6 @@ import hashlib
 from typing import Mapping, Sequence
 
 import numpy as np
-import torch
 
 from .errors import StylecodecError
 
@@ -275,6 +274,8 @@ def fingerprint(state_dict: Mapping[str, object]) -> int:
     sorted by name, each as name, canonical dtype, shape and little-endian bytes (floating
     point as float32, integers as int64, bool as uint8). Non-tensor entries are ignored.
     Identical weights give the same value on any machine and device."""
+    import torch     # here, not at module level: reading and extracting streams needs no torch
+
     h = hashlib.sha256()
     for name in sorted(state_dict):
         t = state_dict[name]

@@ -13,7 +13,8 @@ import sys
 from .errors import StylecodecError
 
 # name -> (module implementing `add_arguments(parser)` and `run(args) -> int`, one-line help).
-# Modules are imported only when their command runs or `--help` is built, so each stays small.
+# A module is imported only when its command runs (or the full parser is built), so each stays small
+# and `stylecodec inspect` does not wait for torch.
 COMMANDS: dict[str, tuple[str, str]] = {
     "env": ("stylecodec.commands.env", "print the environment check (versions, devices, assets)"),
     "assets": ("stylecodec.commands.assets", "fetch / list the third-party weights"),
@@ -33,7 +34,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The full parser, or with ``only`` one command's arguments (the others are listed, not
+    built: their modules, some of which import torch and timm, stay unimported)."""
     from . import __version__
 
     parser = argparse.ArgumentParser(
@@ -44,14 +47,17 @@ def build_parser() -> argparse.ArgumentParser:
     sub.required = True
     for name, (module, help_) in COMMANDS.items():
         p = sub.add_parser(name, help=help_, description=help_)
-        mod = importlib.import_module(module)
-        mod.add_arguments(p)
-        p.set_defaults(_run=mod.run)
+        if only is None or name == only:
+            mod = importlib.import_module(module)
+            mod.add_arguments(p)
+            p.set_defaults(_run=mod.run)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    command = next((a for a in argv if not a.startswith("-")), None)   # top-level options take no values
+    args = build_parser(command if command in COMMANDS else "").parse_args(argv)
     try:
         return int(args._run(args) or 0)
     except StylecodecError as e:

@@ -53,3 +53,19 @@ def test_every_command_module_has_the_contract():
     for module, _ in COMMANDS.values():
         mod = importlib.import_module(module)
         assert callable(mod.add_arguments) and callable(mod.run)
+
+
+def test_stream_tools_start_without_torch(tmp_path):
+    """inspect / extract read and cut streams with no model: the CLI builds only the command it
+    runs, and the bitstream module imports torch only to fingerprint weights."""
+    from stylecodec.bitstream import StreamHeader, pack
+
+    src, dst = tmp_path / "a.sfc", tmp_path / "b.sfc"
+    src.write_bytes(pack(StreamHeader(resolution=256, quality=3, fingerprint=0x1234), [b"\x01\x02", b"\x03", b"\x04"]))
+    code = ("import sys; from stylecodec.cli import main; "
+            f"rc = main(['inspect', {str(src)!r}]) + main(['extract', {str(src)!r}, '-o', {str(dst)!r}, "
+            "'--layers', 'basic']); print('torch loaded' if 'torch' in sys.modules else 'no torch'); sys.exit(rc)")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "quality 3" in r.stdout and r.stdout.strip().endswith("no torch")
+    assert dst.read_bytes() == pack(StreamHeader(resolution=256, quality=3, fingerprint=0x1234), [b"\x01\x02"])
