@@ -30,7 +30,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "eval": ("stylecodec.commands.eval", "compare with VVC and other anchors on a folder of faces; write the report"),
     "eval-merge": ("stylecodec.commands.eval_merge", "merge sharded eval runs and write the report"),
     "report": ("stylecodec.commands.report", "(re)write the report of an eval run folder"),
-    "demo": ("stylecodec.commands.demo", "the main job: sample faces at <= 0.01 bpp vs VVC, report"),
+    "demo": ("stylecodec.commands.demo", "the main job: sample faces within the model budget (<= 0.01 bpp) vs VVC, report"),
 }
 
 
