@@ -36,8 +36,8 @@ from .errors import StylecodecError
 from .layers import LAYER_NAMES
 from .model import GAIN_MIN
 
-__all__ = ["Codec", "ImageReadError", "centre_square", "choose_quality", "fit_quality", "fits_budget", "load_image",
-           "parse_layers", "stream_sizes", "within_budget"]
+__all__ = ["Codec", "ImageReadError", "budget_text", "centre_square", "choose_quality", "fit_quality", "fits_budget",
+           "load_image", "parse_layers", "stream_sizes", "within_budget"]
 
 Align = Callable[["PIL.Image.Image", int], "PIL.Image.Image"]  # noqa: F821
 
@@ -104,6 +104,11 @@ def within_budget(file_bytes: int, basic_bytes: int, resolution: int, bpp: float
     pixels = resolution ** 2
     return ((bpp is None or 8 * file_bytes <= bpp * pixels)
             and (basic_bpp is None or 8 * basic_bytes <= basic_bpp * pixels))
+
+
+def budget_text(bpp: float | None, basic_bpp: float | None = None) -> str:
+    """'file <= 0.01 bpp, basic layer <= 0.003 bpp' (the limits that are set)."""
+    return ", ".join(f"{what} <= {b:g} bpp" for what, b in (("file", bpp), ("basic layer", basic_bpp)) if b is not None)
 
 
 def fits_budget(data: bytes, resolution: int, bpp: float | None, basic_bpp: float | None = None) -> bool:
@@ -219,9 +224,7 @@ class Codec:
         if fits or not strict:
             return data
         r2, (size, basic) = self.resolution ** 2, stream_sizes(data)
-        want = " and ".join(f"{what} <= {b:g} bpp" for what, b in (("file", bpp), ("basic layer", basic_bpp))
-                            if b is not None)
-        raise StylecodecError(f"no quality fits {want}: at the lowest quality this image takes "
+        raise StylecodecError(f"no quality fits {budget_text(bpp, basic_bpp)}: at the lowest quality this image takes "
                               f"{8 * size / r2:.5f} bpp ({size} bytes), its basic layer "
                               f"{8 * basic / r2:.5f} bpp ({basic} bytes)")
 

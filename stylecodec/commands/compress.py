@@ -23,7 +23,7 @@ def run(args: argparse.Namespace) -> int:
 
     from ..align import FaceAligner
     from ..bitstream import describe
-    from ..codec import Codec, fits_budget
+    from ..codec import Codec, budget_text, fits_budget
     from ._files import write_bytes
 
     rate = rate_kwargs(args)
@@ -35,14 +35,11 @@ def run(args: argparse.Namespace) -> int:
     layers = " + ".join(f"{l['name']} {l['total_bytes']}" for l in d["layers"])
     budget = codec.default_budget
     by_default = all(v is None for v in rate.values()) and budget != (None, None)
-    why = f" (model budget: {_budget_text(*budget)})" if by_default else ""
+    why = f" (model budget: {budget_text(*budget)})" if by_default else ""
     print(f"{args.input} -> {args.output}: {len(data)} bytes = {d['bpp']:.5f} bpp at {d['resolution']}x"
           f"{d['resolution']}, quality {d['quality']}{why} (header {d['header_bytes']} + {layers}); {aligner.last}")
     if by_default and not fits_budget(data, codec.resolution, *budget):
-        print(f"warning: no quality fits the model's rate budget ({_budget_text(*budget)}) for this image; "
+        print(f"warning: no quality fits the model's rate budget ({budget_text(*budget)}) for this image; "
               f"written at the lowest quality", file=sys.stderr)
     return 0
 
-
-def _budget_text(bpp: float | None, basic_bpp: float | None) -> str:
-    return ", ".join(f"{what} <= {b:g} bpp" for what, b in (("file", bpp), ("basic layer", basic_bpp)) if b is not None)

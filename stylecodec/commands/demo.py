@@ -43,6 +43,7 @@ def _samples(args, codec, out: Path) -> tuple[Path, str]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..codec import budget_text
     from ..paths import shared_dir
     from ..eval.batch import compress_dir
     from ..eval.common import read_json, write_json
@@ -70,9 +71,8 @@ def run(args: argparse.Namespace) -> int:
     if default:
         args.bpp, args.basic_bpp = codec.default_budget
     args.bpp = 0.01 if args.bpp is None else args.bpp          # the report's rate target
-    basic = "" if args.basic_bpp is None else f", basic layer <= {args.basic_bpp:g} bpp"
     over = f", {c['over_budget']} above it (lowest quality)" if c["over_budget"] else ""
-    print(f"compressed {'within the model budget' if default else 'at'} (file <= {args.bpp:g} bpp{basic}): "
+    print(f"compressed {'within the model budget' if default else 'at'} ({budget_text(args.bpp, args.basic_bpp)}): "
           f"{c['ok']} new, {c['skipped']} already done{over}, {c['error']} could not meet the rate or failed "
           f"(see {c['manifest']})")
     info = read_json(out / "run.json", {}) or {}
