@@ -79,9 +79,9 @@ def _add_run_options(p: argparse.ArgumentParser, presets: dict, options: list, p
 
 
 def _add_prior(p: argparse.ArgumentParser) -> None:
-    from ..train.prior import PRESETS
+    from ..train.presets import PRIOR_PRESETS
 
-    _add_run_options(p, PRESETS, _PRIOR_OPTIONS,
+    _add_run_options(p, PRIOR_PRESETS, _PRIOR_OPTIONS,
                      "cpu64: 64px tiny nets for 2 CPU cores; gpu256: 256px (n=14) for one H100")
 
 
@@ -172,12 +172,12 @@ _CODEC_OPTIONS = [  # (flag, type, help); every default is None = "from the pres
 
 
 def _add_codec(p: argparse.ArgumentParser) -> None:
-    from ..train.codec import MODES, PRESETS
+    from ..train.presets import CODEC_MODES, CODEC_PRESETS
 
-    p.add_argument("--mode", choices=MODES, default=None,
+    p.add_argument("--mode", choices=CODEC_MODES, default=None,
                    help="pretrain-encoder: frozen prior, generated faces, w known; joint: E + codec + G.synthesis "
                         "on real faces (default); finetune: G frozen, real faces")
-    _add_run_options(p, PRESETS, _CODEC_OPTIONS,
+    _add_run_options(p, CODEC_PRESETS, _CODEC_OPTIONS,
                      "cpu: slim 256px model for 2 CPU cores; gpu256: the default model (n=14) on one GPU")
 
 

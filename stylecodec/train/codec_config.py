@@ -13,8 +13,8 @@ from ..errors import StylecodecError
 from ..model import make_config
 from . import common as C
 from .losses import IDENTITY_NETS, MACHINE_HEADS, PERCEPTUAL_NETS, LossWeights
+from .presets import CODEC_MODES as MODES, CODEC_PRESET_MODELS as PRESET_MODELS, CODEC_PRESETS as PRESETS, CPU_MODEL
 
-MODES = ("pretrain-encoder", "joint", "finetune")
 
 DEFAULTS: dict[str, Any] = dict(
     mode="joint", data=None, val_data=None, prior=None, init=None, model_json=None, resolution=None,
@@ -30,22 +30,6 @@ DEFAULTS: dict[str, Any] = dict(
     log_every=20, snap_every=500, ckpt_every=500, keep=2, seed=0, device="auto", precision="auto", workers=None,
     max_minutes=None, xflip=True, storage="fp16")
 
-# Slim 256² model for 2 CPU cores: 128 channels up to 32², then 64/32/16 at 64²/128²/256².
-CPU_MODEL: dict[str, Any] = {
-    "generator": {"channel_base": 4096, "channel_max": 128, "mapping_layers": 2, "num_fp16_res": 0,
-                  "conv_clamp": None},
-    "encoder": {"backbone": "resnet18", "input_resolution": 128, "fpn_width": 64, "style_width": 64,
-                "normalize_ws": True},   # from scratch, no prior: the only anchor of W's scale
-    "transforms": {"proj_dim": 32, "hidden": 128},
-    "lset": {"d_model": 64, "n_blocks": 2, "n_heads": 4},
-}
-PRESET_MODELS: dict[str, dict[str, Any]] = {"cpu": CPU_MODEL, "gpu256": {}}
-PRESETS: dict[str, dict[str, Any]] = {
-    "cpu": dict(batch=4, kimg=20.0, log_every=10, val_every=250, snap_every=250, ckpt_every=250, val_images=16,
-                coder_images=4, id_size=128, prefix_probs="1,1,1", heads="analysis", target_basic_bpp=0.003),
-    "gpu256": dict(batch=32, kimg=4000.0, log_every=50, val_every=1000, snap_every=1000, ckpt_every=1000,
-                   val_images=64, coder_images=16, heads="analysis", target_basic_bpp=0.003),
-}
 # Options that may change when a run is resumed; all others must match the checkpoint.
 RUN_CONTROL = {"data", "val_data", "out", "kimg", "keep", "device", "precision", "workers", "max_minutes", "storage",
                "log_every", "val_every", "snap_every", "ckpt_every", "coder_every", "val_images", "coder_images",

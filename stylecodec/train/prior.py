@@ -24,6 +24,7 @@ from ..errors import StylecodecError
 from . import common as C
 from .augment import OPS as AUGMENT_OPS
 from .augment import diff_augment
+from .presets import PRIOR_PRESETS as PRESETS
 
 __all__ = ["PRESETS", "RUN_CONTROL", "PriorConfig", "resolve_config", "PriorTrainer", "train_prior"]
 
@@ -33,15 +34,6 @@ DEFAULTS: dict[str, Any] = dict(
     pl_weight=0.0, pl_interval=4, style_mixing=0.9, ema_rampup=0.05, augment="color,translation,cutout",
     xflip=True, val_count=1000, seed=0, keep=2, device="auto", precision="auto", workers=None,
     max_minutes=None, log_kimg=1.0, snap_kimg=10.0, ckpt_kimg=10.0)
-
-PRESETS: dict[str, dict[str, Any]] = {
-    # 2 CPU cores, fp32, ~17 images per CPU-second: 60 kimg is about an hour (see experiments/train_prior.sh).
-    "cpu64": dict(resolution=64, batch=16, channel_base=2048, channel_max=64, map_layers=2, r1_gamma=0.05,
-                  ema_kimg=5.0, kimg=60.0, log_kimg=0.5, snap_kimg=5.0, ckpt_kimg=5.0, conv_clamp=0),
-    # One H100, bf16 autocast: n = 14 W+ entries, slim top widths (256 max); capped at 55 minutes.
-    "gpu256": dict(resolution=256, batch=64, channel_base=16384, channel_max=256, map_layers=8, r1_gamma=1.0,
-                   ema_kimg=20.0, kimg=1500.0, log_kimg=4.0, snap_kimg=50.0, ckpt_kimg=50.0, max_minutes=55.0),
-}
 
 # Options that may change when a run is resumed; all others must match the checkpoint.
 RUN_CONTROL = {"data", "out", "kimg", "keep", "device", "precision", "workers", "max_minutes", "log_kimg",
