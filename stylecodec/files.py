@@ -3,16 +3,19 @@ is renamed onto it, so an interrupt or a full disk never leaves a half-written f
 
 ``write_atomic(path, write)`` calls ``write(tmp)``; ``durable=True`` also fsyncs before the rename
 (training checkpoints). OS errors become one-line :class:`~stylecodec.errors.StylecodecError`\\ s.
+``file_lock(path)`` serialises processes that share a file (an advisory lock beside it).
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
-from typing import Any, Callable
+from pathlib import Path
+from typing import Any, Callable, Iterator
 
 from .errors import StylecodecError
 
-__all__ = ["write_atomic", "write_bytes", "write_npz", "atomic_torch_save"]
+__all__ = ["write_atomic", "write_bytes", "write_npz", "atomic_torch_save", "file_lock"]
 
 
 def write_atomic(path: str | os.PathLike, write: Callable[[str], None], durable: bool = False,
@@ -72,3 +75,20 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike, durable: bool = False) 
     import torch
 
     write_atomic(path, lambda tmp: torch.save(obj, tmp), durable=durable, make_parents=True)
+
+
+@contextlib.contextmanager
+def file_lock(path: str | os.PathLike, wait: bool = True) -> Iterator[None]:
+    """Hold an exclusive advisory lock on ``<path>.lock`` for the block; the OS releases it when
+    the process ends, however it ends. ``wait=False``: raise BlockingIOError at once when another
+    process holds it. No-op where ``fcntl`` is missing (Windows)."""
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(path.name + ".lock"), "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        yield

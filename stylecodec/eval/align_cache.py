@@ -45,19 +45,6 @@ def _settings_tag(resolution: int) -> str:
     return hashlib.sha1(repr(what).encode()).hexdigest()[:10]
 
 
-@contextlib.contextmanager
-def _locked(path: Path):
-    """Exclusive advisory lock on ``<path>.lock`` (blocking; no-op where fcntl is missing)."""
-    try:
-        import fcntl
-    except ImportError:
-        yield
-        return
-    with open(path.with_name(path.name + ".lock"), "a") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        yield
-
-
 class AlignmentCache:
     """Content key -> alignment transform of one output resolution, kept on disk (module docstring)."""
 
@@ -125,10 +112,9 @@ class AlignmentCache:
         self._last_save = time.monotonic()
         if not self._new or self.path is None:
             return
-        from ..files import write_npz
+        from ..files import file_lock, write_npz
 
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with _locked(self.path):
+        with file_lock(self.path):
             merged = {**self._read(), **self._new}
             keys = sorted(merged)
             write_npz(self.path, {"keys": np.array(keys), "transforms": np.stack([merged[k] for k in keys])})

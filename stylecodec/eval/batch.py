@@ -68,7 +68,7 @@ def _done(path: Path, codec, quality: int | None, bpp: float | None, basic_bpp: 
         return None
     if quality is not None:
         return data if header.quality == quality else None
-    if fits_budget(data, codec.resolution, bpp, basic_bpp) or (not strict and header.quality == 0):
+    if fits_budget(data, codec.resolution, bpp, basic_bpp) or (not strict and header.quality == codec.quality_range[0]):
         return data
     return None
 
@@ -83,6 +83,7 @@ def compress_dir(codec, in_dir, out_dir, quality: int | None = None, bpp: float 
     from tqdm import tqdm
 
     names = list_images(in_dir, limit=limit)
+    request = {"quality": quality, "bpp": bpp, "basic_bpp": basic_bpp}   # as given: Codec.compress applies its rule
     strict = bpp is not None or basic_bpp is not None       # else: the model's default budget, never an error
     quality, bpp, basic_bpp = codec.resolve_rate(quality, bpp, basic_bpp)
     out_dir = Path(out_dir)
@@ -99,10 +100,7 @@ def compress_dir(codec, in_dir, out_dir, quality: int | None = None, bpp: float 
                 entry = _entry(name, dst, data, "skipped", 0.0, _within(data, codec, quality, bpp, basic_bpp))
             else:
                 try:
-                    if quality is not None or strict:
-                        data = codec.compress(Path(in_dir) / name, quality=quality, bpp=bpp, basic_bpp=basic_bpp)
-                    else:
-                        data = codec.compress_within(Path(in_dir) / name, bpp, basic_bpp)[0]
+                    data = codec.compress(Path(in_dir) / name, **request)
                     dst.parent.mkdir(parents=True, exist_ok=True)
                     write_bytes(os.fspath(dst), data)
                     entry = _entry(name, dst, data, "ok", time.perf_counter() - t0,

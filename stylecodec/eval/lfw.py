@@ -69,8 +69,8 @@ class CodedFaces:
     cached by content in ``memo`` (pass one dict to coders of the same model and rate that keep
     different layer counts), so each image is detected and compressed once; ``align_cache`` (a
     folder) keeps the alignments on disk for other processes and later runs
-    (:class:`AlignmentCache`; call :meth:`save` when done). ``last_info`` / ``restore`` let a resumed verification
-    (``lfw_verification(cache=...)``) keep these counts."""
+    (:class:`AlignmentCache`; call :meth:`save` when done). ``last_info`` / ``restore`` let a
+    resumed verification (``lfw_verification(cache=...)``) keep these counts."""
 
     def __init__(self, codec, n_layers: int, quality: int | None, bpp: float | None, basic_bpp: float | None = None,
                  memo: dict | None = None, align_cache: str | os.PathLike | None = None):
@@ -91,10 +91,11 @@ class CodedFaces:
     def fallbacks(self) -> int:
         return len(self._fallback_keys)
 
-    def aligned(self, img: np.ndarray) -> np.ndarray:
+    def aligned(self, img: np.ndarray, key: str | None = None) -> np.ndarray:
         """uint8 [R, R, 3]: detected once per image, then warped again from the kept transform
-        (a millisecond) instead of holding every aligned face in memory."""
-        key = content_key(img)
+        (a millisecond) instead of holding every aligned face in memory. ``key``: the image's
+        :func:`content_key`, when the caller has it."""
+        key = content_key(img) if key is None else key
         face, found = self.align_cache.aligned(img, key)
         if not found:
             self._fallback_keys.add(key)
@@ -105,7 +106,7 @@ class CodedFaces:
 
         key = content_key(img)
         if key not in self._streams:
-            face = self.aligned(img)
+            face = self.aligned(img, key)
             if self.quality is not None:
                 data, fits = self.codec.compress(face, quality=self.quality, aligned=True), True
             else:                                   # no quality fits the budget: the lowest one
@@ -179,10 +180,6 @@ class _VvcFloor:
         self.restore(self.last_info)
         return rec
 
-    def save(self) -> None:
-        """Write new alignments to the ``align_cache`` folder (no-op without one)."""
-        self.align_cache.save()
-
     def restore(self, info: dict) -> None:
         self.sizes.append((int(info["bytes"]), int(info["payload_bytes"])))
 
@@ -226,7 +223,8 @@ def run_lfw(codec, out_dir: str | os.PathLike, pairs_csv: str | os.PathLike | No
         embed_fn = pixel_embedder("sface", cache=True)
         # what each entry's embeddings depend on (not the number of pairs: a longer run reuses a shorter one's)
         depends = {"original": ("pairs_csv",), "aligned": ("pairs_csv", "align"),
-                   "vvc": ("pairs_csv", "align", "vvc_qp"), "stylecodec-basic": tuple(k for k in config if k != "n_pairs")}
+                   "vvc": ("pairs_csv", "align", "vvc_qp"),
+                   "stylecodec-basic": tuple(k for k in config if k != "n_pairs")}
         entries = []
         for codec_name, setting, fn in runs:
             if codec_name not in wanted:

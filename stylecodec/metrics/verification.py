@@ -21,7 +21,7 @@ import csv
 import json
 import os
 import time
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
@@ -161,23 +161,18 @@ def _save_cache(path: Path, out: dict, infos: dict) -> None:
 
 @contextmanager
 def _cache_lock(path: Path | None):
-    """Hold an advisory lock (``<cache>.lock``) while a process fills ``path``: a second process on
-    the same cache stops with a clear error instead of overwriting the first one's work. The OS
-    releases the lock when the process ends, however it ends. No-op without a cache, or where
-    ``fcntl`` is missing (Windows)."""
-    try:
-        import fcntl
-    except ImportError:
-        fcntl = None
-    if path is None or fcntl is None:
+    """Hold an advisory lock (``<cache>.lock``, :func:`stylecodec.files.file_lock`) while a process
+    fills ``path``: a second process on the same cache stops with a clear error instead of
+    overwriting the first one's work. No-op without a cache."""
+    if path is None:
         yield
         return
     from ..errors import StylecodecError
+    from ..files import file_lock
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.with_name(path.name + ".lock"), "a") as f:
+    with ExitStack() as stack:
         try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            stack.enter_context(file_lock(path, wait=False))
         except BlockingIOError:
             raise StylecodecError(f"verification cache {path} is being filled by another process; "
                                   "wait for it, or run this one with another cache") from None
