@@ -17,8 +17,8 @@ weight is scaled by c = exp(s), and after every step s += rate_control · ln(bit
 and budget = 8·(target_bytes − margin − container bytes − coder overhead): the highest quality's
 whole three-layer file lands ``rate_margin`` (3) bytes under ``target_bytes`` on average (81 = 0.01 bpp
 at 256²), so typical faces stay at or under it. The targets become the model's ``rate_budget``:
-``Codec.compress`` by default takes, per face, the highest quality within them. The coder overhead (rANS words beyond
-−log2 p) starts at 6 bytes and is re-measured by each real-coder check.
+``Codec.compress`` by default takes, per face, the highest quality within them. The coder
+overhead (rANS words beyond −log2 p) starts at 6 bytes and is re-measured by each real-coder check.
 
 Intervals are in optimiser steps, the budget in kimg (thousands of training images). Writes
 RUN_DIR/ckpt-<step>.pt (resumable: ``--resume auto``), config.json, tb/, samples/*.png and at
