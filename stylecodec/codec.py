@@ -30,8 +30,7 @@ import numpy as np
 import torch
 
 from .bitstream import BitstreamError, StreamHeader, extract, fingerprint, pack, unpack
-from .entropy import gaussian
-from .entropy.lset import LSETCursor
+from .entropy.coder import GroupCoder
 from .errors import StylecodecError
 from .layers import LAYER_NAMES
 from .model import GAIN_MIN
@@ -144,10 +143,9 @@ class Codec:
         self.fingerprint = getattr(model, "fingerprint", None)
         if not isinstance(self.fingerprint, int):
             self.fingerprint = fingerprint(model.state_dict())
-        self._lset = copy.deepcopy(model.lset).to("cpu", torch.float64).eval()
+        self._coder = GroupCoder(copy.deepcopy(model.lset).to("cpu", torch.float64).eval())  # the exact path
         self._gain = model.gain.detach().to("cpu", torch.float64).abs().clamp_min(GAIN_MIN)
         self._inv_gain = model.inv_gain.detach().float().abs().clamp_min(GAIN_MIN)
-        self._sizes = list(model.latent_dims)
 
     @classmethod
     def from_pretrained(cls, name_or_path: str | os.PathLike = "default", device: str = "cpu",
@@ -253,41 +251,18 @@ class Codec:
             raise StylecodecError(f"quality must be in {self.quality_range.start}..{self.quality_range.stop - 1}, "
                                   f"got {quality!r}")
         ys = [torch.as_tensor(y).to("cpu", torch.float64) for y in ys]
-        n = ys[0].shape[0]
-        encs = [gaussian.StreamEncoder() for _ in range(n)]
-        ideal = [[0.0] * len(ys) for _ in range(n)]
-        g, gi = self._gain[quality], self._inv_gain[quality]
-        ctx: list[torch.Tensor] = []
-        y_hat: list[torch.Tensor] = []
-        cursor = LSETCursor(self._lset, n)
-        for l, y in enumerate(ys):
-            cur = torch.zeros(n, self._sizes[l], dtype=torch.float64)
-            yc_layer = torch.zeros(n, self._sizes[l], dtype=torch.float32)
-            for sl, m, s in self._groups(cursor, ctx, cur, l, n):
-                a = g[self.model.layer_slice(l)][sl]
-                for i, enc in enumerate(encs):
-                    yc, mc, sc = y[i, sl] * a, m[i] * a, s[i] * a
-                    yc_layer[i, sl] = enc.encode(yc, mc, sc)
-                    cur[i, sl] = yc_layer[i, sl].double() / a
-                    if stats is not None:
-                        ideal[i][l] += float(gaussian.ideal_bits(yc, mc, sc).sum())
-            ctx.append(cur)
-            y_hat.append(yc_layer * gi[self.model.layer_slice(l)])
-            for enc in encs:
-                enc.end_layer()
+        ideal: list | None = [] if stats is not None else None
+        coded = self._coder.compress(ys, self._gain[quality], ideal)
         if stats is not None:
+            y_hat = self._synthesis_inputs(coded["y_hat"], quality)
             stats.extend({"ideal_bits": b, "y_hat": [y[i] for y in y_hat]} for i, b in enumerate(ideal))
         header = StreamHeader(resolution=self.resolution, quality=int(quality), fingerprint=self.fingerprint)
-        return [pack(header, enc.finish()) for enc in encs]
+        return [pack(header, payloads) for payloads in coded["strings"]]
 
-    def _groups(self, cursor: LSETCursor, ctx, cur, layer: int, n: int):
-        """Yield (column slice, means [n, g], scales [n, g]) of each group of ``layer``, float64;
-        the caller fills ``cur`` with the group's decoded context before the next is computed."""
-        gsz = self._lset.group_size
-        for j in range(self._lset.num_groups[layer]):
-            with torch.no_grad():
-                m, s = cursor.params_for_group(ctx + ([cur] if j else []), layer, j)
-            yield slice(j * gsz, (j + 1) * gsz), m.expand(n, -1), s.expand(n, -1)
+    def _synthesis_inputs(self, y_hat_c: Sequence[torch.Tensor], quality: int) -> list[torch.Tensor]:
+        """ŷ_c of the received layers -> what the synthesis transforms get: ŷ_c · inv_gain, float32."""
+        gi = self._inv_gain[quality]
+        return [y_c * gi[self._coder.layer_slice(l)] for l, y_c in enumerate(y_hat_c)]
 
     # -- decoder -----------------------------------------------------------------------------
     def decode_y(self, data: bytes, layers: str | int = "enhanced") -> tuple[list[torch.Tensor], int]:
@@ -302,32 +277,14 @@ class Codec:
             raise BitstreamError(f"quality index {header.quality} is not one of this model's "
                                  f"0..{self.quality_range.stop - 1}")
         k = min(k, len(payloads))
-        g, gi = self._gain[header.quality], self._inv_gain[header.quality]
-        ctx, y_hat = [], []
         try:
-            dec = gaussian.StreamDecoder(payloads[:k], self._sizes)
-            cursor = LSETCursor(self._lset, 1)
-            for l in range(k):
-                cur = torch.zeros(1, self._sizes[l], dtype=torch.float64)
-                yc_layer = torch.zeros(1, self._sizes[l], dtype=torch.float32)
-                sl_l = self.model.layer_slice(l)
-                for sl, m, s in self._groups(cursor, ctx, cur, l, 1):
-                    a = g[sl_l][sl]
-                    yc = dec.decode(m[0] * a, s[0] * a)
-                    yc_layer[0, sl] = yc
-                    cur[0, sl] = yc.double() / a
-                ctx.append(cur)
-                y_hat.append(yc_layer * gi[sl_l])
-            dec.finish()
-            for l in range(k, len(self._sizes)):
-                pred = self._lset.predict_missing(ctx, l, cursor)
-                ctx.append(pred)
-                y_hat.append(pred.float())
+            decoded = self._coder.decompress(payloads[:k], self._gain[header.quality])
         except BitstreamError:
             raise
         except (ValueError, RuntimeError, OverflowError, IndexError) as e:
             raise BitstreamError(f"cannot decode the entropy-coded layers: {e}") from None
-        return y_hat, k
+        predicted = [c.float() for c in decoded["context"][k:]]
+        return self._synthesis_inputs(decoded["y_hat"], header.quality) + predicted, k
 
     def analyze(self, data: bytes) -> dict:
         """Machine analysis from the header + basic layer only (no pixels): {"landmarks": (68, 2)

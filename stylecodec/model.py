@@ -47,7 +47,7 @@ import torch
 from torch import nn
 
 from .encoder import GradualStyleEncoder
-from .entropy.gaussian import likelihood
+from .entropy.coder import QUANTISERS, GroupCoder
 from .entropy.lset import LSET
 from .entropy.transforms import LayerTransforms
 from .gan import build_generator, num_ws_for
@@ -56,7 +56,7 @@ from .layers import LAYER_NAMES, LayerSplit
 __all__ = ["StyleCodecModel", "default_config", "tiny_config", "make_config", "GAIN_MIN", "QUANT_MODES"]
 
 GAIN_MIN = 1e-4
-QUANT_MODES = ("noise", "ste", "mixed")
+QUANT_MODES = tuple(QUANTISERS)                     # ("noise", "ste", "mixed"): see stylecodec.entropy.coder
 
 _DEFAULT: dict[str, Any] = {
     "resolution": 256,
@@ -181,6 +181,11 @@ class StyleCodecModel(nn.Module):
     def layer_slice(self, layer: int) -> slice:
         return slice(self.offsets[layer], self.offsets[layer + 1])
 
+    @property
+    def coder(self) -> GroupCoder:
+        """The group coder on this model's LSET (training: float32, differentiable)."""
+        return GroupCoder(self.lset)
+
     # -- training forward ----------------------------------------------------------------------
     def forward(self, x: torch.Tensor, quality, n_layers: int = 3, synthesise: bool = True,
                 quant: str = "mixed") -> dict:
@@ -191,61 +196,24 @@ class StyleCodecModel(nn.Module):
         ws = self.E(x)
         ys = self.transforms.analyse(ws)[:n_layers]
         g, gi = self.gains(quality, x.shape[0], ws.dtype)
-        gl = [g[:, self.layer_slice(l)] for l in range(n_layers)]
-        gil = [gi[:, self.layer_slice(l)] for l in range(n_layers)]
-        if quant == "ste":
-            y_c_hat, ctx, means, scales, liks = self._sequential(ys, gl)
-        else:
-            ctx = [(y * a + torch.empty_like(y).uniform_(-0.5, 0.5)) / a for y, a in zip(ys, gl)]
-            means, scales = self.lset(ctx)
-            y_c_hat, liks = [], []
-            for y, a, m, s in zip(ys, gl, means, scales):
-                y_t, p = likelihood(y * a, m * a, s * a, mode="noise")
-                liks.append(p)
-                y_c_hat.append(y_t if quant == "noise" else likelihood(y * a, m * a, s * a, mode="ste")[0])
-        y_hat = [yc * b for yc, b in zip(y_c_hat, gil)]
-        out = {"ws": ws, "y": ys, "y_hat": y_hat, "context": ctx, "means": means, "scales": scales,
-               "likelihoods": liks, "ws_hat": {}, "x_hat": {},
+        coder = self.coder
+        coded = coder(ys, g, quant)
+        y_hat = [y_c * gi[:, self.layer_slice(l)] for l, y_c in enumerate(coded["y_hat"])]
+        ctx = coded["context"]
+        out = {"ws": ws, "y": ys, "y_hat": y_hat, "context": ctx, "means": coded["means"],
+               "scales": coded["scales"], "likelihoods": coded["likelihoods"], "ws_hat": {}, "x_hat": {},
                "quality": torch.as_tensor(quality, device=x.device).long().expand(x.shape[0])}
         for k in range(1, n_layers + 1):
             full = list(y_hat[:k])
             lower = list(ctx[:k])
             for l in range(k, len(LAYER_NAMES)):
-                pred = self.predict_layer(lower, l)
+                pred = coder.predict(lower, l)
                 lower.append(pred)
                 full.append(pred)
             out["ws_hat"][k] = self.transforms.synthesise(full)
             if synthesise:
                 out["x_hat"][k] = self.G.synthesis(out["ws_hat"][k], noise_mode="const")
         return out
-
-    def _sequential(self, ys, gl):
-        """Group-by-group coding emulation (quant='ste'): ŷ_c, context, μ, σ, p per layer."""
-        gsz = self.lset.group_size
-        y_c_hat, ctx, means, scales, liks = [], [], [], [], []
-        for l, (y, a) in enumerate(zip(ys, gl)):
-            parts = {k: [] for k in ("yc", "c", "m", "s", "p")}
-            for j in range(self.lset.num_groups[l]):
-                cur = torch.cat(parts["c"], 1) if j else None
-                m, s = self.lset.params_for_group(ctx + ([cur] if j else []), l, j)
-                m, s = m.expand(y.shape[0], -1), s.expand(y.shape[0], -1)   # layer 0, group 0: batch 1
-                sl = slice(j * gsz, (j + 1) * gsz)
-                y_t, p = likelihood(y[:, sl] * a[:, sl], m * a[:, sl], s * a[:, sl], mode="ste")
-                for k, v in zip(("yc", "c", "m", "s", "p"), (y_t, y_t / a[:, sl], m, s, p)):
-                    parts[k].append(v)
-            for lst, k in zip((y_c_hat, ctx, means, scales, liks), ("yc", "c", "m", "s", "p")):
-                lst.append(torch.cat(parts[k], 1))
-        return y_c_hat, ctx, means, scales, liks
-
-    def predict_layer(self, lower: list[torch.Tensor], layer: int) -> torch.Tensor:
-        """Differentiable greedy LSET means of ``layer`` [N, d] from lower contexts (as
-        ``LSET.predict_missing``, which the decoder uses in float64, but with gradients)."""
-        groups = []
-        for j in range(self.lset.num_groups[layer]):
-            cur = [torch.cat(groups, 1)] if j else []
-            m, _ = self.lset.params_for_group(list(lower) + cur, layer, j)
-            groups.append(m)
-        return torch.cat(groups, 1)
 
     @staticmethod
     def bits(out: dict) -> torch.Tensor:

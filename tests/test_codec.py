@@ -339,7 +339,7 @@ def test_golden_streams_are_the_same_on_every_machine():
     coding tables and of the range coder, and catches any unannounced change of the format."""
     codec = Codec(_integer_model())
     g = torch.Generator().manual_seed(7)
-    ys = [torch.randint(-300, 301, (3, d), generator=g).double() / 100 for d in codec._sizes]
+    ys = [torch.randint(-300, 301, (3, d), generator=g).double() / 100 for d in codec.model.latent_dims]
     digests = {}
     for q in (0, codec.quality_range.stop - 1):
         stats: list = []

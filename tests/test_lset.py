@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from stylecodec.entropy.coder import GroupCoder
 from stylecodec.entropy.lset import LSET, LSETCursor, _fixed_exp, lset_attention_mask, token_layout
 from stylecodec.entropy.transforms import LayerAnalysis, LayerSynthesis, LayerTransforms
 from stylecodec.layers import LayerSplit
@@ -111,26 +112,27 @@ def test_cursor_equals_teacher_forcing_and_checks_its_order():
                 pred.params_for_group(ys[:l] + [ys[l]], l, j)
         ctx = list(ys[:k])
         for l in range(k, len(DIMS)):
-            want = model.predict_missing(ctx, l)
-            got = model.predict_missing(ctx, l, pred)
+            want = GroupCoder(model).predict(ctx, l)
+            got = GroupCoder(model).predict(ctx, l, pred)
             assert torch.equal(got, want)
             ctx.append(got)
 
 
 def test_predict_missing_and_complete():
     model = _model()
+    coder = GroupCoder(model)
     ys = _latents(2)
-    pred = model.predict_missing(ys[:1], 1)
+    pred = coder.predict(ys[:1], 1)
     assert pred.shape == (2, DIMS[1])
     with torch.no_grad():  # greedy fixed point: each predicted group is its own predicted mean
         assert torch.equal(model([ys[0], pred])[0][1], pred)
-    full = model.complete(ys[:1])
+    full = coder.complete(ys[:1])
     assert [y.shape for y in full] == [(2, d) for d in DIMS]
     assert torch.equal(full[0], ys[0]) and torch.equal(full[1], pred)
-    assert model.complete(ys) == ys
-    assert model.predict_missing([], 0).shape == (1, DIMS[0])
+    assert coder.complete(ys) == ys
+    assert coder.predict([], 0).shape == (1, DIMS[0])
     with pytest.raises(ValueError):
-        model.predict_missing(ys[:1], 2)
+        coder.predict(ys[:1], 2)
     with pytest.raises(ValueError):
         model.params_for_group(ys[:1], 1, 1)  # needs layer 1's first group
     with pytest.raises(ValueError):

@@ -35,7 +35,6 @@ import torch
 from torch import nn
 
 from ..bitstream import HEADER_BYTES, MAX_LAYER_BYTES, MAX_VARINT_BYTES, BitstreamError, unpack
-from ..entropy.gaussian import likelihood
 from ..errors import StylecodecError
 
 __all__ = ["AnalysisHeads", "HeadsError", "INPUTS", "HEADS_FORMAT", "HEADS_VERSION", "basic_prefix",
@@ -133,23 +132,15 @@ def decoded_inputs(model, y_basic: torch.Tensor, quality, with_pred: bool = Fals
     matches :meth:`Codec.decode_y` up to float32-vs-float64 snapping of rare boundary cases.
     """
     n, dev = y_basic.shape[0], model.gain.device
-    y = y_basic.to(dev, torch.float32)
     g, gi = model.gains(torch.as_tensor(quality, device=dev), n)
+    coder = model.coder
+    context = coder([y_basic.to(dev, torch.float32)], g, quant="ste")["context"][0]
     sl = model.layer_slice(0)
-    a, b = g[:, sl], gi[:, sl]
-    gsz, ctx = model.lset.group_size, []
-    for j in range(model.lset.num_groups[0]):
-        m, s = model.lset.params_for_group([torch.cat(ctx, 1)] if j else [], 0, j)
-        cols = slice(j * gsz, (j + 1) * gsz)
-        yc, _ = likelihood(y[:, cols] * a[:, cols], m.expand(n, -1) * a[:, cols], s.expand(n, -1) * a[:, cols],
-                           mode="ste")
-        ctx.append(yc / a[:, cols])
-    context = torch.cat(ctx, 1)
-    out = [context * a * b]
+    out = [context * g[:, sl] * gi[:, sl]]      # ŷ_c · inv_gain with ŷ_c = context · g (one rounding apart)
     if with_pred:
         lower = [context]
         for l in range(1, len(model.latent_dims)):
-            lower.append(model.predict_layer(lower, l))
+            lower.append(coder.predict(lower, l))
             out.append(lower[-1])
     return out
 

@@ -22,7 +22,8 @@ on thread count and shapes) and exp is a fixed polynomial (no libm/SLEEF). So th
 are the same bits for any batch size, thread count, CPU type or sequence length: a token's
 output is independent of later tokens, and :meth:`LSET.forward` (teacher forcing),
 :meth:`LSET.params_for_group` (shorter sequences) and :class:`LSETCursor` (the coder's path:
-one token at a time with cached keys and values) agree exactly. float32 (training)
+one token at a time with cached keys and values) agree exactly. The loop over a layer's groups
+that uses them is :class:`stylecodec.entropy.coder.GroupCoder`. float32 (training)
 runs the same function with the ordinary fast kernels. Keep the float64 path eager (no
 torch.compile): a compiler may fuse a multiply and an add into an FMA, which rounds once.
 """
@@ -298,32 +299,6 @@ class LSET(nn.Module):
         length = self.layer_offset[layer] + 1 + group_idx
         raw = self._run(self._tokens(n, length, list(context[:layer]), partial, group_idx))
         return self._params(raw[:, -1])
-
-    @torch.no_grad()
-    def predict_missing(self, y_lower: Sequence[torch.Tensor], layer: int,
-                        cursor: "LSETCursor | None" = None) -> torch.Tensor:
-        """Means-only greedy prediction of layer ``layer`` [N, d_layer] from y_lower = its lower layers,
-        group by group (each predicted group's means become context for the next). ``cursor``: run
-        through it (the decoder's, after the lower layers were decoded with it) instead."""
-        if len(y_lower) != layer:
-            raise ValueError(f"predicting layer {layer} needs exactly {layer} lower layers, got {len(y_lower)}")
-        n = cursor.n if cursor is not None else (y_lower[0].shape[0] if y_lower else 1)
-        y = torch.zeros(n, self.latent_dims[layer], dtype=self.head.weight.dtype, device=self.head.weight.device)
-        g, source = self.group_size, cursor if cursor is not None else self
-        for j in range(self.num_groups[layer]):
-            means, _ = source.params_for_group(list(y_lower) + [y], layer, j)
-            y[:, j * g:(j + 1) * g] = means
-        return y
-
-    @torch.no_grad()
-    def complete(self, y_received: Sequence[torch.Tensor]) -> list[torch.Tensor]:
-        """The received prefix of layers plus greedy predictions of the rest: a list of num_layers tensors."""
-        ys = list(y_received)
-        if not 1 <= len(ys) <= self.num_layers:
-            raise ValueError(f"need 1..{self.num_layers} received layers, got {len(ys)}")
-        while len(ys) < self.num_layers:
-            ys.append(self.predict_missing(ys, len(ys)).to(ys[0].dtype))
-        return ys
 
 
 class LSETCursor:
