@@ -75,7 +75,7 @@ def main() -> int:
     for path in paths:
         t0 = time.perf_counter()
         with torch.no_grad():
-            ys = codec.analyse(codec.preprocess(path))
+            ys = codec.encode_latents(codec.preprocess(path))
         enc_pre.append(_ms(t0))
         t0 = time.perf_counter()
         data = codec.compress_latents(ys, q_time)[0]

@@ -45,7 +45,7 @@ def build_codec(name: str, device: str):
 def faces(args, resolution: int):
     import numpy as np
 
-    from stylecodec.codec import centre_square, load_image
+    from stylecodec.images import centre_square, load_image
     from stylecodec.eval.common import list_images
     from stylecodec.eval.samples import find_samples
 

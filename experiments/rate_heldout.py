@@ -45,7 +45,8 @@ def main() -> int:
     from tqdm import tqdm
 
     from stylecodec.bitstream import extract, unpack
-    from stylecodec.codec import Codec, choose_quality, stream_sizes
+    from stylecodec.codec import Codec
+    from stylecodec.rate import choose_quality, stream_sizes
     from stylecodec.data import ImageFolder
 
     torch.set_num_threads(args.threads)
@@ -58,7 +59,7 @@ def main() -> int:
         x = faces[i][None]
         img = ((x[0].permute(1, 2, 0) + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).numpy()
         default = codec.compress(img)                   # the real default path, end to end
-        ys = codec.analyse(codec.preprocess(img))
+        ys = codec.encode_latents(codec.preprocess(img))
         stream = functools.cache(lambda q, ys=ys: codec.compress_latents(ys, q)[0])
         sizes = lambda q, stream=stream: stream_sizes(stream(q))          # noqa: E731
         data = stream(top)

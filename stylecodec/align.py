@@ -18,8 +18,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from PIL import Image
 
 from .errors import StylecodecError
+from .images import centre_square, load_image
 
 __all__ = ["TEMPLATE_5", "AUTO_THRESHOLD", "MIN_FACE_PROB", "DETECT_PAD", "ALIGN_MODES", "NoFaceError", "AlignedFace",
            "detect_faces", "similarity_transform", "template_points", "warp_face", "align", "layout_error",
@@ -70,7 +72,6 @@ class AlignedFace:
 def _rgb_array(image) -> np.ndarray:
     if isinstance(image, np.ndarray) and image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3:
         return np.ascontiguousarray(image)
-    from .codec import load_image
     return np.asarray(load_image(image))
 
 
@@ -191,10 +192,6 @@ class FaceAligner:
         self.mode, self.detector, self.last = mode, detector, ""
 
     def __call__(self, img, size: int):
-        from PIL import Image
-
-        from .codec import centre_square
-
         if self.mode == "off":
             self.last = "centre square (--align off)"
             return centre_square(img, size)

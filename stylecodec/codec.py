@@ -28,107 +28,19 @@ from typing import Callable, Sequence
 
 import numpy as np
 import torch
+from PIL import Image
 
-from .bitstream import BitstreamError, StreamHeader, extract, fingerprint, pack, unpack
+from .bitstream import BitstreamError, StreamHeader, fingerprint, pack, unpack
 from .entropy.coder import GroupCoder
 from .errors import StylecodecError
-from .layers import LAYER_NAMES
+from .images import centre_square, load_image
+from .layers import parse_layers
 from .model import GAIN_MIN
+from .rate import RateRequest, budget_text, choose_quality, resolve, stream_sizes
 
-__all__ = ["Codec", "ImageReadError", "budget_text", "centre_square", "choose_quality", "fit_quality", "fits_budget",
-           "load_image", "parse_layers", "stream_sizes", "within_budget"]
+__all__ = ["Codec"]
 
-Align = Callable[["PIL.Image.Image", int], "PIL.Image.Image"]  # noqa: F821
-
-
-class ImageReadError(StylecodecError):
-    """An input image cannot be read or has an unsupported shape or type."""
-
-
-def parse_layers(layers: str | int) -> int:
-    """'basic'|'middle'|'enhanced' or 1..3 -> number of layers."""
-    if isinstance(layers, str) and layers in LAYER_NAMES:
-        return LAYER_NAMES.index(layers) + 1
-    if isinstance(layers, int) and not isinstance(layers, bool) and 1 <= layers <= len(LAYER_NAMES):
-        return layers
-    raise StylecodecError(f"layers must be one of {LAYER_NAMES} or 1..{len(LAYER_NAMES)}, got {layers!r}")
-
-
-def load_image(image) -> "PIL.Image.Image":  # noqa: F821
-    """PIL image, uint8 array [H, W], [H, W, 3] or [H, W, 4], or a file path -> RGB PIL image."""
-    from PIL import Image
-
-    try:
-        if isinstance(image, Image.Image):
-            img = image
-        elif isinstance(image, np.ndarray):
-            if image.dtype != np.uint8 or image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] not in (3, 4)):
-                raise ImageReadError(f"an image array must be uint8 [H, W(, 3|4)], got {image.dtype} {image.shape}")
-            img = Image.fromarray(image)
-        elif isinstance(image, (str, os.PathLike)):
-            img = Image.open(os.fspath(image))
-        else:
-            raise ImageReadError(f"cannot read an image from {type(image).__name__}")
-        img.load()
-        if min(img.size) < 1:
-            raise ImageReadError("empty image")
-        return img.convert("RGB")
-    except ImageReadError:
-        raise
-    except (OSError, ValueError, Image.DecompressionBombError, SyntaxError) as e:
-        raise ImageReadError(f"cannot read image {image if isinstance(image, (str, os.PathLike)) else ''}: "
-                             f"{type(e).__name__}: {e}".replace(":  ", ": ")) from None
-
-
-def centre_square(img: "PIL.Image.Image", size: int) -> "PIL.Image.Image":  # noqa: F821
-    """Default ``align``: the centred square crop, resized (Lanczos) to size x size."""
-    from PIL import Image
-
-    w, h = img.size
-    s = min(w, h)
-    left, top = (w - s) // 2, (h - s) // 2
-    return img.crop((left, top, left + s, top + s)).resize((size, size), Image.LANCZOS)
-
-
-def stream_sizes(data: bytes) -> tuple[int, int]:
-    """(bytes of the whole file, bytes of its basic layer extracted alone: what ``stylecodec
-    extract --layers basic`` writes)."""
-    return len(data), len(extract(data, 1))
-
-
-def within_budget(file_bytes: int, basic_bytes: int, resolution: int, bpp: float | None,
-                  basic_bpp: float | None = None) -> bool:
-    """The rate rule: the whole file <= ``bpp`` and the basic layer alone <= ``basic_bpp``, in bits
-    per pixel of the R x R face, every byte counted; None: no limit."""
-    pixels = resolution ** 2
-    return ((bpp is None or 8 * file_bytes <= bpp * pixels)
-            and (basic_bpp is None or 8 * basic_bytes <= basic_bpp * pixels))
-
-
-def budget_text(bpp: float | None, basic_bpp: float | None = None) -> str:
-    """'file <= 0.01 bpp, basic layer <= 0.003 bpp' (the limits that are set)."""
-    return ", ".join(f"{what} <= {b:g} bpp" for what, b in (("file", bpp), ("basic layer", basic_bpp)) if b is not None)
-
-
-def fits_budget(data: bytes, resolution: int, bpp: float | None, basic_bpp: float | None = None) -> bool:
-    """Whether the stream ``data`` meets :func:`within_budget`."""
-    return within_budget(*stream_sizes(data), resolution, bpp, basic_bpp)
-
-
-def fit_quality(qualities: range, sizes: Callable[[int], tuple[int, int]], resolution: int, bpp: float | None,
-                basic_bpp: float | None = None) -> int | None:
-    """The highest quality q whose ``sizes(q)`` (whole file, basic layer alone: :func:`stream_sizes`
-    of its stream) meet :func:`within_budget`, else None. Tries the qualities from the highest down
-    and stops at the first that fits."""
-    return next((q for q in reversed(qualities) if within_budget(*sizes(q), resolution, bpp, basic_bpp)), None)
-
-
-def choose_quality(qualities: range, sizes: Callable[[int], tuple[int, int]], resolution: int, bpp: float | None,
-                   basic_bpp: float | None = None) -> tuple[int, bool]:
-    """(:func:`fit_quality`, True), or (the lowest quality, False) when none fits: the rule of a
-    budget that must give a stream (``Codec.compress``'s default, the evaluation's rate targets)."""
-    q = fit_quality(qualities, sizes, resolution, bpp, basic_bpp)
-    return (qualities[0], False) if q is None else (q, True)
+Align = Callable[[Image.Image, int], Image.Image]
 
 
 class Codec:
@@ -177,7 +89,7 @@ class Codec:
         return (torch.from_numpy(arr).permute(2, 0, 1)[None] / 127.5 - 1.0).to(self.device)
 
     @torch.no_grad()
-    def analyse(self, x: torch.Tensor) -> list[torch.Tensor]:
+    def encode_latents(self, x: torch.Tensor) -> list[torch.Tensor]:
         """x [N, 3, R, R] -> unscaled latents y_l [N, d_l] (float64, CPU)."""
         ys = self.model.transforms.analyse(self.model.E(x))
         return [y.detach().to("cpu", torch.float64) for y in ys]
@@ -191,20 +103,11 @@ class Codec:
         return budget.get("bpp"), budget.get("basic_bpp")
 
     def resolve_rate(self, quality: int | None = None, bpp: float | None = None,
-                     basic_bpp: float | None = None) -> tuple[int | None, float | None, float | None]:
-        """(quality, bpp, basic_bpp) that :meth:`compress` serves: what is given, as it is; nothing:
-        (None, *default_budget), or (the highest quality, None, None) for a model without a budget.
-        Raises StylecodecError for a quality together with a budget or a budget <= 0."""
-        if quality is not None and (bpp is not None or basic_bpp is not None):
-            raise StylecodecError("give a quality or rate budgets (bpp, basic_bpp), not both")
-        for name, b in (("bpp", bpp), ("basic_bpp", basic_bpp)):
-            if b is not None and not b > 0:
-                raise StylecodecError(f"{name} must be > 0, got {b!r}")
-        if quality is None and bpp is None and basic_bpp is None:
-            bpp, basic_bpp = self.default_budget
-            if bpp is None and basic_bpp is None:
-                quality = self.quality_range[-1]
-        return quality, bpp, basic_bpp
+                     basic_bpp: float | None = None) -> RateRequest:
+        """What :meth:`compress` serves for these arguments (:func:`stylecodec.rate.resolve` with this
+        model's :attr:`default_budget`). Raises StylecodecError for a quality together with a budget
+        or a budget <= 0."""
+        return resolve(quality, bpp, basic_bpp, self.default_budget, self.quality_range)
 
     def compress(self, image, quality: int | None = None, bpp: float | None = None,
                  basic_bpp: float | None = None, aligned: bool = False) -> bytes:
@@ -212,18 +115,18 @@ class Codec:
         highest quality whose whole file is <= ``bpp`` and whose basic layer extracted alone is <=
         ``basic_bpp`` (either may be None); raises StylecodecError when no quality fits. Neither:
         :attr:`default_budget` the same way, except that a face no quality fits gets the lowest
-        quality (check with :func:`fits_budget`); a model without a budget: the highest quality.
-        ``aligned``: ``image`` is already aligned (R x R); ``align`` is not run again."""
-        strict = bpp is not None or basic_bpp is not None
-        quality, bpp, basic_bpp = self.resolve_rate(quality, bpp, basic_bpp)
-        if quality is not None:
-            return self.compress_latents(self.analyse(self.preprocess(image, aligned)), quality)[0]
-        data, fits = self.compress_within(image, bpp, basic_bpp, aligned)
-        if fits or not strict:
+        quality (check with :func:`stylecodec.rate.fits_budget`); a model without a budget: the
+        highest quality (the rule: :mod:`stylecodec.rate`). ``aligned``: ``image`` is already
+        aligned (R x R); ``align`` is not run again."""
+        request = self.resolve_rate(quality, bpp, basic_bpp)
+        if request.quality is not None:
+            return self.compress_latents(self.encode_latents(self.preprocess(image, aligned)), request.quality)[0]
+        data, fits = self.compress_within(image, request.bpp, request.basic_bpp, aligned)
+        if fits or not request.strict:
             return data
         r2, (size, basic) = self.resolution ** 2, stream_sizes(data)
-        raise StylecodecError(f"no quality fits {budget_text(bpp, basic_bpp)}: at the lowest quality this image takes "
-                              f"{8 * size / r2:.5f} bpp ({size} bytes), its basic layer "
+        raise StylecodecError(f"no quality fits {budget_text(request.bpp, request.basic_bpp)}: at the lowest quality "
+                              f"this image takes {8 * size / r2:.5f} bpp ({size} bytes), its basic layer "
                               f"{8 * basic / r2:.5f} bpp ({basic} bytes)")
 
     def compress_within(self, image, bpp: float | None, basic_bpp: float | None = None,
@@ -231,7 +134,7 @@ class Codec:
         """(stream at the highest quality within the budgets, True), or (the lowest quality's
         stream, False) when none fits (:func:`choose_quality`). One analysis; qualities are coded
         from the highest down until one fits."""
-        ys = self.analyse(self.preprocess(image, aligned))
+        ys = self.encode_latents(self.preprocess(image, aligned))
         stream = functools.cache(lambda q: self.compress_latents(ys, q)[0])
         q, fits = choose_quality(self.quality_range, lambda q: stream_sizes(stream(q)), self.resolution, bpp,
                                  basic_bpp)
@@ -309,7 +212,4 @@ class Codec:
         img = self.model.G.synthesis(ws, noise_mode="const")[0]
         img = torch.nan_to_num(img.float(), nan=0.0).clamp(-1, 1)
         arr = ((img + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).permute(1, 2, 0).cpu().numpy()
-        if output == "array":
-            return arr
-        from PIL import Image
-        return Image.fromarray(arr, "RGB")
+        return arr if output == "array" else Image.fromarray(arr, "RGB")

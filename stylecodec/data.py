@@ -30,6 +30,7 @@ from torch.utils.data import ConcatDataset, Dataset
 
 from .errors import StylecodecError
 from .files import write_atomic, write_npz
+from .images import load_rgb
 
 __all__ = ["IMAGE_EXTS", "default_data_root", "list_images", "split_files", "ImageFolder",
            "PackedImages", "pack_images", "open_dataset"]
@@ -70,20 +71,6 @@ def split_files(names: Sequence[str], split: str, val_count: int = 1000) -> list
                               "lower --val-count")
     cut = len(names) - val_count
     return names[:cut] if split == "train" else names[cut:]
-
-
-def load_rgb(path_or_bytes: str | os.PathLike | bytes, resolution: int | None) -> np.ndarray:
-    """Decode an image to uint8 ``[R, R, 3]``: centre-crop to a square, Lanczos-resize (antialiased)."""
-    src = io.BytesIO(path_or_bytes) if isinstance(path_or_bytes, (bytes, bytearray)) else path_or_bytes
-    with Image.open(src) as im:
-        im = im.convert("RGB")
-        w, h = im.size
-        if w != h:
-            s = min(w, h)
-            im = im.crop(((w - s) // 2, (h - s) // 2, (w - s) // 2 + s, (h - s) // 2 + s))
-        if resolution is not None and im.size != (resolution, resolution):
-            im = im.resize((resolution, resolution), Image.Resampling.LANCZOS)
-        return np.array(im, dtype=np.uint8)
 
 
 def to_tensor(img: np.ndarray, xflip: bool = False) -> torch.Tensor:

@@ -17,11 +17,20 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from stylecodec.errors import StylecodecError
+from .errors import StylecodecError
 
-__all__ = ["LayerSplit", "LayerSplitError", "LAYER_NAMES"]
+__all__ = ["LayerSplit", "LayerSplitError", "LAYER_NAMES", "parse_layers"]
 
 LAYER_NAMES: tuple[str, str, str] = ("basic", "middle", "enhanced")
+
+
+def parse_layers(layers: str | int) -> int:
+    """'basic'|'middle'|'enhanced' or 1..3 -> number of layers (a prefix of the stream)."""
+    if isinstance(layers, str) and layers in LAYER_NAMES:
+        return LAYER_NAMES.index(layers) + 1
+    if isinstance(layers, int) and not isinstance(layers, bool) and 1 <= layers <= len(LAYER_NAMES):
+        return layers
+    raise StylecodecError(f"layers must be one of {LAYER_NAMES} or 1..{len(LAYER_NAMES)}, got {layers!r}")
 
 
 class LayerSplitError(StylecodecError, ValueError):

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 import stylecodec.align as A
-from stylecodec.codec import centre_square
+from stylecodec.images import centre_square
 from stylecodec.eval import align_cache as AC
 from stylecodec.eval.align_cache import AlignmentCache, content_key
 

@@ -128,7 +128,7 @@ def test_analyze_reads_only_the_basic_layer(codec, stream, tmp_path):
     path.write_bytes(stream)
     assert read_basic_prefix(path) == cut
     # the trainer's emulation of the decoder gives the decoder's inputs
-    ys = codec.analyse(codec.preprocess(_noise(72, 80)))
+    ys = codec.encode_latents(codec.preprocess(_noise(72, 80)))
     emulated = decoded_inputs(codec.model, ys[0].float(), 3, with_pred=True)
     decoded, _ = codec.decode_y(stream, "basic")
     for a, b in zip(emulated, decoded):
@@ -233,13 +233,13 @@ def test_coded_faces_budget_miss_codes_once(codec, monkeypatch):
     photo, face = _noise(r + 40, r + 10), _noise(r, r)
     lowest = codec.compress(face, quality=0, aligned=True)
     calls = []
-    analyse = codec.analyse
-    monkeypatch.setattr(codec, "analyse", lambda x: calls.append(1) or analyse(x))
+    encode_latents = codec.encode_latents
+    monkeypatch.setattr(codec, "encode_latents", lambda x: calls.append(1) or encode_latents(x))
     coder = CodedFaces(codec, 3, None, None, basic_bpp=1e-6)
     monkeypatch.setattr(coder.align_cache, "aligned", lambda img, key=None: (face, True))
     assert coder.stream(photo) == lowest and coder.over_budget == 1 and len(calls) == 1
     assert coder.last_info["over_budget"] is True
-    assert CodedFaces(codec, 3, None, None).quality == codec.resolve_rate()[0]
+    assert CodedFaces(codec, 3, None, None).quality == codec.resolve_rate().quality
 
 
 @pytest.mark.assets

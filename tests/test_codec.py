@@ -14,7 +14,9 @@ import torch
 
 from stylecodec.bitstream import BitstreamError, extract, unpack
 from stylecodec.cli import main
-from stylecodec.codec import Codec, ImageReadError
+from stylecodec.codec import Codec
+from stylecodec.images import ImageReadError
+from stylecodec.rate import RateRequest
 from stylecodec.model import StyleCodecModel, tiny_config
 from stylecodec.zoo import (ModelError, ModelNotFoundError, atomic_torch_save, load_model, model_path, read_checkpoint,
                             save_model)
@@ -48,7 +50,7 @@ def stream(codec) -> bytes:
 
 def test_round_trip_every_prefix(codec, stream):
     stats: list = []
-    ys = codec.analyse(codec.preprocess(_images(1)[0]))
+    ys = codec.encode_latents(codec.preprocess(_images(1)[0]))
     assert codec.compress_latents(ys, 3, stats)[0] == stream
     header, payloads = unpack(stream)
     assert (header.resolution, header.quality, header.fingerprint, len(payloads)) == (64, 3, codec.fingerprint, 3)
@@ -78,7 +80,7 @@ def test_basic_layer_from_extract_and_from_cut(codec, stream):
 
 def test_quality_orders_rate_and_bpp_picks_the_highest_fit(codec):
     imgs = _images(3, seed=1)
-    ys = [codec.analyse(codec.preprocess(im)) for im in imgs]
+    ys = [codec.encode_latents(codec.preprocess(im)) for im in imgs]
     sizes = np.array([[len(codec.compress_latents(y, q)[0]) for q in codec.quality_range] for y in ys])
     mean = sizes.mean(0)
     assert all(a <= b for a, b in zip(mean, mean[1:])), mean
@@ -94,7 +96,7 @@ def test_quality_orders_rate_and_bpp_picks_the_highest_fit(codec):
 
 def test_basic_budget_picks_the_highest_quality_whose_basic_layer_fits(codec, model_file, tmp_path):
     img = _images(1, seed=2)[0]
-    ys = codec.analyse(codec.preprocess(img))
+    ys = codec.encode_latents(codec.preprocess(img))
     streams = [codec.compress_latents(ys, q)[0] for q in codec.quality_range]
     pixels = codec.resolution ** 2
     basic = np.array([len(extract(s, 1)) for s in streams])
@@ -143,7 +145,7 @@ def test_default_rate_is_the_models_budget(codec, model_file, tmp_path, capsys):
     marks it), while the same budget given explicitly is an error. A model without a budget: the
     highest quality. The budget is config, not weights: same fingerprint, same streams."""
     img = _images(1, seed=4)[0]
-    ys = codec.analyse(codec.preprocess(img))
+    ys = codec.encode_latents(codec.preprocess(img))
     streams = [codec.compress_latents(ys, q)[0] for q in codec.quality_range]
     whole = [len(s) for s in streams]
     pixels = codec.resolution ** 2
@@ -154,8 +156,8 @@ def test_default_rate_is_the_models_budget(codec, model_file, tmp_path, capsys):
     assert budgeted.fingerprint == codec.fingerprint and budgeted.default_budget == (bpp, None)
     assert budgeted.compress(img) == streams[want] == budgeted.compress(img, bpp=bpp)
     assert budgeted.compress(img, quality=codec.quality_range[-1]) == streams[-1]   # a given quality wins
-    assert budgeted.resolve_rate() == (None, bpp, None)
-    assert codec.resolve_rate() == (codec.quality_range[-1], None, None)
+    assert budgeted.resolve_rate() == RateRequest(None, bpp, None, strict=False)
+    assert codec.resolve_rate() == RateRequest(codec.quality_range[-1], None, None)
     # no quality fits: the lowest quality by default, an error when asked for explicitly
     tiny = 8 * (min(len(extract(s, 1)) for s in streams) - 1) / pixels
     strict = _with_budget(model_file, tmp_path / "tiny.pt", {"bpp": None, "basic_bpp": tiny})

@@ -145,7 +145,7 @@ def test_basic_layer_budget_rows_and_headline(model_file, images, tmp_path, caps
     codec = Codec.from_pretrained(model_file)
     for i in range(3):
         name = f"face{i}.png"
-        ys = codec.analyse(codec.preprocess(Image.open(images / name)))
+        ys = codec.encode_latents(codec.preprocess(Image.open(images / name)))
         streams = [codec.compress_latents(ys, q)[0] for q in codec.quality_range]
         fit = [q for q, st in enumerate(streams) if 8 * len(st) <= 0.06 * 4096 and 8 * len(extract(st, 1)) <= 0.035 * 4096]
         q = max(fit) if fit else 0

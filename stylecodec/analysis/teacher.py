@@ -1,6 +1,6 @@
 """Teacher labels for the analysis heads, computed once per (dataset, resolution, file list) and cached.
 
-For every face, loaded exactly as the codec trains on it (:func:`stylecodec.data.load_rgb`:
+For every face, loaded exactly as the codec trains on it (:func:`stylecodec.images.load_rgb`:
 centre square, Lanczos to R x R):
 
 - ``landmarks`` float32 [N, 68, 2]: dlib 68 points, normalised to [0, 1] as ``(p + 0.5) / R``;
@@ -34,6 +34,7 @@ import numpy as np
 
 from ..errors import StylecodecError
 from ..files import write_npz
+from ..images import load_rgb
 
 __all__ = ["cache_key", "default_cache_dir", "chunked_npz", "label_images", "teacher_labels", "main"]
 
@@ -146,7 +147,6 @@ def teacher_labels(root: str | os.PathLike, files: Sequence[str], resolution: in
                    progress: bool = True, workers: int = 1) -> dict[str, np.ndarray]:
     """Cached teacher labels of ``files`` (names inside ``root``) at ``resolution``; see the module doc.
     Also returns ``files`` (the names, in order)."""
-    from ..data import load_rgb
 
     root, files = Path(root), list(files)
     if not files:

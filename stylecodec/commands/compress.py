@@ -23,7 +23,8 @@ def run(args: argparse.Namespace) -> int:
 
     from ..align import FaceAligner
     from ..bitstream import describe
-    from ..codec import Codec, budget_text, fits_budget
+    from ..codec import Codec
+    from ..rate import budget_text
     from ._files import write_bytes
 
     rate = rate_kwargs(args)
@@ -33,13 +34,13 @@ def run(args: argparse.Namespace) -> int:
     write_bytes(args.output, data)
     d = describe(data)
     layers = " + ".join(f"{l['name']} {l['total_bytes']}" for l in d["layers"])
-    budget = codec.default_budget
-    by_default = all(v is None for v in rate.values()) and budget != (None, None)
-    why = f" (model budget: {budget_text(*budget)})" if by_default else ""
+    request = codec.resolve_rate(**rate)
+    budget = budget_text(request.bpp, request.basic_bpp)
+    why = f" (model budget: {budget})" if request.by_model_budget else ""
     print(f"{args.input} -> {args.output}: {len(data)} bytes = {d['bpp']:.5f} bpp at {d['resolution']}x"
           f"{d['resolution']}, quality {d['quality']}{why} (header {d['header_bytes']} + {layers}); {aligner.last}")
-    if by_default and not fits_budget(data, codec.resolution, *budget):
-        print(f"warning: no quality fits the model's rate budget ({budget_text(*budget)}) for this image; "
+    if request.by_model_budget and not request.within(data, codec.resolution):
+        print(f"warning: no quality fits the model's rate budget ({budget}) for this image; "
               f"written at the lowest quality", file=sys.stderr)
     return 0
 

@@ -43,7 +43,7 @@ def _samples(args, codec, out: Path) -> tuple[Path, str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..codec import budget_text
+    from ..rate import budget_text
     from ..paths import shared_dir
     from ..eval.batch import compress_dir
     from ..eval.common import read_json, write_json

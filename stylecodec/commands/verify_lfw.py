@@ -90,7 +90,8 @@ def verify_lfw(codec, layers: str, judge: str = "sface", both: bool = False, lim
     if judge == "head" and layers != "basic":
         raise StylecodecError("--judge head reads the basic layer only; use --layers basic")
     pairs = select_pairs(read_pairs(csv_path), limit_pairs)
-    quality, bpp, basic_bpp = codec.resolve_rate(quality, bpp, basic_bpp)   # nothing given: the model's budget
+    rate = codec.resolve_rate(quality, bpp, basic_bpp)                      # nothing given: the model's budget
+    quality, bpp, basic_bpp = rate.quality, rate.bpp, rate.basic_bpp
     align_cache = None if cache_dir is None else cache_root() / "align"     # shared with eval's LFW entries
     coder = CodedFaces(codec, LAYER_CHOICES.index(layers) + 1, quality, bpp, basic_bpp, memo, align_cache)
     try:

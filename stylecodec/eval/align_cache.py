@@ -27,6 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..images import centre_square
+
 __all__ = ["AlignmentCache", "content_key", "SAVE_EVERY_S", "VERSION"]
 
 VERSION = 1             # bump when align()'s output for the same transform changes (e.g. the warp)
@@ -84,7 +86,6 @@ class AlignmentCache:
         from PIL import Image
 
         from ..align import NoFaceError, align, warp_face
-        from ..codec import centre_square
 
         key = content_key(img) if key is None else key
         m = self._known.get(key)

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 from ..bitstream import BitstreamError, describe, unpack
-from ..codec import fits_budget
+from ..rate import RateRequest
 from ..files import write_bytes
 from .common import list_images, select_shard, shard_tag
 
@@ -52,25 +52,14 @@ def _entry(name: str, stream: Path, data: bytes, status: str, seconds: float, wi
             "layer_payload_bytes": [l["payload_bytes"] for l in d["layers"]], "seconds": round(seconds, 4)}
 
 
-def _within(data: bytes, codec, quality: int | None, bpp: float | None, basic_bpp: float | None) -> bool | None:
-    """Whether the stream meets the rate budgets (None: coded at a fixed quality, no budget)."""
-    return None if quality is not None else fits_budget(data, codec.resolution, bpp, basic_bpp)
-
-
-def _done(path: Path, codec, quality: int | None, bpp: float | None, basic_bpp: float | None,
-          strict: bool) -> bytes | None:
-    """The existing stream if it is valid for this model and (resolved) request, else None. A
-    default-budget stream that misses its budget is valid at the lowest quality (what compress gives)."""
+def _done(path: Path, codec, request: RateRequest) -> bytes | None:
+    """The existing stream if it is valid for this model and what ``request`` gives, else None."""
     try:
         data = path.read_bytes()
         header, _ = unpack(data, expected_fingerprint=codec.fingerprint)
     except (OSError, BitstreamError):
         return None
-    if quality is not None:
-        return data if header.quality == quality else None
-    if fits_budget(data, codec.resolution, bpp, basic_bpp) or (not strict and header.quality == codec.quality_range[0]):
-        return data
-    return None
+    return data if request.served_by(data, header.quality, codec.resolution, codec.quality_range[0]) else None
 
 
 def compress_dir(codec, in_dir, out_dir, quality: int | None = None, bpp: float | None = None,
@@ -83,9 +72,8 @@ def compress_dir(codec, in_dir, out_dir, quality: int | None = None, bpp: float 
     from tqdm import tqdm
 
     names = list_images(in_dir, limit=limit)
-    request = {"quality": quality, "bpp": bpp, "basic_bpp": basic_bpp}   # as given: Codec.compress applies its rule
-    strict = bpp is not None or basic_bpp is not None       # else: the model's default budget, never an error
-    quality, bpp, basic_bpp = codec.resolve_rate(quality, bpp, basic_bpp)
+    given = {"quality": quality, "bpp": bpp, "basic_bpp": basic_bpp}   # as given: Codec.compress applies the rule
+    request = codec.resolve_rate(**given)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     manifest = out_dir / f"manifest{shard_tag(shard)}.jsonl"
@@ -95,16 +83,16 @@ def compress_dir(codec, in_dir, out_dir, quality: int | None = None, bpp: float 
         for _, name in bar:
             dst = stream_path(out_dir, name)
             t0 = time.perf_counter()
-            data = _done(dst, codec, quality, bpp, basic_bpp, strict)
+            data = _done(dst, codec, request)
             if data is not None:
-                entry = _entry(name, dst, data, "skipped", 0.0, _within(data, codec, quality, bpp, basic_bpp))
+                entry = _entry(name, dst, data, "skipped", 0.0, request.within(data, codec.resolution))
             else:
                 try:
-                    data = codec.compress(Path(in_dir) / name, **request)
+                    data = codec.compress(Path(in_dir) / name, **given)
                     dst.parent.mkdir(parents=True, exist_ok=True)
                     write_bytes(os.fspath(dst), data)
                     entry = _entry(name, dst, data, "ok", time.perf_counter() - t0,
-                                   _within(data, codec, quality, bpp, basic_bpp))
+                                   request.within(data, codec.resolution))
                 except Exception as e:  # noqa: BLE001  one bad file must not stop a dataset run
                     entry = {"image": name, "stream": None, "status": "error",
                              "error": f"{type(e).__name__}: {e}".replace("\n", " ")[:500]}

@@ -9,7 +9,7 @@ import torch
 
 from ..anchors import AnchorError
 from ..bitstream import extract
-from ..codec import choose_quality, stream_sizes
+from ..rate import choose_quality, stream_sizes
 from ..errors import StylecodecError
 from ..layers import LAYER_NAMES
 from .settings import setting_name
@@ -56,7 +56,7 @@ def error_row(name, codec, setting, family, message) -> dict:
 def face_latents(codec, face: np.ndarray):
     """Latents of an already aligned R x R x 3 uint8 face (the codec's ``align`` is not run again)."""
     x = torch.from_numpy(np.ascontiguousarray(face, np.float32)).permute(2, 0, 1)[None] / 127.5 - 1.0
-    return codec.analyse(x.to(codec.device))
+    return codec.encode_latents(x.to(codec.device))
 
 
 def code_stylecodec(codec, face: np.ndarray, name: str, qualities, targets, pending: set,

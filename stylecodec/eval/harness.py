@@ -21,6 +21,7 @@ import numpy as np
 
 from ..files import write_atomic
 from ..errors import StylecodecError
+from ..images import ImageReadError, centre_square, load_image
 from .coding import code_anchor, code_stylecodec, error_row, head_landmarks, style_keys, targets_from_sweep
 from .common import list_images, read_json, select_shard, shard_tag, slug, write_json, write_png
 from .measure import Measurer, Reference, head_nme
@@ -61,8 +62,6 @@ class EvalConfig:
 
 def make_aligner(mode: str = "off"):
     """The codec's ``align`` hook for --align off (centre square) | auto | on (stylecodec.align.FaceAligner)."""
-    from ..codec import centre_square
-
     if mode == "off":
         return centre_square
     try:
@@ -130,8 +129,6 @@ def _derive_targets(ctx, idx: int, name: str, rows: list[dict], pending: set) ->
 
 def _measure_image(ctx, idx: int, name: str, pending: set) -> list[dict]:
     """Code and measure one image for its pending (codec, setting) pairs; return the rows."""
-    from ..codec import ImageReadError, load_image
-
     codec, cfg = ctx["codec"], ctx["cfg"]
     try:
         img = load_image(Path(cfg.images) / name)

@@ -75,7 +75,8 @@ class CodedFaces:
     def __init__(self, codec, n_layers: int, quality: int | None, bpp: float | None, basic_bpp: float | None = None,
                  memo: dict | None = None, align_cache: str | os.PathLike | None = None):
         self.codec, self.n_layers = codec, n_layers
-        self.quality, self.bpp, self.basic_bpp = codec.resolve_rate(quality, bpp, basic_bpp)
+        rate = codec.resolve_rate(quality, bpp, basic_bpp)
+        self.quality, self.bpp, self.basic_bpp = rate.quality, rate.bpp, rate.basic_bpp
         memo = {} if memo is None else memo               # shared by coders of one model and rate, any n_layers
         if "align_cache" not in memo:
             memo["align_cache"] = AlignmentCache(align_cache, codec.resolution)
@@ -203,7 +204,8 @@ def run_lfw(codec, out_dir: str | os.PathLike, pairs_csv: str | os.PathLike | No
     csv_path = Path(pairs_csv) if pairs_csv else default_pairs_csv()
     pairs = select_pairs(read_pairs(csv_path), n_pairs)
     r = codec.resolution
-    q, bpp, basic_bpp = codec.resolve_rate(quality, bpp, basic_bpp)
+    rate = codec.resolve_rate(quality, bpp, basic_bpp)
+    q, bpp, basic_bpp = rate.quality, rate.bpp, rate.basic_bpp
     config = {"pairs_csv": str(csv_path), "n_pairs": len(pairs), "fingerprint": f"0x{codec.fingerprint:04x}",
               "quality": q, "bpp_target": bpp, "align": ALIGN_NAME, "vvc_qp": vvc_qp, "protocol": PROTOCOL}
     if basic_bpp is not None:                  # only then, so that earlier lfw.json files are reused

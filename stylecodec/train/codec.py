@@ -408,7 +408,7 @@ class CodecTrainer:
         from ..codec import Codec
 
         codec = Codec(self.model)
-        ys = codec.analyse(x.to(self.dev))
+        ys = codec.encode_latents(x.to(self.dev))
         stats: dict[str, float] = {}
         for q, tag in ((self.Q - 1, "coder"), (0, "coder_q0")):
             info: list = []

@@ -112,7 +112,8 @@ def resolve_config(given: dict[str, Any], checkpoint_config: dict[str, Any] | No
 def encode_latents(model, root: Path, files: list[str], path: Path, batch: int, progress: bool = True) -> np.ndarray:
     """Basic latents y_0 [N, d_0] float32 of ``files`` (loaded as the codec trains on them), cached."""
     from ..analysis.teacher import chunked_npz
-    from ..data import load_rgb, to_tensor
+    from ..data import to_tensor
+    from ..images import load_rgb
 
     dev, res = model.gain.device, model.resolution
 
