@@ -28,20 +28,22 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import os
 from typing import Mapping, Sequence
 
 import numpy as np
 
 from .errors import StylecodecError
+from .layers import LAYER_NAMES
 
 __all__ = [
-    "BitstreamError", "StreamHeader", "pack", "unpack", "extract", "describe", "fingerprint",
-    "crc8", "MAGIC", "VERSION", "LAYER_NAMES", "MAX_LAYERS", "MAX_LAYER_BYTES", "HEADER_BYTES",
+    "BitstreamError", "StreamHeader", "pack", "unpack", "extract", "describe", "fingerprint", "basic_prefix",
+    "read_basic_prefix", "container_bytes", "crc8", "MAGIC", "VERSION", "MAX_LAYERS", "MAX_LAYER_BYTES",
+    "HEADER_BYTES",
 ]
 
 MAGIC = b"SFC"
 VERSION = 1
-LAYER_NAMES = ("basic", "middle", "enhanced")
 MAX_LAYERS = len(LAYER_NAMES)
 HEADER_BYTES = 7
 MAX_LAYER_BYTES = 65535          # hard cap per layer payload; a varint above it is rejected
@@ -240,6 +242,43 @@ def unpack(data: bytes, expected_fingerprint: int | None = None, *,
     ``allow_partial=True`` drops an incomplete last layer (above basic) instead of raising."""
     header, payloads, _ = _parse(data, expected_fingerprint, allow_partial)
     return header, payloads
+
+
+def container_bytes(payload_bytes: Sequence[int]) -> int:
+    """Bytes of the container around payloads of these sizes: the header plus, per layer, its
+    length varint and CRC (2 bytes while a payload is under 128 bytes)."""
+    return HEADER_BYTES + sum(len(_varint(n)) + 1 for n in payload_bytes)
+
+
+def _basic_end(data: bytes) -> int | None:
+    """End offset of the basic-layer record (header, length varint, CRC, payload) as the first
+    bytes declare it, or None when they do not tell (truncated or malformed: unpack says why)."""
+    try:
+        length, pos = _read_varint(data, HEADER_BYTES, 0)
+    except BitstreamError:
+        return None
+    return pos + 1 + length
+
+
+def basic_prefix(data: bytes) -> bytes:
+    """The header + basic-layer record of a stream: a valid basic-only stream (the declared layer
+    count stays as it is, which the container allows for a stream cut on a layer boundary)."""
+    data = bytes(data)
+    end = _basic_end(data)
+    return data if end is None else data[:end]
+
+
+def read_basic_prefix(path: str | os.PathLike) -> bytes:
+    """Read only the header and basic layer of a .sfc file (at most 7 + 3 + 1 + 65535 bytes)."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(HEADER_BYTES + MAX_VARINT_BYTES)
+            end = _basic_end(head)
+            if end is None or end <= len(head):
+                return head if end is None else head[:end]
+            return head + fh.read(end - len(head))
+    except OSError as e:
+        raise StylecodecError(f"cannot read {path}: {e.strerror or e}") from None
 
 
 def extract(data: bytes, n_layers: int) -> bytes:

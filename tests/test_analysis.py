@@ -10,9 +10,8 @@ import pytest
 import torch
 from PIL import Image
 
-from stylecodec.analysis.heads import (AnalysisHeads, HeadsError, basic_prefix, decoded_inputs, load_heads,
-                                       read_basic_prefix, save_heads_into)
-from stylecodec.bitstream import HEADER_BYTES, extract, unpack
+from stylecodec.analysis.heads import AnalysisHeads, HeadsError, decoded_inputs, load_heads, save_heads_into
+from stylecodec.bitstream import HEADER_BYTES, basic_prefix, extract, read_basic_prefix, unpack
 from stylecodec.cli import main
 from stylecodec.codec import Codec
 from stylecodec.model import StyleCodecModel, tiny_config

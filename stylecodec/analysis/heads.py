@@ -34,11 +34,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..bitstream import HEADER_BYTES, MAX_LAYER_BYTES, MAX_VARINT_BYTES, BitstreamError, unpack
+from ..bitstream import BitstreamError, basic_prefix, unpack
 from ..errors import StylecodecError
 
-__all__ = ["AnalysisHeads", "HeadsError", "INPUTS", "HEADS_FORMAT", "HEADS_VERSION", "basic_prefix",
-           "read_basic_prefix", "decoded_inputs", "heads_checkpoint", "save_heads_into", "heads_from_entry",
+__all__ = ["AnalysisHeads", "HeadsError", "INPUTS", "HEADS_FORMAT", "HEADS_VERSION", "decoded_inputs", "heads_checkpoint", "save_heads_into", "heads_from_entry",
            "load_heads", "heads_for", "analyze_stream", "landmarks_to_pixels", "pixels_to_landmarks"]
 
 HEADS_FORMAT, HEADS_VERSION = "stylecodec-heads", 1
@@ -143,41 +142,6 @@ def decoded_inputs(model, y_basic: torch.Tensor, quality, with_pred: bool = Fals
             lower.append(coder.predict(lower, l))
             out.append(lower[-1])
     return out
-
-
-# -------------------------------------------------------------------- reading only the basic layer
-def _basic_end(data: bytes) -> int | None:
-    """End offset of the basic-layer record (header, length varint, CRC, payload), or None when
-    the first bytes do not tell (truncated or malformed length: unpack reports it)."""
-    pos, length = HEADER_BYTES, 0
-    for k in range(MAX_VARINT_BYTES):
-        if pos + k >= len(data):
-            return None
-        length |= (data[pos + k] & 0x7F) << (7 * k)
-        if not data[pos + k] & 0x80:
-            return pos + k + 2 + length if length <= MAX_LAYER_BYTES else None   # varint + CRC + payload
-    return None
-
-
-def basic_prefix(data: bytes) -> bytes:
-    """The header + basic-layer record of a stream: a valid basic-only stream (the declared layer
-    count stays as it is, which the container allows for a stream cut on a layer boundary)."""
-    data = bytes(data)
-    end = _basic_end(data)
-    return data if end is None else data[:end]
-
-
-def read_basic_prefix(path: str | os.PathLike) -> bytes:
-    """Read only the header and basic layer of a .sfc file (at most 7 + 3 + 1 + 65535 bytes)."""
-    try:
-        with open(path, "rb") as fh:
-            head = fh.read(HEADER_BYTES + MAX_VARINT_BYTES)
-            end = _basic_end(head)
-            if end is None or end <= len(head):
-                return head if end is None else head[:end]
-            return head + fh.read(end - len(head))
-    except OSError as e:
-        raise StylecodecError(f"cannot read {path}: {e.strerror or e}") from None
 
 
 # -------------------------------------------------------------------- storage

@@ -5,9 +5,7 @@ from __future__ import annotations
 from ..errors import StylecodecError
 from ..files import write_atomic, write_bytes
 
-__all__ = ["read_stream", "write_atomic", "write_bytes", "LAYER_CHOICES"]
-
-LAYER_CHOICES = ("basic", "middle", "enhanced")
+__all__ = ["read_stream", "write_atomic", "write_bytes"]
 
 
 def read_stream(path: str) -> bytes:

@@ -19,7 +19,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..analysis.heads import read_basic_prefix
+    from ..bitstream import read_basic_prefix
     from ..bitstream import unpack
     from ..codec import Codec
 

@@ -4,14 +4,14 @@ from __future__ import annotations
 import argparse
 import os
 
-from ._files import LAYER_CHOICES
+from ..layers import LAYER_NAMES
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("input", metavar="IN.sfc", help="stylecodec stream")
     parser.add_argument("-o", "--output", metavar="OUT.png", required=True,
                         help="image to write (format from the extension: .png, .jpg, .webp, ...)")
-    parser.add_argument("--layers", choices=LAYER_CHOICES, default="enhanced",
+    parser.add_argument("--layers", choices=LAYER_NAMES, default="enhanced",
                         help="decode at most these layers; missing ones are predicted (default: enhanced)")
     parser.add_argument("--model", default="default", metavar="NAME|PATH", help="model name or checkpoint (default: default)")
     parser.add_argument("--device", default="cpu", help="device for the networks (default: cpu)")
@@ -33,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
     codec = Codec.from_pretrained(args.model, device=args.device)
     img = codec.decompress(data, layers=args.layers)
     write_atomic(args.output, lambda tmp: img.save(tmp, format=fmt))
-    used = LAYER_CHOICES[min(LAYER_CHOICES.index(args.layers) + 1, len(payloads)) - 1]
+    used = LAYER_NAMES[min(LAYER_NAMES.index(args.layers) + 1, len(payloads)) - 1]
     print(f"{args.input} -> {args.output}: {img.size[0]}x{img.size[1]} from layers up to {used} "
           f"({len(payloads)} of {header.n_layers} present), quality {header.quality}")
     return 0

@@ -3,13 +3,13 @@ from __future__ import annotations
 
 import argparse
 
-from ._files import LAYER_CHOICES
+from ..layers import LAYER_NAMES
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("input", metavar="IN.sfc", help="stylecodec stream")
     parser.add_argument("-o", "--output", metavar="OUT.sfc", required=True, help="stream to write")
-    parser.add_argument("--layers", choices=LAYER_CHOICES, required=True, help="keep the layers up to this one")
+    parser.add_argument("--layers", choices=LAYER_NAMES, required=True, help="keep the layers up to this one")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -17,7 +17,7 @@ def run(args: argparse.Namespace) -> int:
     from ._files import read_stream, write_bytes
 
     data = read_stream(args.input)
-    out = extract(data, LAYER_CHOICES.index(args.layers) + 1)
+    out = extract(data, LAYER_NAMES.index(args.layers) + 1)
     write_bytes(args.output, out)
     print(f"{args.input} -> {args.output}: layers up to {args.layers}, {len(data)} -> {len(out)} bytes")
     return 0

@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from ..eval.lfw import ALIGN_NAME, CodedFaces, pixel_embedder, select_pairs
-from ._files import LAYER_CHOICES
+from ..layers import LAYER_NAMES
 from ._rate import add_rate_arguments, rate_kwargs
 
 JUDGES = ("sface", "facenet", "head")
@@ -62,9 +62,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _layer_list(text: str) -> list[str]:
     names = [t.strip() for t in text.split(",") if t.strip()]
-    bad = [n for n in names if n not in LAYER_CHOICES]
+    bad = [n for n in names if n not in LAYER_NAMES]
     if not names or bad or len(set(names)) != len(names):
-        raise argparse.ArgumentTypeError(f"expected one or more of {', '.join(LAYER_CHOICES)} (comma-separated, "
+        raise argparse.ArgumentTypeError(f"expected one or more of {', '.join(LAYER_NAMES)} (comma-separated, "
                                          f"no repeats), got {text!r}")
     return names
 
@@ -93,7 +93,7 @@ def verify_lfw(codec, layers: str, judge: str = "sface", both: bool = False, lim
     rate = codec.resolve_rate(quality, bpp, basic_bpp)                      # nothing given: the model's budget
     quality, bpp, basic_bpp = rate.quality, rate.bpp, rate.basic_bpp
     align_cache = None if cache_dir is None else cache_root() / "align"     # shared with eval's LFW entries
-    coder = CodedFaces(codec, LAYER_CHOICES.index(layers) + 1, quality, bpp, basic_bpp, memo, align_cache)
+    coder = CodedFaces(codec, LAYER_NAMES.index(layers) + 1, quality, bpp, basic_bpp, memo, align_cache)
     try:
         if judge == "head":
             res = lfw_verification(lambda imgs: np.stack([codec.analyze(coder.stream(im))["identity"] for im in imgs]),

@@ -45,8 +45,9 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from ..bitstream import LAYER_NAMES, BitstreamError
+from ..bitstream import BitstreamError
 from ..errors import StylecodecError
+from ..layers import LAYER_NAMES
 
 __all__ = [
     "StreamEncoder", "StreamDecoder", "tables", "snap_means", "scale_indexes",

@@ -15,7 +15,7 @@ from typing import Mapping, Sequence, Union
 import torch
 from torch import nn
 
-from stylecodec.layers import LAYER_NAMES, LayerSplit
+from ..layers import LAYER_NAMES, LayerSplit
 
 __all__ = ["PerIndexLinear", "LayerAnalysis", "LayerSynthesis", "LayerTransforms", "DEFAULT_LATENT_DIMS"]
 

@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..bitstream import container_bytes
 from ..errors import StylecodecError
 from ..layers import LAYER_NAMES
 from ..model import StyleCodecModel
@@ -38,8 +39,8 @@ __all__ = ["LossWeights", "CodecObjective", "RateController", "StandInIdentity",
 
 IDENTITY_NETS = ("facenet", "standin", "auto", "none")
 PERCEPTUAL_NETS = ("alex", "vgg", "none")
-CONTAINER_BYTES = 7 + 2 * len(LAYER_NAMES)      # bitstream header + (length, CRC) per layer under 128 B
-BASIC_CONTAINER_BYTES = 7 + 2                    # the same for the basic layer extracted alone
+CONTAINER_BYTES = container_bytes([0] * len(LAYER_NAMES))   # header + (length, CRC) per layer, payloads < 128 B
+BASIC_CONTAINER_BYTES = container_bytes([0])                  # the same for the basic layer extracted alone
 # name -> factory(model, identity) -> head module; head(out, x, e_x) -> {name: scalar loss}: D_machine terms.
 MACHINE_HEADS: dict[str, Callable] = {"analysis": analysis_term}
 
