@@ -66,9 +66,9 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
-    from stylecodec.analysis.facenet import load_facenet, preprocess
+    from stylecodec.assets.facenet import load_facenet, preprocess
     from stylecodec.analysis.heads import AnalysisHeads, HeadsError, heads_for
-    from stylecodec.analysis.landmarks import dlib_landmarks68
+    from stylecodec.assets.landmarks import dlib_landmarks68
     from stylecodec.codec import Codec
 
     with tempfile.TemporaryDirectory() as tmp:

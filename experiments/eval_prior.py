@@ -23,7 +23,7 @@ import torch
 from PIL import Image, ImageFilter
 from tqdm import tqdm
 
-from stylecodec.analysis.sface import SFaceJudge
+from stylecodec.assets.sface import SFaceJudge
 from stylecodec.data import default_data_root, list_images, load_rgb, split_files
 from stylecodec.gan import load_checkpoint
 from stylecodec.metrics.frechet import frechet_distance

@@ -76,7 +76,7 @@ def _rgb_array(image) -> np.ndarray:
 
 
 def _dlib_five(img: np.ndarray):
-    from .analysis.landmarks import dlib_landmarks68
+    from .assets.landmarks import dlib_landmarks68
 
     pts, found = dlib_landmarks68(img)
     if not found:
@@ -99,7 +99,7 @@ def detect_faces(image, detector: str = "auto", min_prob: float = MIN_FACE_PROB)
     padded = np.pad(img, ((pad, pad), (pad, pad), (0, 0)))
     faces: list[tuple] = []
     if detector in ("auto", "mtcnn"):
-        from .analysis.landmarks import mtcnn_detect
+        from .assets.landmarks import mtcnn_detect
 
         boxes, probs, points = mtcnn_detect(padded)
         faces = [(b, float(p), pts, "mtcnn") for b, p, pts in zip(boxes, probs, points) if p >= min_prob]

@@ -23,7 +23,7 @@ def _noise(h: int, w: int, seed: int = 0) -> np.ndarray:
 
 
 def _need(what: str, *fetches) -> None:
-    from stylecodec.analysis.assets import AssetError
+    from stylecodec.assets.fetch import AssetError
 
     for fetch in fetches:
         try:
@@ -35,7 +35,7 @@ def _need(what: str, *fetches) -> None:
 @pytest.fixture(scope="module")
 def detectors() -> None:
     """MTCNN and dlib (alignment)."""
-    from stylecodec.analysis.landmarks import fetch_dlib, fetch_mtcnn
+    from stylecodec.assets.landmarks import fetch_dlib, fetch_mtcnn
 
     _need("MTCNN / dlib weights", fetch_mtcnn, fetch_dlib)
 
@@ -43,8 +43,8 @@ def detectors() -> None:
 @pytest.fixture(scope="module")
 def teachers() -> None:
     """dlib 68 and facenet (teacher labels)."""
-    from stylecodec.analysis import facenet
-    from stylecodec.analysis.landmarks import fetch_dlib
+    from stylecodec.assets import facenet
+    from stylecodec.assets.landmarks import fetch_dlib
 
     _need("dlib 68 / facenet weights", fetch_dlib, facenet.fetch)
 

@@ -5,7 +5,7 @@ import zipfile
 
 import pytest
 
-from stylecodec.analysis import assets
+from stylecodec.assets import fetch as assets
 
 
 @pytest.fixture()

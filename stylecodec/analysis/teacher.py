@@ -100,7 +100,7 @@ def chunked_npz(path: str | os.PathLike, n: int, compute: Callable[[int, int], d
 
 def _dlib_one(img: np.ndarray) -> tuple[np.ndarray, bool]:
     """dlib 68 points of one face: detector without upsampling, then with one pass if none is found."""
-    from .landmarks import dlib_landmarks68
+    from ..assets.landmarks import dlib_landmarks68
 
     pts, ok = dlib_landmarks68(img, upsample=0)
     return (pts, ok) if ok else dlib_landmarks68(img, upsample=1)
@@ -111,7 +111,7 @@ def label_images(images: np.ndarray, device: str = "cpu", workers: int = 1) -> d
     ``workers`` > 1 runs dlib (single-threaded) in that many processes."""
     import torch
 
-    from .facenet import preprocess
+    from ..assets.facenet import preprocess
 
     r = images.shape[1]
     if workers > 1:
@@ -135,7 +135,7 @@ _NETS: dict = {}
 
 
 def _facenet(device: str):
-    from .facenet import load_facenet
+    from ..assets.facenet import load_facenet
 
     if device not in _NETS:
         _NETS[device] = load_facenet(device)

@@ -10,17 +10,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..analysis import assets
+    from ..assets.fetch import ASSETS, cache_dir, fetch_all
 
     if args.action == "list":
-        print(f"cache: {assets.cache_dir()}")
-        for name, target in assets.ASSETS.items():
+        print(f"cache: {cache_dir()}")
+        for name, target in ASSETS.items():
             print(f"  {name:<15} {target}")
         return 0
     import time
 
-    for name in args.names or list(assets.ASSETS):
+    for name in args.names or list(ASSETS):
         t0 = time.perf_counter()
-        paths = assets.fetch_all([name])[name]
+        paths = fetch_all([name])[name]
         print(f"  {name:<15} ok ({time.perf_counter() - t0:.1f} s)  " + ", ".join(str(p) for p in paths))
     return 0

@@ -35,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from .. import __version__
-    from ..analysis import assets
+    from ..assets.fetch import cache_dir
 
     print(f"stylecodec {__version__}")
     for name, dist in _PACKAGES:
@@ -50,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
         print("ffmpeg encoders: " + ", ".join(f"{k}={'yes' if v else 'no'}" for k, v in ffmpeg_encoders().items()))
     except Exception as e:
         print(f"ffmpeg encoders: unavailable ({e})")
-    cache = assets.cache_dir()
+    cache = cache_dir()
     cached = sorted(p.name for p in cache.glob("*") if p.is_file())
     print(f"asset cache: {cache} ({', '.join(cached) or 'empty'})")
     shared = args.shared or shared_dir()

@@ -46,7 +46,7 @@ class Measurer:
         try:
             values = fn()
         except Exception as e:  # noqa: BLE001  missing weights / packages switch one metric off
-            from ..analysis.assets import AssetError
+            from ..assets.fetch import AssetError
             if not isinstance(e, (AssetError, ImportError, FileNotFoundError, OSError)):
                 raise
             self.unavailable[group] = f"{type(e).__name__}: {e}".splitlines()[0]
@@ -115,7 +115,7 @@ def _identity(ref: Reference, dec: np.ndarray, judge: str, keep: dict) -> list[f
 
 
 def _nme(ref: Reference, dec: np.ndarray) -> list[dict]:
-    from ..analysis.landmarks import dlib_landmarks68
+    from ..assets.landmarks import dlib_landmarks68
     from ..metrics.nme import nme_per_image
 
     ref_pts, ref_found = _ref_landmarks(ref)
@@ -136,7 +136,7 @@ def head_nme(landmarks, ref: Reference) -> float:
 
 
 def _ref_landmarks(ref: Reference):
-    from ..analysis.landmarks import dlib_landmarks68
+    from ..assets.landmarks import dlib_landmarks68
 
     if "lm_dlib" not in ref.cache:
         ref.cache["lm_dlib"] = dlib_landmarks68(ref.arr)

@@ -12,7 +12,7 @@ import importlib
 
 _EXPORTS = {
     "psnr": "image", "ms_ssim": "image", "ms_ssim_scales": "image",
-    "lpips_distance": "lpips", "lpips_uint8": "lpips", "load_lpips": "lpips",
+    "lpips_distance": "lpips", "lpips_uint8": "lpips",
     "bd_rate": "bd", "bd_metric": "bd",
     "frechet_distance": "frechet", "FrechetDistance": "frechet",
     "nme_per_image": "nme", "mean_nme": "nme",

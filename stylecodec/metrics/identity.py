@@ -18,14 +18,14 @@ JUDGES = ("facenet", "sface")
 
 @functools.cache
 def _facenet():
-    from ..analysis.facenet import load_facenet
+    from ..assets.facenet import load_facenet
 
     return load_facenet("cpu")
 
 
 @functools.cache
 def _sface():
-    from ..analysis.sface import SFaceJudge
+    from ..assets.sface import SFaceJudge
 
     return SFaceJudge()
 
@@ -44,7 +44,7 @@ def embed(images, judge: str = "facenet", batch_size: int = 32) -> np.ndarray:
     if judge == "facenet":
         import torch
 
-        from ..analysis.facenet import preprocess
+        from ..assets.facenet import preprocess
 
         model, out = _facenet(), []
         with torch.no_grad():

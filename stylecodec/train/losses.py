@@ -92,14 +92,14 @@ class IdentityNet(nn.Module):
         self.net, self.size = net.eval().requires_grad_(False), int(size)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        from ..analysis.facenet import preprocess
+        from ..assets.facenet import preprocess
 
         return F.normalize(self.net(preprocess(x, size=self.size)).float(), dim=1)
 
 
 def _facenet_cached() -> bool:
-    from ..analysis.assets import cache_dir
-    from ..analysis.facenet import _FILE
+    from ..assets.fetch import cache_dir
+    from ..assets.facenet import _FILE
 
     return (cache_dir() / _FILE).is_file()
 
@@ -117,7 +117,7 @@ def build_identity(kind: str, device, size: int = 160, log=print) -> nn.Module |
             log("[codec] FaceNet weights are not cached: the identity terms use a random stand-in network")
     if kind == "standin":
         return StandInIdentity().to(device)
-    from ..analysis.facenet import load_facenet
+    from ..assets.facenet import load_facenet
 
     return IdentityNet(load_facenet("cpu"), size).to(device)
 

@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from ..analysis.assets import sha256_file
+from ..assets.fetch import sha256_file
 from ..errors import StylecodecError
 from ..files import atomic_torch_save
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .assets import AssetError, package_dir, sha256_file
+from .fetch import AssetError, package_dir, sha256_file
 
 __all__ = ["SFaceJudge", "fetch", "MODELS"]
 

@@ -141,11 +141,11 @@ def cached_file(name: str, sha256: str | None, make: Callable[[Path], None]) -> 
 # sure the converted weights are in the cache and returns their paths. `stylecodec assets`
 # lists and fetches these; each network also calls its own function lazily on first use.
 ASSETS: dict[str, str] = {
-    "facenet-casia": "stylecodec.analysis.facenet:fetch",
-    "sface": "stylecodec.analysis.sface:fetch",
-    "lpips": "stylecodec.metrics.lpips:fetch",
-    "dlib-68": "stylecodec.analysis.landmarks:fetch_dlib",
-    "mtcnn": "stylecodec.analysis.landmarks:fetch_mtcnn",
+    "facenet-casia": "stylecodec.assets.facenet:fetch",
+    "sface": "stylecodec.assets.sface:fetch",
+    "lpips": "stylecodec.assets.lpips:fetch",
+    "dlib-68": "stylecodec.assets.landmarks:fetch_dlib",
+    "mtcnn": "stylecodec.assets.landmarks:fetch_mtcnn",
 }
 
 

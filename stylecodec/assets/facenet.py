@@ -26,7 +26,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .assets import AssetError, cached_file, package_dir
+from .fetch import AssetError, cached_file, package_dir
 
 __all__ = ["fetch", "load_facenet", "preprocess", "convert", "read_graph_consts", "opencv_net",
            "FACENET_SHA256"]

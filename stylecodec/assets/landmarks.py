@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .assets import AssetError, sha256_file
+from .fetch import AssetError, sha256_file
 
 __all__ = ["dlib_landmarks68", "mtcnn_detect", "fetch_dlib", "fetch_mtcnn"]
 
