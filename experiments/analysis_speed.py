@@ -28,9 +28,9 @@ import torch
 
 
 def _tiny_model(folder: Path) -> Path:
-    from stylecodec.analysis.heads import AnalysisHeads, save_heads_into
+    from stylecodec.analysis.heads import AnalysisHeads
     from stylecodec.model import StyleCodecModel, tiny_config
-    from stylecodec.zoo import save_model
+    from stylecodec.zoo import save_heads_into, save_model
 
     torch.manual_seed(0)
     path = folder / "tiny.pt"
@@ -66,8 +66,8 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
+    from stylecodec.analysis.heads import AnalysisHeads, HeadsError
     from stylecodec.assets.facenet import load_facenet, preprocess
-    from stylecodec.analysis.heads import AnalysisHeads, HeadsError, heads_for
     from stylecodec.assets.landmarks import dlib_landmarks68
     from stylecodec.codec import Codec
 
@@ -76,7 +76,7 @@ def main() -> None:
         codec = Codec.from_pretrained(model, device=args.device)
         heads_note = "trained"
         try:
-            heads_for(codec)
+            codec.analysis_heads()
         except HeadsError:
             codec.heads, heads_note = AnalysisHeads(codec.model.latent_dims[0]), "random (model has none)"
         images, source = _images(args.images, codec.resolution)

@@ -95,7 +95,7 @@ def _heads_inputs(model, y_basic, q, with_pred):
     try:
         from stylecodec.analysis.heads import decoded_inputs
     except ImportError:
-        from stylecodec.analysis.features import decoded_inputs
+        from stylecodec.train.heads import decoded_inputs
     return decoded_inputs(model, y_basic, q, with_pred)
 
 

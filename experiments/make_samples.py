@@ -28,9 +28,9 @@ def main() -> int:
     args = ap.parse_args()
 
     from stylecodec.eval.samples import generate_samples
-    from stylecodec.zoo import load_model
+    from stylecodec.zoo import load
 
-    paths = generate_samples(load_model(args.model), args.out, n=args.n, seed=args.seed, psi=args.psi)
+    paths = generate_samples(load(args.model).model, args.out, n=args.n, seed=args.seed, psi=args.psi)
     for p in paths:
         print(f"{p} ({os.path.getsize(p)} bytes)")
     return 0

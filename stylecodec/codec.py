@@ -30,13 +30,15 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .bitstream import BitstreamError, StreamHeader, fingerprint, pack, unpack
+from .analysis.heads import AnalysisHeads, HeadsError, landmarks_to_pixels
+from .bitstream import BitstreamError, StreamHeader, basic_prefix, fingerprint, pack, unpack
 from .entropy.coder import GroupCoder
 from .errors import StylecodecError
 from .images import centre_square, load_image
 from .layers import parse_layers
-from .model import GAIN_MIN
+from .model import GAIN_MIN, StyleCodecModel
 from .rate import RateRequest, budget_text, choose_quality, resolve, stream_sizes
+from .zoo import LoadedModel, load
 
 __all__ = ["Codec"]
 
@@ -44,17 +46,22 @@ Align = Callable[[Image.Image, int], Image.Image]
 
 
 class Codec:
-    """Compress / decompress faces with one :class:`~stylecodec.model.StyleCodecModel` (CPU or GPU
-    for the networks; the entropy model always runs in float64 on CPU)."""
+    """Compress / decompress / analyze faces with one :class:`~stylecodec.model.StyleCodecModel` (CPU or
+    GPU for the networks; the entropy model always runs in float64 on CPU)."""
 
-    def __init__(self, model, align: Align | None = None):
+    def __init__(self,
+        model: StyleCodecModel | LoadedModel,   # the networks, or a model as loaded by stylecodec.zoo.load
+        align: Align | None = None,             # image, R -> R x R face (default: centre_square)
+        heads: AnalysisHeads | None = None,     # analysis heads for analyze (default: those stored with a loaded model)
+    ):
+        self.loaded = model if isinstance(model, LoadedModel) else None   # the checkpoint record, when loaded
+        model = self.loaded.model if self.loaded is not None else model
         self.model = model.eval()
         self.align = align or centre_square
+        self.heads = heads
         if not 4 <= model.num_qualities <= 32:
             raise StylecodecError(f"the header codes quality in 5 bits; model has {model.num_qualities} qualities")
-        self.fingerprint = getattr(model, "fingerprint", None)
-        if not isinstance(self.fingerprint, int):
-            self.fingerprint = fingerprint(model.state_dict())
+        self.fingerprint = self.loaded.fingerprint if self.loaded is not None else fingerprint(model.state_dict())
         self._coder = GroupCoder(copy.deepcopy(model.lset).to("cpu", torch.float64).eval())  # the exact path
         self._gain = model.gain.detach().to("cpu", torch.float64).abs().clamp_min(GAIN_MIN)
         self._inv_gain = model.inv_gain.detach().float().abs().clamp_min(GAIN_MIN)
@@ -62,8 +69,7 @@ class Codec:
     @classmethod
     def from_pretrained(cls, name_or_path: str | os.PathLike = "default", device: str = "cpu",
                         align: Align | None = None) -> "Codec":
-        from .zoo import load_model
-        return cls(load_model(name_or_path, device), align)
+        return cls(load(name_or_path, device), align)
 
     @property
     def resolution(self) -> int:
@@ -189,12 +195,35 @@ class Codec:
         predicted = [c.float() for c in decoded["context"][k:]]
         return self._synthesis_inputs(decoded["y_hat"], header.quality) + predicted, k
 
+    @torch.no_grad()
     def analyze(self, data: bytes) -> dict:
-        """Machine analysis from the header + basic layer only (no pixels): {"landmarks": (68, 2)
-        pixels of the R x R face, "identity": (512,) unit vector, "layers_used": "basic",
-        "bytes_read": n}. See :func:`stylecodec.analysis.heads.analyze_stream`."""
-        from .analysis.heads import analyze_stream
-        return analyze_stream(self, data)
+        """Machine analysis from the header + basic layer of ``data`` only (a full or basic-only
+        stream; bytes past the basic layer are never looked at; no pixels are made).
+
+        Returns {"landmarks": float32 (68, 2) (x, y) pixels of the R x R aligned face, "identity":
+        float32 (512,) unit vector, "layers_used": "basic", "bytes_read": n}. Raises
+        :class:`BitstreamError` for damaged / foreign streams and
+        :class:`~stylecodec.analysis.heads.HeadsError` when the model has no heads."""
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise BitstreamError(f"a bitstream is bytes, got {type(data).__name__}")
+        prefix = basic_prefix(data)
+        unpack(prefix, expected_fingerprint=self.fingerprint)       # container errors before the heads load
+        heads = self.analysis_heads()
+        y_hat, _ = self.decode_y(prefix, "basic")
+        out = heads(heads.features(y_hat))
+        lm = landmarks_to_pixels(out["landmarks"][0].float().cpu().numpy(), self.resolution)
+        return {"landmarks": lm.astype(np.float32), "identity": out["identity"][0].float().cpu().numpy(),
+                "layers_used": "basic", "bytes_read": len(prefix)}
+
+    def analysis_heads(self) -> AnalysisHeads:
+        """:attr:`heads`, else (kept there) the heads stored with the loaded model, on this codec's
+        device. Raises HeadsError when there are none."""
+        if self.heads is None:
+            if self.loaded is None:
+                raise HeadsError("this codec's model was not loaded from a checkpoint and has no analysis heads; "
+                                 "pass Codec(model, heads=AnalysisHeads(...))")
+            self.heads = self.loaded.heads()
+        return self.heads.to(self.device).eval()
 
     @torch.no_grad()
     def decode_latents(self, data: bytes, layers: str | int = "enhanced") -> torch.Tensor:

@@ -22,30 +22,43 @@ Loading upcasts to float32, so the loaded model's fingerprint equals the stored 
 mismatch means a damaged file. Streams are made by models as loaded: a model still in
 training memory has another fingerprint if its checkpoint stores float16.
 
-Heads survive a load/save round trip: :func:`load_model` keeps the entry on the model
-(``model.heads_entry``) and :func:`save_model` writes it back when the saved weights still have
-the fingerprint the heads were trained for; when they do not, the heads would read another
-codec's ŷ_basic, so they are dropped with a warning (retrain them with ``stylecodec train heads``).
+Analysis heads (:class:`~stylecodec.analysis.heads.AnalysisHeads`) live in the checkpoint under
+the top-level ``"heads"`` entry, next to (never inside) the fingerprinted ``state_dict``, so adding
+them keeps the codec's fingerprint and its streams valid::
+
+    ck["heads"] = {"format": "stylecodec-heads", "version": 1, "config": {...},
+                   "state_dict": {...}, "codec_fingerprint": u16, "meta": {...}}
+
+``codec_fingerprint`` names the codec whose ŷ_basic the heads were trained on; heads for another
+codec are refused. :func:`load` returns a :class:`LoadedModel` record (the networks, fingerprint,
+training record, source file and the heads entry); :func:`save_model` writes a heads entry only
+when the saved weights still have the fingerprint it was trained for (otherwise the heads would
+read another codec's ŷ_basic: dropped with a warning; retrain them with ``stylecodec train heads``).
 """
 from __future__ import annotations
 
+import json
 import os
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
 import torch
 
+from .analysis.heads import AnalysisHeads, HeadsError
 from .bitstream import fingerprint
 from .errors import StylecodecError
 from .files import atomic_torch_save
 from .model import StyleCodecModel, make_config
 from .paths import cache_root
 
-__all__ = ["REGISTRY", "FORMAT", "VERSION", "ModelError", "ModelNotFoundError", "model_path", "save_model",
-           "load_model", "read_checkpoint", "search_dirs", "atomic_torch_save"]
+__all__ = ["REGISTRY", "FORMAT", "VERSION", "HEADS_FORMAT", "HEADS_VERSION", "ModelError", "ModelNotFoundError",
+           "LoadedModel", "model_path", "save_model", "load", "read_checkpoint", "search_dirs", "heads_checkpoint",
+           "heads_from_entry", "load_heads", "save_heads_into"]
 
 FORMAT, VERSION = "stylecodec-model", 1
+HEADS_FORMAT, HEADS_VERSION = "stylecodec-heads", 1
 REGISTRY: dict[str, str] = {"default": "default.pt"}
 _FP16_PREFIXES = ("G.", "E.")
 _FP16_MAX = 65504.0
@@ -117,24 +130,20 @@ def _stored_state(model: StyleCodecModel, storage: str) -> dict[str, torch.Tenso
 
 
 def save_model(model: StyleCodecModel, path: str | os.PathLike, meta: Mapping | None = None,
-               storage: str = "fp32", heads: Mapping | torch.nn.Module | None = None) -> int:
+               storage: str = "fp32", heads: Mapping | AnalysisHeads | None = None) -> int:
     """Write ``model`` atomically (tmp + rename); returns its fingerprint as loaded.
     ``storage="fp16"`` halves G and E (≈ half the file); the rest stays float32.
-    ``heads``: an :class:`~stylecodec.analysis.heads.AnalysisHeads` trained on these weights (tagged
-    with their fingerprint here; its ``.meta`` goes along), or a ``ck["heads"]`` entry, kept only if
-    its ``codec_fingerprint`` equals the saved fingerprint. Default: ``model.heads_entry`` (the heads
-    the model was loaded with), under the same rule."""
+    ``heads``: :class:`AnalysisHeads` trained on these weights (tagged with their fingerprint here;
+    its ``.meta`` goes along), or a ``ck["heads"]`` entry (e.g. :attr:`LoadedModel.heads_entry`),
+    kept only if its ``codec_fingerprint`` equals the saved fingerprint."""
     if storage not in ("fp32", "fp16"):
         raise ValueError(f'storage must be "fp32" or "fp16", got {storage!r}')
     sd = _stored_state(model, storage)
     fp = fingerprint(sd)
     ck = {"format": FORMAT, "version": VERSION, "config": _plain(model.config, "config"), "state_dict": sd,
           "fingerprint": fp, "meta": _plain(dict(meta or {}))}
-    heads = heads if heads is not None else getattr(model, "heads_entry", None)
-    if isinstance(heads, torch.nn.Module):
-        from .analysis.heads import heads_checkpoint
-
-        heads = heads_checkpoint(heads, fp, getattr(heads, "meta", None))
+    if isinstance(heads, AnalysisHeads):
+        heads = heads_checkpoint(heads, fp, heads.meta)
     if heads is not None:
         theirs = heads.get("codec_fingerprint") if isinstance(heads, Mapping) else None
         if theirs == fp:
@@ -166,9 +175,26 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
     return ck
 
 
-def load_model(name_or_path: str | os.PathLike = "default", device: str | torch.device = "cpu") -> StyleCodecModel:
-    """Build and load a model (eval mode) from a registry name or a checkpoint path.
-    The result carries ``.meta`` (training record), ``.fingerprint`` and ``.source`` (path)."""
+@dataclass
+class LoadedModel:
+    """A codec model as read from its checkpoint by :func:`load`."""
+
+    model: StyleCodecModel          # the networks, eval mode, on the device asked for
+    fingerprint: int                # bitstream.fingerprint of the weights as loaded (u16)
+    meta: dict                      # the training record (plain values)
+    source: Path                    # the checkpoint file
+    heads_entry: dict | None        # ck["heads"] as stored (analysis heads and the codec they belong to), or None
+
+    def heads(self) -> AnalysisHeads:
+        """The analysis heads stored with the model (eval mode, CPU); raises :class:`HeadsError` when
+        there are none or they were trained for another codec."""
+        if self.heads_entry is None:
+            raise HeadsError(_no_heads(self.source))
+        return heads_from_entry(self.heads_entry, str(self.source), self.fingerprint)
+
+
+def load(name_or_path: str | os.PathLike = "default", device: str | torch.device = "cpu") -> LoadedModel:
+    """Build and load a model (eval mode) from a registry name or a checkpoint path."""
     path = model_path(name_or_path)
     ck = read_checkpoint(path)
     try:
@@ -182,6 +208,61 @@ def load_model(name_or_path: str | os.PathLike = "default", device: str | torch.
     fp = fingerprint(model.state_dict())
     if fp != ck["fingerprint"]:
         raise ModelError(f"{path}: damaged weights (fingerprint 0x{fp:04x}, recorded 0x{ck['fingerprint']:04x})")
-    model.meta, model.fingerprint, model.source = ck["meta"], fp, str(path)
-    model.heads_entry = ck.get("heads")
-    return model.to(device).eval()
+    return LoadedModel(model.to(device).eval(), fp, ck["meta"], Path(path), ck.get("heads"))
+
+
+# ---------------------------------------------------------------- analysis heads in a checkpoint
+def _no_heads(path) -> str:
+    return (f"model {path} has no analysis heads; train them with "
+            f"`stylecodec train heads --model {path} --out RUN_DIR` and use RUN_DIR/model.pt")
+
+
+def heads_checkpoint(heads: AnalysisHeads, codec_fingerprint: int, meta: Mapping | None = None) -> dict:
+    """The ``ck["heads"]`` entry for ``heads`` trained on the codec with ``codec_fingerprint``."""
+    sd = {k: v.detach().to("cpu", torch.float32).contiguous().clone() for k, v in heads.state_dict().items()}
+    try:
+        plain_meta = json.loads(json.dumps(dict(meta or {})))
+    except (TypeError, ValueError) as e:
+        raise TypeError(f"heads meta must be plain JSON-able values: {e}") from None
+    return {"format": HEADS_FORMAT, "version": HEADS_VERSION, "config": dict(heads.config), "state_dict": sd,
+            "codec_fingerprint": int(codec_fingerprint), "meta": plain_meta}
+
+
+def heads_from_entry(entry: Mapping, where: str, expected_fingerprint: int | None = None) -> AnalysisHeads:
+    """Build heads (eval mode) from a ``ck["heads"]`` entry; raises :class:`HeadsError`."""
+    if not isinstance(entry, Mapping) or entry.get("format") != HEADS_FORMAT:
+        raise HeadsError(f"{where}: the 'heads' entry is not a stylecodec heads record")
+    if entry.get("version") != HEADS_VERSION:
+        raise HeadsError(f"{where}: heads version {entry.get('version')!r} is not supported (this reads "
+                         f"{HEADS_VERSION})")
+    fp = entry.get("codec_fingerprint")
+    if expected_fingerprint is not None and fp != int(expected_fingerprint):
+        raise HeadsError(f"{where}: the analysis heads were trained for codec 0x{int(fp or 0):04x}, this codec is "
+                         f"0x{int(expected_fingerprint):04x}; retrain them with `stylecodec train heads`")
+    try:
+        heads = AnalysisHeads(**entry["config"])
+        heads.load_state_dict(entry["state_dict"], strict=True)
+    except Exception as e:  # noqa: BLE001
+        raise HeadsError(f"{where}: damaged analysis heads ({type(e).__name__}: {str(e).splitlines()[0]})") from None
+    heads.meta = dict(entry.get("meta", {}))
+    return heads.eval()
+
+
+def load_heads(name_or_path: str | os.PathLike, expected_fingerprint: int | None = None) -> AnalysisHeads:
+    """The analysis heads stored in a model checkpoint (registry name or path)."""
+    path = model_path(name_or_path)
+    ck = read_checkpoint(path)
+    if "heads" not in ck:
+        raise HeadsError(_no_heads(path))
+    return heads_from_entry(ck["heads"], str(path), expected_fingerprint)
+
+
+def save_heads_into(checkpoint: str | os.PathLike, heads: AnalysisHeads, out_path: str | os.PathLike | None = None,
+                    meta: Mapping | None = None) -> int:
+    """Write the model checkpoint file ``checkpoint`` with ``heads`` added (replacing any) to ``out_path``
+    (default: in place), atomically. The codec weights and fingerprint are copied unchanged; the
+    heads are tagged with that fingerprint. Returns it."""
+    ck = read_checkpoint(checkpoint)
+    ck["heads"] = heads_checkpoint(heads, ck["fingerprint"], meta)
+    atomic_torch_save(ck, out_path if out_path is not None else checkpoint)
+    return ck["fingerprint"]

@@ -10,12 +10,13 @@ import pytest
 import torch
 from PIL import Image
 
-from stylecodec.analysis.heads import AnalysisHeads, HeadsError, decoded_inputs, load_heads, save_heads_into
+from stylecodec.analysis.heads import AnalysisHeads, HeadsError
 from stylecodec.bitstream import HEADER_BYTES, basic_prefix, extract, read_basic_prefix, unpack
 from stylecodec.cli import main
 from stylecodec.codec import Codec
 from stylecodec.model import StyleCodecModel, tiny_config
-from stylecodec.zoo import load_model, read_checkpoint, save_model
+from stylecodec.train.heads import decoded_inputs
+from stylecodec.zoo import load, load_heads, read_checkpoint, save_heads_into, save_model
 
 
 def _noise(h: int, w: int, seed: int = 0) -> np.ndarray:
@@ -86,7 +87,7 @@ def test_heads_shapes_and_features():
 
 def test_heads_keep_the_codec_fingerprint(models, codec):
     plain, both = read_checkpoint(models["plain"]), read_checkpoint(models["heads"])
-    assert both["fingerprint"] == plain["fingerprint"] == codec.fingerprint == load_model(models["heads"]).fingerprint
+    assert both["fingerprint"] == plain["fingerprint"] == codec.fingerprint == load(models["heads"]).fingerprint
     assert "heads" not in plain and both["heads"]["codec_fingerprint"] == codec.fingerprint
     with pytest.raises(HeadsError, match="has no analysis heads"):
         load_heads(models["plain"])
@@ -95,17 +96,17 @@ def test_heads_keep_the_codec_fingerprint(models, codec):
 
 
 def test_heads_survive_load_and_save_but_not_changed_weights(models, tmp_path):
-    model = load_model(models["heads"])
-    assert model.heads_entry is not None
+    loaded = load(models["heads"])
+    assert loaded.heads_entry is not None
     resaved = tmp_path / "resaved.pt"
-    assert save_model(model, resaved, {"note": "re-saved"}) == model.fingerprint
-    a, b = load_heads(resaved, model.fingerprint).state_dict(), load_heads(models["heads"]).state_dict()
+    assert save_model(loaded.model, resaved, {"note": "re-saved"}, heads=loaded.heads_entry) == loaded.fingerprint
+    a, b = load_heads(resaved, loaded.fingerprint).state_dict(), load_heads(models["heads"]).state_dict()
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     with torch.no_grad():
-        next(model.lset.parameters()).add_(0.5)                  # other weights: the heads no longer fit
+        next(loaded.model.lset.parameters()).add_(0.5)           # other weights: the heads no longer fit
     changed = tmp_path / "changed.pt"
     with pytest.warns(UserWarning, match="analysis heads not saved"):
-        save_model(model, changed)
+        save_model(loaded.model, changed, heads=loaded.heads_entry)
     assert "heads" not in read_checkpoint(changed)
 
 

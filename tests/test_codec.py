@@ -17,8 +17,9 @@ from stylecodec.cli import main
 from stylecodec.codec import Codec
 from stylecodec.images import ImageReadError
 from stylecodec.rate import RateRequest
+from stylecodec.files import atomic_torch_save
 from stylecodec.model import StyleCodecModel, tiny_config
-from stylecodec.zoo import (ModelError, ModelNotFoundError, atomic_torch_save, load_model, model_path, read_checkpoint,
+from stylecodec.zoo import (ModelError, ModelNotFoundError, load, model_path, read_checkpoint,
                             save_model)
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -287,14 +288,14 @@ def test_checkpoint_round_trip_and_errors(model_file, codec, tmp_path, monkeypat
     assert Codec(fresh).fingerprint == codec.fingerprint
     fp16 = tmp_path / "half.pt"
     fp = save_model(model, fp16, {"run": "x"}, storage="fp16")
-    assert fp16.stat().st_size < 0.75 * model_file.stat().st_size and load_model(fp16).fingerprint == fp
-    assert load_model(fp16).meta == {"run": "x"}
+    assert fp16.stat().st_size < 0.75 * model_file.stat().st_size and load(fp16).fingerprint == fp
+    assert load(fp16).meta == {"run": "x"}
     (tmp_path / "garbage.pt").write_bytes(b"\x00" * 100)
     (tmp_path / "cut.pt").write_bytes(model_file.read_bytes()[:5000])
     torch.save({"format": "other"}, tmp_path / "other.pt")
     for name in ("garbage.pt", "cut.pt", "other.pt"):
         with pytest.raises(ModelError):
-            load_model(tmp_path / name)
+            load(tmp_path / name)
     monkeypatch.setattr("stylecodec.zoo.search_dirs", lambda: [tmp_path / "empty"])
     with pytest.raises(ModelNotFoundError, match="default model has not been trained/shipped yet"):
         model_path("default")

@@ -333,8 +333,8 @@ def test_demo_without_model_and_generated_samples(model_file, tmp_path, capsys):
     assert main(["demo", "--model", str(tmp_path / "missing.pt"), "--skip-if-no-model"]) == 0
     assert "skipped" in capsys.readouterr().out
     from stylecodec.eval.samples import generate_samples
-    from stylecodec.zoo import load_model
-    paths = generate_samples(load_model(model_file), tmp_path / "gen", n=2)
+    from stylecodec.zoo import load
+    paths = generate_samples(load(model_file).model, tmp_path / "gen", n=2)
     assert [Image.open(p).size for p in paths] == [(64, 64), (64, 64)]
 
 
@@ -361,3 +361,22 @@ def test_tables_compare_the_same_faces():
     kept, left_out = common_rows(rows)
     assert sorted({r["image"] for r in kept}) == ["b", "c"] and left_out == 1 and len(kept) == 6
     assert common_rows([]) == ([], 0)
+
+
+def test_headline_quality_is_the_trainers_default_quality(tmp_path):
+    """eval reads the model's default quality where `stylecodec train codec` writes it
+    (meta["rate_control"]["default_quality"]), and the headline uses it."""
+    from stylecodec.codec import Codec
+    from stylecodec.eval.harness import EvalConfig, _run_info
+    from stylecodec.eval.tables import headline_quality
+
+    torch.manual_seed(0)
+    path = tmp_path / "m.pt"
+    save_model(StyleCodecModel(tiny_config()), path, {"rate_control": {"default_quality": 2}})
+    codec = Codec.from_pretrained(path)
+    info = _run_info(EvalConfig(tmp_path, tmp_path), codec, [], codec.quality_range, 1, "off")
+    assert info["default_quality"] == 2 and info["model_source"] == str(path)
+    table = [{"codec": "stylecodec-all", "point": "sweep", "setting": f"q{q}", "n": 1, "bpp": 0.001 * q}
+             for q in codec.quality_range]
+    assert headline_quality(table, info) == 2          # not the highest quality within 0.01 bpp (5)
+    assert headline_quality(table, {**info, "default_quality": None}) == 5

@@ -21,7 +21,7 @@ from stylecodec.model import tiny_config
 from stylecodec.train import common as C
 from stylecodec.train.codec import CONTAINER_BYTES, CodecTrainer, RateController, resolve_config, train_codec
 from stylecodec.train.losses import CodecObjective, LossWeights, StandInIdentity, build_identity, rate_multipliers
-from stylecodec.zoo import load_model, read_checkpoint
+from stylecodec.zoo import load, read_checkpoint
 
 # Final validation only (val_every is large), 2 images, the real coder on 1.
 FAST = dict(batch=2, val_count=3, val_images=2, coder_images=1, val_every=1000, log_every=1, snap_every=1000,
@@ -192,15 +192,15 @@ def test_pretrain_encoder_checkpoints_resumes_and_exports(assets, tmp_path: Path
     assert _ckpt_steps(run) == [2, 3]
     second = C.load_checkpoint(C.latest_checkpoint(run))
     assert second["step"] == 3 and second["images_seen"] == 6 and second["wall_time"] >= first["wall_time"]
-    model = load_model(run / "model.pt")
-    meta = model.meta
+    loaded = load(run / "model.pt")
+    meta = loaded.meta
     assert meta["steps"] == 3 and meta["images_seen"] == 6 and meta["mode"] == "pretrain-encoder"
     assert meta["hardware"]["device"] == "cpu" and meta["config"]["model_config"]["resolution"] == 64
     assert meta["sources"]["prior"] == assets["prior"] and "split_rule" in meta["data"]
     stored = read_checkpoint(run / "model.pt")["state_dict"]                 # default storage: G and E halved
     assert meta["storage"] == "fp16" and stored["G.synthesis.b4.conv1.weight"].dtype == torch.float16
     assert stored["gain"].dtype == stored["inv_gain"].dtype == torch.float32                 # coding parameters exact
-    codec = Codec(model)
+    codec = Codec(loaded)
     face = Image.open(Path(assets["data"]) / "000.png")
     data = codec.compress(face)
     assert data[:3] == b"SFC" and codec.decompress(data).size == (64, 64)
@@ -223,7 +223,7 @@ def test_joint_with_adversarial_trains_g_and_resumes(assets, tmp_path: Path):
     assert all(torch.equal(ck["model"]["G." + k], v) for k, v in prior.items() if k.startswith("mapping."))
     assert main([*args, "--kimg", "0.006", "--resume", "auto"]) == 0
     assert C.load_checkpoint(C.latest_checkpoint(run))["step"] == 3
-    assert load_model(run / "model.pt").meta["steps"] == 3
+    assert load(run / "model.pt").meta["steps"] == 3
 
 
 def test_basic_layer_budget_raises_its_own_rate_weight(assets, tmp_path: Path):
@@ -237,10 +237,10 @@ def test_basic_layer_budget_raises_its_own_rate_weight(assets, tmp_path: Path):
     assert train_codec(given) == 0                       # basic target: int(0.034 * 64² / 8) = 17 bytes
     ck = C.load_checkpoint(C.latest_checkpoint(run))
     assert ck["rate_basic"]["log_scale"] > -5.0 and ck["stats"]["Rate/basic_control_scale"] > math.exp(-5)
-    trained = load_model(run / "model.pt")
+    trained = load(run / "model.pt")
     assert trained.meta["rate_control"]["basic_target_bytes"] == 17
     # the targets become the model's default per-face budget (target_bytes 81 at 64²: 648 bits / 4096 px)
-    assert trained.config["rate_budget"] == {"bpp": 81 * 8 / 64 ** 2, "basic_bpp": 0.034}
+    assert trained.model.config["rate_budget"] == {"bpp": 81 * 8 / 64 ** 2, "basic_bpp": 0.034}
     assert Codec(trained).default_budget == (81 * 8 / 64 ** 2, 0.034)
     off = resolve_config({**given, "target_basic_bpp": 0.0, "out": str(tmp_path / "off")})
     assert not off.target_basic_bpp
@@ -257,7 +257,7 @@ def test_finetune_keeps_g_frozen(assets, tmp_path: Path):
     prior = torch.load(assets["prior"], weights_only=True)["state_dict"]
     assert ck["step"] == 2 and _finite(ck["stats"])
     assert all(torch.equal(ck["model"]["G." + k], v) for k, v in prior.items())
-    model = load_model(run / "model.pt")
+    model = load(run / "model.pt").model
     assert all(torch.equal(model.state_dict()["G." + k], v) for k, v in prior.items())
 
 
@@ -270,8 +270,8 @@ def _stub_teacher(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def test_analysis_heads_train_with_the_codec_and_are_exported(assets, tmp_path: Path, monkeypatch):
-    from stylecodec.analysis.heads import load_heads
     from stylecodec.train import machine_heads
+    from stylecodec.zoo import load_heads
 
     monkeypatch.setattr(machine_heads, "dlib_teacher", _stub_teacher)
     run = tmp_path / "heads"
@@ -281,7 +281,7 @@ def test_analysis_heads_train_with_the_codec_and_are_exported(assets, tmp_path: 
     first = C.load_checkpoint(C.latest_checkpoint(run))
     stats = first["stats"]
     assert _finite(stats) and stats["Loss/basic/heads_nme"] > 0 and stats["Loss/basic/heads_identity"] > 0
-    init = machine_heads.analysis_term(load_model(run / "model.pt"), StandInIdentity())
+    init = machine_heads.analysis_term(load(run / "model.pt").model, StandInIdentity())
     lm_w = "heads.landmark_mlp.0.weight"
     assert not torch.equal(first["heads"]["analysis." + lm_w], init.state_dict()[lm_w])   # the heads trained
     assert bool(first["heads"]["analysis.initialised"])

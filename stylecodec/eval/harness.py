@@ -92,11 +92,12 @@ def _run_info(cfg: EvalConfig, codec, specs: list[AnchorSpec], qualities, n_imag
     if codec is None:
         info.update(model=None, resolution=cfg.resolution)
     else:
-        meta = getattr(codec.model, "meta", {}) or {}
-        info.update(model=str(cfg.model), model_source=getattr(codec.model, "source", None),
+        loaded = codec.loaded
+        meta = loaded.meta if loaded is not None else {}
+        info.update(model=str(cfg.model), model_source=str(loaded.source) if loaded is not None else None,
                     fingerprint=f"0x{codec.fingerprint:04x}", resolution=codec.resolution,
                     qualities=list(qualities), num_qualities=len(codec.quality_range),
-                    default_quality=meta.get("default_quality"),
+                    default_quality=(meta.get("rate_control") or {}).get("default_quality"),   # the trainer's record
                     has_analyze=hasattr(codec, "analyze"))
     return info
 

@@ -558,17 +558,7 @@ def train_codec(given: dict[str, Any], preset: str | None = None, resume: str | 
     say = print if info.is_main else (lambda *_: None)
     ok = False
     try:
-        ckpt = None
-        if resume == "auto":
-            found = C.load_latest_checkpoint(out, "cpu", log=say)
-            ckpt = found[1] if found else None
-        elif resume:
-            ckpt = C.load_checkpoint(resume, "cpu")
-        elif C.list_checkpoints(out):
-            raise StylecodecError(f"{out} already holds checkpoints; pass --resume auto to continue it "
-                                  "or choose a new --out")
-        if ckpt is not None and ckpt.get("kind") != "stylecodec.codec":
-            raise StylecodecError("the checkpoint to resume is not a codec-training checkpoint")
+        ckpt = C.checkpoint_to_resume(out, resume, "stylecodec.codec", log=say)
         cfg = resolve_config(given, preset, ckpt["config"] if ckpt else None)
         if cfg.threads:
             torch.set_num_threads(cfg.threads)

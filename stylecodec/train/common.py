@@ -33,7 +33,7 @@ from ..files import atomic_torch_save
 __all__ = ["DistInfo", "init_distributed", "cleanup_distributed", "select_device", "amp_dtype", "autocast",
            "seed_everything", "rng_state", "set_rng_state", "sync_grads", "broadcast_module", "any_rank",
            "infinite_batches", "RunLogger", "progress", "save_checkpoint", "list_checkpoints",
-           "latest_checkpoint", "load_checkpoint", "load_latest_checkpoint", "StopSignal", "Timer",
+           "latest_checkpoint", "load_checkpoint", "load_latest_checkpoint", "checkpoint_to_resume", "StopSignal", "Timer",
            "default_workers", "all_reduce_sum", "hardware_info"]
 
 CKPT_RE = re.compile(r"^ckpt-(\d{8})\.pt$")
@@ -314,6 +314,26 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
         raise StylecodecError(f"checkpoint {path} does not exist") from None
     except Exception as e:  # a truncated/corrupt zip raises RuntimeError, pickle errors vary
         raise StylecodecError(f"checkpoint {path} is unreadable: {e}") from e
+
+
+def checkpoint_to_resume(run_dir: str | os.PathLike, resume: str | None, kind: str, log=print) -> dict[str, Any] | None:
+    """The checkpoint a run in ``run_dir`` continues from, or None for a fresh start. ``resume``: None
+    (refuse a ``run_dir`` that already holds checkpoints), 'auto' (the newest readable checkpoint
+    there, or a fresh start) or a checkpoint path. Its ``kind`` must be ``kind``
+    ("stylecodec.prior", "stylecodec.codec" or "stylecodec.heads")."""
+    ckpt = None
+    if resume == "auto":
+        found = load_latest_checkpoint(run_dir, "cpu", log=log)
+        ckpt = found[1] if found else None
+    elif resume:
+        ckpt = load_checkpoint(resume, "cpu")
+    elif list_checkpoints(run_dir):
+        raise StylecodecError(f"{run_dir} already holds checkpoints; pass --resume auto to continue it "
+                              "or choose a new --out")
+    if ckpt is not None and ckpt.get("kind") != kind:
+        what = kind.split(".")[-1]
+        raise StylecodecError(f"the checkpoint to resume is not a {what}-training checkpoint")
+    return ckpt
 
 
 def load_latest_checkpoint(run_dir: str | os.PathLike, map_location: str | torch.device = "cpu",

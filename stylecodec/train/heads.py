@@ -10,7 +10,7 @@ the first N of them); the held-out split only scores (``val_images`` of it), nev
    quality).
 3. Each step: a batch, a random quality per sample, ŷ_basic (and the LSET predictions of the
    higher layers for ``inputs="basic+pred"``) by exact emulation of the coder
-   (:func:`~stylecodec.analysis.heads.decoded_inputs`), the heads, and the loss
+   (:func:`decoded_inputs`), the heads, and the loss
    ``w_landmarks · NME(landmarks, dlib) + w_identity · (1 − cos(identity, facenet))``
    (NME: mean point distance / the teacher's outer-eye-corner distance, on faces where dlib
    found the face).
@@ -31,9 +31,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..analysis.heads import INPUTS, AnalysisHeads, decoded_inputs, save_heads_into
+from ..analysis.heads import INPUTS, AnalysisHeads
 from ..errors import StylecodecError
 from ..metrics.nme import landmark_nme
+from ..zoo import LoadedModel, load, save_heads_into
 from . import common as C
 
 __all__ = ["HeadsConfig", "DEFAULTS", "RUN_CONTROL", "resolve_config", "HeadsTrainer",
@@ -109,12 +110,37 @@ def resolve_config(given: dict[str, Any], checkpoint_config: dict[str, Any] | No
 
 
 @torch.no_grad()
-def encode_latents(model, root: Path, files: list[str], path: Path, batch: int, progress: bool = True) -> np.ndarray:
+def decoded_inputs(model, y_basic: torch.Tensor, quality, with_pred: bool = False) -> list[torch.Tensor]:
+    """What a decoder of the basic layer gets, emulated on a batch (float32, model's device):
+    [ŷ_basic [N, d_0]] (+ LSET-predicted means of the higher layers when ``with_pred``).
+
+    y_basic: unscaled basic latents y_0 [N, d_0]; quality: int or int64 [N]. The group coder's
+    "ste" quantiser rounds group by group around the snapped LSET mean like the coder, so this
+    matches :meth:`Codec.decode_y` up to float32-vs-float64 snapping of rare boundary cases.
+    """
+    n, dev = y_basic.shape[0], model.gain.device
+    g, gi = model.gains(torch.as_tensor(quality, device=dev), n)
+    coder = model.coder
+    context = coder([y_basic.to(dev, torch.float32)], g, quant="ste")["context"][0]
+    sl = model.layer_slice(0)
+    out = [context * g[:, sl] * gi[:, sl]]      # ŷ_c · inv_gain with ŷ_c = context · g (one rounding apart)
+    if with_pred:
+        lower = [context]
+        for l in range(1, len(model.latent_dims)):
+            lower.append(coder.predict(lower, l))
+            out.append(lower[-1])
+    return out
+
+
+@torch.no_grad()
+def encode_latents(loaded: LoadedModel, root: Path, files: list[str], path: Path, batch: int,
+                   progress: bool = True) -> np.ndarray:
     """Basic latents y_0 [N, d_0] float32 of ``files`` (loaded as the codec trains on them), cached."""
     from ..analysis.teacher import chunked_npz
     from ..data import to_tensor
     from ..images import load_rgb
 
+    model = loaded.model
     dev, res = model.gain.device, model.resolution
 
     def compute(start: int, stop: int) -> dict:
@@ -124,7 +150,7 @@ def encode_latents(model, root: Path, files: list[str], path: Path, batch: int, 
             out.append(model.transforms.analyse(model.E(x))[0].float().cpu().numpy())
         return {"y": np.concatenate(out)}
 
-    meta = {"files": np.array(files), "fingerprint": np.array(int(model.fingerprint))}
+    meta = {"files": np.array(files), "fingerprint": np.array(int(loaded.fingerprint))}
     return chunked_npz(path, len(files), compute, chunk=max(batch, 512), desc="basic latents",
                        progress=progress, meta=meta)["y"]
 
@@ -132,9 +158,10 @@ def encode_latents(model, root: Path, files: list[str], path: Path, batch: int, 
 class HeadsTrainer:
     """The heads, their optimiser and the loop over cached latents + teacher labels."""
 
-    def __init__(self, cfg: HeadsConfig, model, data: dict[str, torch.Tensor], info: C.DistInfo,
+    def __init__(self, cfg: HeadsConfig, loaded: LoadedModel, data: dict[str, torch.Tensor], info: C.DistInfo,
                  checkpoint: dict[str, Any] | None = None):
-        self.cfg, self.model, self.data, self.info, self.dev = cfg, model, data, info, info.device
+        self.cfg, self.loaded, self.data, self.info, self.dev = cfg, loaded, data, info, info.device
+        self.model = model = loaded.model
         self.out = Path(cfg.out)
         dims = list(model.latent_dims)
         pred_dim = sum(dims[1:]) if cfg.inputs == "basic+pred" else 0
@@ -143,9 +170,9 @@ class HeadsTrainer:
         self.opt = torch.optim.AdamW(self.heads.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.step, self.wall_time = 0, 0.0
         if checkpoint is not None:
-            if checkpoint["codec_fingerprint"] != model.fingerprint:
+            if checkpoint["codec_fingerprint"] != loaded.fingerprint:
                 raise StylecodecError(f"the run was trained on codec 0x{checkpoint['codec_fingerprint']:04x}, "
-                                      f"--model is 0x{model.fingerprint:04x}")
+                                      f"--model is 0x{loaded.fingerprint:04x}")
             self.heads.load_state_dict(checkpoint["heads"])
             self.opt.load_state_dict(checkpoint["optimiser"])
             self.step, self.wall_time = checkpoint["step"], checkpoint["wall_time"]
@@ -221,7 +248,7 @@ class HeadsTrainer:
         return {"kind": "stylecodec.heads", "step": self.step, "wall_time": self.wall_time,
                 "heads": self.heads.state_dict(), "heads_config": dict(self.heads.config),
                 "optimiser": self.opt.state_dict(), "rng": C.rng_state(), "config": asdict(self.cfg),
-                "codec_fingerprint": int(self.model.fingerprint), "stats": stats}
+                "codec_fingerprint": int(self.loaded.fingerprint), "stats": stats}
 
     def export(self, stats: dict[str, float]) -> Path:
         """RUN_DIR/model.pt: the codec checkpoint + these heads."""
@@ -229,7 +256,7 @@ class HeadsTrainer:
         meta = {"steps": self.step, "samples": self.step * self.cfg.batch, "inputs": self.cfg.inputs,
                 "data": self.cfg.data, "train_images": len(self.data["y"]), "val": stats,
                 "trained": time.strftime("%Y-%m-%d %H:%M:%S")}
-        save_heads_into(self.model.source, self.heads.cpu(), path, meta)
+        save_heads_into(self.loaded.source, self.heads.cpu(), path, meta)
         self.heads.to(self.dev)
         return path
 
@@ -287,7 +314,7 @@ class HeadsTrainer:
         return status
 
 
-def _load_data(cfg: HeadsConfig, model, dev: torch.device, progress: bool = True) -> dict[str, torch.Tensor]:
+def _load_data(cfg: HeadsConfig, loaded: LoadedModel, dev: torch.device, progress: bool = True) -> dict[str, torch.Tensor]:
     """Cached latents + teacher labels of the train files (and the scored held-out files), as tensors."""
     from ..analysis.teacher import cache_key, teacher_labels
     from ..data import list_images, split_files
@@ -299,11 +326,12 @@ def _load_data(cfg: HeadsConfig, model, dev: torch.device, progress: bool = True
         sets["val_"] = split_files(names, "val", cfg.val_count)[:cfg.val_images]
     data: dict[str, torch.Tensor] = {}
     teacher_dev = "cuda" if dev.type == "cuda" else "cpu"
+    res, fp = loaded.model.resolution, loaded.fingerprint
     for prefix, files in sets.items():
-        labels = teacher_labels(root, files, model.resolution, cfg.teacher_cache, device=teacher_dev,
+        labels = teacher_labels(root, files, res, cfg.teacher_cache, device=teacher_dev,
                                 progress=progress, workers=cfg.teacher_workers)
-        key = cache_key(root, model.resolution, files)
-        y = encode_latents(model, root, files, Path(cfg.out) / f"latents-{model.fingerprint:04x}-{key}.npz",
+        key = cache_key(root, res, files)
+        y = encode_latents(loaded, root, files, Path(cfg.out) / f"latents-{fp:04x}-{key}.npz",
                            cfg.encode_batch, progress)
         data[prefix + "y"] = torch.from_numpy(y).to(dev)
         for k in ("landmarks", "found", "identity"):
@@ -317,26 +345,15 @@ def train_heads(given: dict[str, Any], resume: str | None = None) -> int:
     ``resume``: None (refuse a RUN_DIR holding checkpoints), 'auto' (newest checkpoint or a
     fresh start) or a checkpoint path.
     """
-    from ..zoo import load_model
-
     if not given.get("out"):
         raise StylecodecError("--out RUN_DIR is required")
     out = Path(given["out"])
-    ckpt = None
-    if resume == "auto":
-        found = C.load_latest_checkpoint(out, "cpu")
-        ckpt = found[1] if found else None
-    elif resume:
-        ckpt = C.load_checkpoint(resume, "cpu")
-    elif C.list_checkpoints(out):
-        raise StylecodecError(f"{out} already holds checkpoints; pass --resume auto to continue it or choose "
-                              "a new --out")
-    if ckpt is not None and ckpt.get("kind") != "stylecodec.heads":
-        raise StylecodecError("the checkpoint to resume is not a heads-training checkpoint")
+    ckpt = C.checkpoint_to_resume(out, resume, "stylecodec.heads")
     cfg = resolve_config(given, ckpt["config"] if ckpt else None)
     info = C.DistInfo(device=C.select_device(cfg.device))
-    model = load_model(cfg.model, info.device).requires_grad_(False).eval()
+    loaded = load(cfg.model, info.device)
+    loaded.model.requires_grad_(False).eval()
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.json").write_text(json.dumps(asdict(cfg), indent=2) + "\n")
-    data = _load_data(cfg, model, info.device)
-    return HeadsTrainer(cfg, model, data, info, ckpt).run()
+    data = _load_data(cfg, loaded, info.device)
+    return HeadsTrainer(cfg, loaded, data, info, ckpt).run()

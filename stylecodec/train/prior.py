@@ -391,17 +391,7 @@ def train_prior(given: dict[str, Any], preset: str | None = None, resume: str | 
     info = C.init_distributed(given.get("device") or "auto")
     ok = False
     try:
-        ckpt = None
-        if resume == "auto":
-            found = C.load_latest_checkpoint(out, "cpu", log=print if info.is_main else (lambda *_: None))
-            ckpt = found[1] if found else None
-        elif resume:
-            ckpt = C.load_checkpoint(resume, "cpu")
-        elif C.list_checkpoints(out):
-            raise StylecodecError(f"{out} already holds checkpoints; pass --resume auto to continue it "
-                                  "or choose a new --out")
-        if ckpt is not None and ckpt.get("kind") != "stylecodec.prior":
-            raise StylecodecError("the checkpoint to resume is not a prior-training checkpoint")
+        ckpt = C.checkpoint_to_resume(out, resume, "stylecodec.prior", log=print if info.is_main else (lambda *_: None))
         given = {**given, "data": given.get("data") or str(default_data_root())}
         cfg = resolve_config(given, preset, ckpt["config"] if ckpt else None)
         if info.is_main:
