@@ -17,7 +17,7 @@ the LSET's greedy means (unscaled domain, used as they are). Gains are stored as
 
 Forward (training; CompressAI style)::
 
-    out = model(x, quality, n_layers=3, synthesise=True, quant="mixed")
+    out = model(x, quality, n_layers=3, render=True, quant="mixed", amp=None)
     x        [N, 3, R, R] in [-1, 1]   (R = config["resolution"])
     quality  int or int64 tensor [N]   (0..Q-1, per sample)
     out["ws"]          [N, num_ws, w_dim]  encoder W+ (W units)
@@ -29,13 +29,15 @@ Forward (training; CompressAI style)::
                                            bits of layer l = -log2(p_l).sum(1)
     out["ws_hat"]      {k: [N, num_ws, w_dim]} for k = 1..n_layers: first k layers received,
                                            the rest predicted by LSET means
-    out["x_hat"]       {k: [N, 3, R, R]}   G.synthesis(ws_hat[k], noise_mode='const'); only if synthesise
+    out["x_hat"]       {k: [N, 3, R, R]}   G.synthesis(ws_hat[k], noise_mode='const'); only if render
     out["quality"]     int64 [N]
 
 ``quant``: "noise" (context, rate and ŷ from additive U(-½, ½); the context and the
 likelihood use independent draws, as CompressAI's mbt2018 does), "ste" (exact emulation of
 the coder: group by group, rounded around the snapped mean, straight-through; one LSET
-pass per group) or "mixed" (rate and context as "noise", ŷ for synthesis rounded as "ste").
+pass per group) or "mixed" (rate and context as "noise", ŷ for synthesis rounded as "ste"); the
+quantisers and the group loop are :class:`stylecodec.entropy.coder.GroupCoder`'s. ``amp``: autocast
+dtype for the encoder E (bf16 when training on CUDA), whose W+ comes back as float32.
 """
 from __future__ import annotations
 
@@ -187,13 +189,17 @@ class StyleCodecModel(nn.Module):
         return GroupCoder(self.lset)
 
     # -- training forward ----------------------------------------------------------------------
-    def forward(self, x: torch.Tensor, quality, n_layers: int = 3, synthesise: bool = True,
-                quant: str = "mixed") -> dict:
+    def forward(self, x: torch.Tensor, quality, n_layers: int = 3, render: bool = True,
+                quant: str = "mixed", amp: torch.dtype | None = None) -> dict:
         if quant not in QUANT_MODES:
             raise ValueError(f"quant must be one of {QUANT_MODES}, got {quant!r}")
         if not 1 <= n_layers <= len(LAYER_NAMES):
             raise ValueError(f"n_layers must be 1..{len(LAYER_NAMES)}, got {n_layers}")
-        ws = self.E(x)
+        if amp is None:
+            ws = self.E(x)
+        else:
+            with torch.autocast(x.device.type, dtype=amp):
+                ws = self.E(x).float()
         ys = self.transforms.analyse(ws)[:n_layers]
         g, gi = self.gains(quality, x.shape[0], ws.dtype)
         coder = self.coder
@@ -211,7 +217,7 @@ class StyleCodecModel(nn.Module):
                 lower.append(pred)
                 full.append(pred)
             out["ws_hat"][k] = self.transforms.synthesise(full)
-            if synthesise:
+            if render:
                 out["x_hat"][k] = self.G.synthesis(out["ws_hat"][k], noise_mode="const")
         return out
 

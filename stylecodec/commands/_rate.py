@@ -24,20 +24,32 @@ def positive_float(text: str) -> float:
     return value
 
 
+class _Excludes(argparse.Action):
+    """Store the value; a usage error (exit 2) when the option named by ``excludes`` was given
+    before it (each of the two options carries this action, so either order is caught)."""
+
+    def __init__(self, *args, excludes: str, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.excludes = excludes
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        if getattr(namespace, self.excludes.lstrip("-").replace("-", "_"), None) is not None:
+            parser.error(f"argument {option_string}: not allowed with argument {self.excludes}")
+        setattr(namespace, self.dest, values)
+
+
 def add_rate_arguments(parser: argparse.ArgumentParser) -> None:
+    """--quality Q | --bpp B, and --basic-bpp B (not with --quality)."""
     rate = parser.add_mutually_exclusive_group()
-    rate.add_argument("--quality", type=int, metavar="Q",
+    rate.add_argument("--quality", type=int, metavar="Q", action=_Excludes, excludes="--basic-bpp",
                       help="rate point index (default: per image the highest quality within the model's rate "
                            "budget; default model: file <= 0.01 bpp, basic layer <= 0.003 bpp)")
     rate.add_argument("--bpp", type=positive_float, metavar="B",
                       help="per image, the highest quality whose whole file is <= B bits per pixel")
-    parser.add_argument("--basic-bpp", type=positive_float, metavar="B",
+    parser.add_argument("--basic-bpp", type=positive_float, metavar="B", action=_Excludes, excludes="--quality",
                         help="per image, also (or only) keep the basic layer alone <= B bpp (e.g. 0.003)")
-    parser.set_defaults(_rate_parser=parser)
 
 
 def rate_kwargs(args: argparse.Namespace) -> dict:
-    """{"quality", "bpp", "basic_bpp"} of parsed arguments; exits 2 on --quality with --basic-bpp."""
-    if args.quality is not None and args.basic_bpp is not None:
-        args._rate_parser.error("argument --basic-bpp: not allowed with argument --quality")
+    """{"quality", "bpp", "basic_bpp"} of parsed arguments."""
     return {"quality": args.quality, "bpp": args.bpp, "basic_bpp": args.basic_bpp}

@@ -50,20 +50,6 @@ from .losses import BASIC_CONTAINER_BYTES, CONTAINER_BYTES, MACHINE_HEADS, Codec
 __all__ = ["MODES", "PRESETS", "PRESET_MODELS", "CodecConfig", "resolve_config", "build_model_config",
            "RateController", "CodecTrainer", "train_codec"]
 
-def _autocast_forward(module: torch.nn.Module, device: torch.device, dtype) -> None:
-    """Run ``module`` under autocast with float32 outputs (instance attribute: weights untouched);
-    ``module.forward_fp32`` keeps the plain forward (e.g. for R1's double backward)."""
-    inner = module.forward_fp32 = module.forward
-    if dtype is None:
-        return
-
-    def forward(*args, **kwargs):
-        with C.autocast(device, dtype):
-            return inner(*args, **kwargs).float()
-
-    module.forward = forward
-
-
 class CodecTrainer:
     """Holds the model (+ D), optimisers, objective, rate controller and loop state."""
 
@@ -98,8 +84,6 @@ class CodecTrainer:
         syn = self.model.G.synthesis
         for res in syn.block_resolutions:
             getattr(syn, f"b{res}").use_fp16 = False  # training: bf16 autocast instead of fp16 blocks
-        _autocast_forward(self.model.E, self.dev, self.amp)
-        _autocast_forward(self.model.G.synthesis, self.dev, self.amp)
         identity = build_identity(cfg.identity, self.dev, cfg.id_size, log=log)
         self.heads = torch.nn.ModuleDict({h: MACHINE_HEADS[h](self.model, identity).to(self.dev)
                                           for h in filter(None, cfg.heads.split(","))})
@@ -154,7 +138,6 @@ class CodecTrainer:
         self.D = build_discriminator(self.R, channel_base=gen["channel_base"], channel_max=gen["channel_max"],
                                      num_fp16_res=0, conv_clamp=gen["conv_clamp"],
                                      mbstd_group_size=min(4, self.batch_gpu)).to(self.dev).requires_grad_(False)
-        _autocast_forward(self.D, self.dev, self.amp)
         k = self.cfg.r1_interval / (self.cfg.r1_interval + 1)
         self.opt_D = torch.optim.Adam(self.D.parameters(), lr=self.cfg.d_lr * k, betas=(0.0, 0.99 ** k), eps=1e-8)
         self.r1_gamma = self.cfg.r1_gamma if self.cfg.r1_gamma is not None else 0.0002 * self.R ** 2 / self.cfg.batch
@@ -246,7 +229,7 @@ class CodecTrainer:
             cut = int(torch.randint(1, G.num_ws, [], generator=gen))
             z2 = torch.randn(n, G.z_dim, generator=gen).to(self.dev)
             ws = torch.cat([ws[:, :cut], G.mapping(z2, None, truncation_psi=cfg.truncation)[:, cut:]], 1)
-        return G.synthesis(ws, noise_mode="const").clamp(-1, 1).float(), ws.float()
+        return self._synthesis(ws).clamp(-1, 1).float(), ws.float()
 
     def batches(self, dataset):
         """Endless (x, w or None, cached teacher labels (landmarks, found) or None) batches of this rank."""
@@ -265,10 +248,23 @@ class CodecTrainer:
         return q.to(self.dev)
 
     # ------------------------------------------------------------ one step
-    def synthesise(self, ws: torch.Tensor) -> torch.Tensor:
-        """G.synthesis with constant noise (fused modulated convs on CPU: faster there)."""
-        fused = True if self.dev.type == "cpu" else None
-        return self.model.G.synthesis(ws, noise_mode="const", fused_modconv=fused)
+    def _synthesis(self, ws: torch.Tensor, **kwargs) -> torch.Tensor:
+        """G.synthesis(ws, noise_mode="const", **kwargs), under autocast (float32 out) when training in bf16."""
+        if self.amp is None:
+            return self.model.G.synthesis(ws, noise_mode="const", **kwargs)
+        with C.autocast(self.dev, self.amp):
+            return self.model.G.synthesis(ws, noise_mode="const", **kwargs).float()
+
+    def render(self, ws: torch.Tensor) -> torch.Tensor:
+        """Decoded faces [N, 3, R, R] of W+ (constant noise; fused modulated convs on CPU: faster there)."""
+        return self._synthesis(ws, fused_modconv=True if self.dev.type == "cpu" else None)
+
+    def run_D(self, img: torch.Tensor) -> torch.Tensor:
+        """D's logits [N] (under autocast, float32 out, when training in bf16; R1 calls D in float32)."""
+        if self.amp is None:
+            return self.D(img, None).flatten()
+        with C.autocast(self.dev, self.amp):
+            return self.D(img, None).float().flatten()
 
     def decode_prefixes(self, out: dict) -> tuple[dict, dict | None, torch.Tensor | None]:
         """(x_hat {k: decodes}, subsets or None, images for D). Without prefix sampling every needed
@@ -277,13 +273,13 @@ class CodecTrainer:
         probs = self.cfg.prefix_list()
         if not probs:
             need = set(self.objective.prefixes()) | ({3} if self.D is not None else set())
-            x_hat = {k: self.synthesise(out["ws_hat"][k]) for k in sorted(need)}
+            x_hat = {k: self.render(out["ws_hat"][k]) for k in sorted(need)}
             return x_hat, None, x_hat.get(3)
         p = torch.tensor(probs) / sum(probs)
         n = out["ws"].shape[0]
         k_of = torch.multinomial(p, n, replacement=True).to(self.dev)
         ws = torch.stack([out["ws_hat"][k] for k in (1, 2, 3)])[k_of, torch.arange(n, device=self.dev)]
-        x_all = self.synthesise(ws)
+        x_all = self.render(ws)
         x_hat, subsets = {}, {}
         for k in (1, 2, 3):
             idx = (k_of == k - 1).nonzero().flatten()
@@ -296,12 +292,12 @@ class CodecTrainer:
         cfg, model = self.cfg, self.model
         q = self.sample_quality(x.shape[0])
         self.opt.zero_grad(set_to_none=True)
-        out = model(x, q, n_layers=3, synthesise=False, quant=cfg.quant)
+        out = model(x, q, n_layers=3, render=False, quant=cfg.quant, amp=self.amp)
         x_hat, subsets, fake = self.decode_prefixes(out)
         basic_scale = self.rate_basic.scale if self.rate_basic.enabled else 0.0
         loss, stats = self.objective(out, x, x_hat, w_true, self.rate.scale, subsets, labels, basic_scale)
         if self.D is not None:
-            g_adv = F.softplus(-self.D(fake, None).flatten()).mean()
+            g_adv = F.softplus(-self.run_D(fake)).mean()
             loss = loss + cfg.adv_weight * g_adv
             stats["Loss/adv/G"] = g_adv.detach()
         loss.backward()
@@ -336,7 +332,7 @@ class CodecTrainer:
         """Non-saturating D loss on (real, decoded) [+ lazy R1 every r1_interval steps]."""
         self.D.requires_grad_(True)
         self.opt_D.zero_grad(set_to_none=True)
-        lf, lr = self.D(fake, None).flatten(), self.D(real, None).flatten()
+        lf, lr = self.run_D(fake), self.run_D(real)
         loss = F.softplus(lf).mean() + F.softplus(-lr).mean()
         loss.backward()
         C.sync_grads(self.D, self.info)
@@ -345,7 +341,7 @@ class CodecTrainer:
         if self.r1_gamma > 0 and self.step % self.cfg.r1_interval == 0:
             self.opt_D.zero_grad(set_to_none=True)
             x = real.detach().requires_grad_(True)
-            grads, = torch.autograd.grad(self.D.forward_fp32(x, None).sum(), x, create_graph=True)
+            grads, = torch.autograd.grad(self.D(x, None).sum(), x, create_graph=True)
             r1 = grads.square().sum([1, 2, 3])
             (r1.mean() * (self.r1_gamma / 2) * self.cfg.r1_interval).backward()
             C.sync_grads(self.D, self.info)
@@ -358,8 +354,8 @@ class CodecTrainer:
     @torch.no_grad()
     def decode_all(self, x: torch.Tensor, quality: int) -> tuple[dict, dict[int, torch.Tensor]]:
         """Exact coding emulation (quant 'ste') at one quality: (forward output, {k: x̂_k in [-1, 1]})."""
-        out = self.model(x, quality, synthesise=False, quant="ste")
-        return out, {k: self.synthesise(out["ws_hat"][k]).clamp(-1, 1) for k in (1, 2, 3)}
+        out = self.model(x, quality, render=False, quant="ste", amp=self.amp)
+        return out, {k: self.render(out["ws_hat"][k]).clamp(-1, 1) for k in (1, 2, 3)}
 
     @torch.no_grad()
     def validate(self, val_x: torch.Tensor, val_w: torch.Tensor | None, coder: bool) -> dict[str, float]:
@@ -381,7 +377,7 @@ class CodecTrainer:
             for l, name in enumerate(LAYER_NAMES):
                 add(f"Val/bytes_{name}", bits[:, l] / 8)
             add("Val/bpp", bits.sum(1) / self.R ** 2)
-            add("Val/q0/bytes", StyleCodecModel.bits(self.model(x, 0, synthesise=False, quant="ste")).sum(1) / 8)
+            add("Val/q0/bytes", StyleCodecModel.bits(self.model(x, 0, render=False, quant="ste", amp=self.amp)).sum(1) / 8)
             e_x = ident(x) if ident is not None else None
             for k, name in zip((1, 2, 3), ("1_basic", "2_middle", "3_all")):
                 add(f"Val/psnr/{name}", psnr((x_hat[k] + 1) / 2, (x + 1) / 2))
