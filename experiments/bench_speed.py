@@ -46,11 +46,11 @@ def faces(args, resolution: int):
     import numpy as np
 
     from stylecodec.images import centre_square, load_image
-    from stylecodec.eval.common import list_images
+    from stylecodec.batch import find_images
     from stylecodec.eval.samples import find_samples
 
     if args.images and os.path.isdir(args.images):
-        paths = [os.path.join(args.images, n) for n in list_images(args.images)[-args.n:]]
+        paths = [os.path.join(args.images, n) for n in find_images(args.images)[-args.n:]]
     else:
         paths = [str(p) for p in find_samples()][: args.n]
     if not paths:

@@ -178,7 +178,7 @@ def test_default_rate_is_the_models_budget(codec, model_file, tmp_path, capsys):
     assert main(["compress", str(src), "-o", str(out), "--model", str(tmp_path / "budget.pt"), "--align", "off"]) == 0
     assert out.read_bytes() == streams[want] and "warning" not in capsys.readouterr().err
     # compress-dir: the same default, the miss marked in the manifest and counted; a rerun keeps it
-    from stylecodec.eval.batch import compress_dir, read_manifest
+    from stylecodec.batch import compress_dir, read_manifest
     for _ in range(2):
         c = compress_dir(strict, src.parent, tmp_path / "out", progress=False)
         entry = read_manifest(tmp_path / "out")["a.png"]

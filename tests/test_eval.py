@@ -15,7 +15,7 @@ import torch
 from PIL import Image, ImageDraw
 
 from stylecodec.cli import main
-from stylecodec.eval.common import select_shard
+from stylecodec.batch import select_shard
 from stylecodec.eval.html import check_index
 from stylecodec.eval.measure import METRIC_GROUPS
 from stylecodec.eval.results import read_rows
@@ -272,7 +272,7 @@ def test_compress_dir_manifest_skip_and_errors(model_file, images, tmp_path, cap
             "--quiet"]
     assert main(args) == 0
     assert "3 compressed, 0 already done, 1 errors" in capsys.readouterr().out
-    from stylecodec.eval.batch import read_manifest
+    from stylecodec.batch import read_manifest
     m = read_manifest(out)
     assert m["bad.jpg"]["status"] == "error" and "ImageReadError" in m["bad.jpg"]["error"]
     ok = m["sub/face2.png"]

@@ -20,16 +20,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..eval.batch import compress_dir
-    from ..eval.common import parse_shard
-    from ..eval.harness import load_codec
+    from ..align import FaceAligner
+    from ..batch import compress_dir, parse_shard
+    from ..codec import Codec
 
     rate = rate_kwargs(args)
     shard = parse_shard(args.shard)
-    codec = load_codec(args.model, args.device, args.align)
-    if codec is None:
-        from ..errors import StylecodecError
-        raise StylecodecError("compress-dir needs a model (--model NAME|PATH)")
+    codec = Codec.from_pretrained(args.model, device=args.device, align=FaceAligner(args.align))
     c = compress_dir(codec, args.input, args.output, shard=shard, limit=args.limit, progress=not args.quiet, **rate)
     over = f", {c['over_budget']} above the model's rate budget (lowest quality)" if c["over_budget"] else ""
     print(f"{c['ok']} compressed, {c['skipped']} already done, {c['error']} errors{over}; manifest: {c['manifest']}")

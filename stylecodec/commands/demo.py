@@ -45,7 +45,7 @@ def _samples(args, codec, out: Path) -> tuple[Path, str]:
 def run(args: argparse.Namespace) -> int:
     from ..rate import budget_text
     from ..paths import shared_dir
-    from ..eval.batch import compress_dir
+    from ..batch import compress_dir
     from ..eval.common import read_json, write_json
     from ..eval.harness import load_codec
     from ..zoo import ModelNotFoundError

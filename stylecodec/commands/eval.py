@@ -74,7 +74,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def config_from_args(args, images, out):
-    from ..eval.common import parse_shard
+    from ..batch import parse_shard
     from ..eval.harness import EvalConfig
     from ..eval.settings import parse_floats, parse_qps
 

@@ -23,7 +23,8 @@ from ..files import write_atomic
 from ..errors import StylecodecError
 from ..images import ImageReadError, centre_square, load_image
 from .coding import code_anchor, code_stylecodec, error_row, head_landmarks, style_keys, targets_from_sweep
-from .common import list_images, read_json, select_shard, shard_tag, slug, write_json, write_png
+from ..batch import find_images, select_shard, shard_tag
+from .common import read_json, slug, write_json, write_png
 from .measure import Measurer, Reference, head_nme
 from .results import load_rows, read_rows, results_path, row_key, save_embeddings, write_rows
 from .settings import AnchorSpec, anchor_specs, parse_qualities, setting_name
@@ -188,7 +189,7 @@ def run_eval(cfg: EvalConfig) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     codec = cfg.codec if cfg.codec is not None else load_codec(cfg.model, cfg.device, cfg.align)
     align_fn = codec.align if codec is not None else make_aligner(cfg.align)
-    names = list_images(cfg.images, cfg.val_count, cfg.limit)
+    names = find_images(cfg.images, cfg.val_count, cfg.limit)
     mine = select_shard(names, cfg.shard)
     specs = anchor_specs(cfg.anchors, cfg.qps, cfg.downscale)
     anchors = {s.codec: s.build() for s in specs}

@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .common import IMAGE_EXTS, write_png
+from ..batch import IMAGE_EXTS
+from .common import write_png
 
 __all__ = ["repo_samples_dir", "find_samples", "generate_samples"]
 

@@ -1,4 +1,5 @@
-"""``stylecodec compress-dir``: compress a folder of faces, sharded, resumable, one manifest.
+"""``stylecodec compress-dir``: compress a folder of faces, sharded, resumable, one manifest; and the
+folder listing and ``--shard k/N`` rule that ``stylecodec eval`` shares.
 
 Each ``IN_DIR/<path>`` becomes ``OUT_DIR/<path>.sfc`` (the full name is kept, so a.jpg and a.png
 do not collide), written atomically (tmp + rename: an interrupt leaves no partial file). A file
@@ -15,15 +16,62 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from pathlib import Path
+from typing import Sequence
 
-from ..bitstream import BitstreamError, describe, unpack
-from ..rate import RateRequest
-from ..files import write_bytes
-from .common import list_images, select_shard, shard_tag
+from tqdm import tqdm
 
-__all__ = ["compress_dir", "read_manifest", "stream_path"]
+from .bitstream import BitstreamError, describe, unpack
+from .errors import StylecodecError
+from .files import write_bytes
+from .rate import RateRequest
+
+__all__ = ["compress_dir", "read_manifest", "stream_path", "find_images", "parse_shard", "select_shard", "shard_tag",
+           "IMAGE_EXTS"]
+
+IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm")
+
+
+def find_images(folder: str | os.PathLike, val_count: int | None = None, limit: int | None = None) -> list[str]:
+    """Image paths under ``folder`` (recursive), relative, '/'-separated, sorted by name.
+    ``val_count``: keep only the last N (the project's held-out split); ``limit``: then the first N."""
+    root = Path(folder)
+    if not root.is_dir():
+        raise StylecodecError(f"image folder {root} does not exist")
+    names = sorted(p.relative_to(root).as_posix() for p in root.rglob("*")
+                   if p.suffix.lower() in IMAGE_EXTS and p.is_file() and not p.name.startswith("."))
+    if val_count is not None:
+        names = names[-val_count:] if val_count > 0 else []
+    if limit is not None:
+        names = names[:limit]
+    if not names:
+        raise StylecodecError(f"no images ({', '.join(IMAGE_EXTS)}) in {root}")
+    return names
+
+
+def parse_shard(text: str | None) -> tuple[int, int] | None:
+    """'k/N' (0 <= k < N) -> (k, N); None stays None."""
+    if text is None:
+        return None
+    m = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", str(text))
+    if not m or not int(m.group(1)) < int(m.group(2)):
+        raise StylecodecError(f"--shard must be k/N with 0 <= k < N (e.g. 0/4), got {text!r}")
+    return int(m.group(1)), int(m.group(2))
+
+
+def select_shard(items: Sequence, shard: tuple[int, int] | None) -> list[tuple[int, object]]:
+    """(global index, item) of shard k/N: the items whose sorted index i has i % N == k."""
+    if shard is None:
+        return list(enumerate(items))
+    k, n = shard
+    return [(i, it) for i, it in enumerate(items) if i % n == k]
+
+
+def shard_tag(shard: tuple[int, int] | None) -> str:
+    """'' or '.shard-k-of-N' (inserted into per-shard file names)."""
+    return "" if shard is None else f".shard-{shard[0]}-of-{shard[1]}"
 
 
 def stream_path(out_dir: str | os.PathLike, name: str) -> Path:
@@ -69,9 +117,7 @@ def compress_dir(codec, in_dir, out_dir, quality: int | None = None, bpp: float 
     (``bpp`` whole file, ``basic_bpp`` basic layer alone; see ``Codec.compress``); returns counts
     {"ok", "skipped", "error", "over_budget", "manifest"} (over_budget: streams written or kept
     above the default budget, at the lowest quality)."""
-    from tqdm import tqdm
-
-    names = list_images(in_dir, limit=limit)
+    names = find_images(in_dir, limit=limit)
     given = {"quality": quality, "bpp": bpp, "basic_bpp": basic_bpp}   # as given: Codec.compress applies the rule
     request = codec.resolve_rate(**given)
     out_dir = Path(out_dir)
