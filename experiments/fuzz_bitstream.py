@@ -35,12 +35,12 @@ def make_bases(seed: int):
     import torch
 
     from stylecodec.bitstream import StreamHeader, pack
-    from stylecodec.entropy import gaussian as g
+    from stylecodec.entropy import gaussian
 
     bases = []
     for b in range(N_BASES):
         gen = torch.Generator().manual_seed(seed * 1000 + b)
-        enc, steps, decoded = g.StreamEncoder(), [], []
+        enc, steps, decoded = gaussian.StreamEncoder(), [], []
         for n in SIZES:
             for chunk in torch.arange(n).chunk(4):
                 m = torch.randn(len(chunk), generator=gen) * 2
@@ -109,7 +109,7 @@ def run_case(case: int, seed: int, bases, entropy: bool) -> tuple[str, str]:
     import torch
 
     from stylecodec.bitstream import BitstreamError, unpack
-    from stylecodec.entropy import gaussian as g
+    from stylecodec.entropy import gaussian
 
     rng = random.Random(seed * 1_000_003 + case)
     original, steps, decoded = bases[rng.randrange(len(bases))]
@@ -118,7 +118,7 @@ def run_case(case: int, seed: int, bases, entropy: bool) -> tuple[str, str]:
         _, payloads = unpack(data, expected_fingerprint=FINGERPRINT)
         intact = payloads == unpack(original)[1][:len(payloads)]
         if entropy:
-            dec, out = g.StreamDecoder(payloads, SIZES), []
+            dec, out = gaussian.StreamDecoder(payloads, SIZES), []
             for m, s in steps:
                 if not dec.remaining:
                     break

@@ -24,7 +24,7 @@ from typing import Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
+from torch.nn import functional
 from PIL import Image
 from torch.utils.data import ConcatDataset, Dataset
 
@@ -145,7 +145,7 @@ class PackedImages(Dataset):
             return to_tensor(img, flip)
         x = to_tensor(np.array(self.pixels[i]), flip)
         if self.resolution is not None and x.shape[-1] != self.resolution:
-            x = F.interpolate(x[None], size=(self.resolution,) * 2, mode="bicubic", antialias=True,
+            x = functional.interpolate(x[None], size=(self.resolution,) * 2, mode="bicubic", antialias=True,
                               align_corners=False)[0].clamp_(-1, 1)
         return x
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import stylecodec.align as A
+from stylecodec import align
 from stylecodec.images import centre_square
 from stylecodec.eval import align_cache as AC
 from stylecodec.eval.align_cache import AlignmentCache, content_key
@@ -28,12 +28,12 @@ def detector(monkeypatch):
     def fake_align(img, resolution, which="largest", detector="auto"):
         calls.append(content_key(img))
         if img[0, 0, 0] % 2:
-            raise A.NoFaceError("no face")
+            raise align.NoFaceError("no face")
         m = np.array([[0.61, -0.05, 1.5], [0.05, 0.61, -2.25]])
-        return [A.AlignedFace(A.warp_face(img, m, resolution), m, np.zeros((5, 2), np.float32),
+        return [align.AlignedFace(align.warp_face(img, m, resolution), m, np.zeros((5, 2), np.float32),
                               np.zeros(4, np.float32), 1.0, "fake")]
 
-    monkeypatch.setattr(A, "align", fake_align)
+    monkeypatch.setattr(align, "align", fake_align)
     return calls
 
 

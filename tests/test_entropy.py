@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from stylecodec.bitstream import BitstreamError
-from stylecodec.entropy import gaussian as g
+from stylecodec.entropy import gaussian
 
 SIZES = [16, 24, 40]                 # elements of basic / middle / enhanced in these tests
 
@@ -24,9 +24,9 @@ def gaussian_sample(n: int, seed: int, spread: float = 3.0):
 
 
 def test_tables_are_the_reference():
-    t = g.tables()
-    assert t.digest == g.TABLE_SHA256
-    assert len(t.levels) == g.SCALE_LEVELS and np.all(np.diff(t.levels) > 0)
+    t = gaussian.tables()
+    assert t.digest == gaussian.TABLE_SHA256
+    assert len(t.levels) == gaussian.SCALE_LEVELS and np.all(np.diff(t.levels) > 0)
     assert np.all((t.levels[:-1] < t.thresholds) & (t.thresholds < t.levels[1:]))
     for v in np.concatenate([t.levels, t.thresholds]):
         assert v * 2 ** 16 == int(v * 2 ** 16) and float(np.float32(v)) == v      # exact on a 2^-16 grid
@@ -37,25 +37,25 @@ def test_tables_are_the_reference():
 def test_tail_multiplier_matches_scipy():
     import scipy.stats
 
-    assert g.TAIL_MULTIPLIER == pytest.approx(-scipy.stats.norm.ppf(g.TAIL_MASS / 2), rel=1e-14)
+    assert gaussian.TAIL_MULTIPLIER == pytest.approx(-scipy.stats.norm.ppf(gaussian.TAIL_MASS / 2), rel=1e-14)
 
 
 def test_snapping_rules():
-    m = g.snap_means(torch.tensor([0.03124, 0.03126, -1e9, 5000.0, 0.09375]))
-    assert m.tolist() == [0.0, 0.0625, -g.MEAN_MAX, g.MEAN_MAX, 0.125]       # half to even at 1.5 steps
-    t = g.tables()
-    idx = g.scale_indexes(torch.tensor([0.0, 1e-3, float(t.thresholds[0]), 1e6]))
-    assert idx.tolist() == [0, 0, 1, g.SCALE_LEVELS - 1]
+    m = gaussian.snap_means(torch.tensor([0.03124, 0.03126, -1e9, 5000.0, 0.09375]))
+    assert m.tolist() == [0.0, 0.0625, -gaussian.MEAN_MAX, gaussian.MEAN_MAX, 0.125]       # half to even at 1.5 steps
+    t = gaussian.tables()
+    idx = gaussian.scale_indexes(torch.tensor([0.0, 1e-3, float(t.thresholds[0]), 1e6]))
+    assert idx.tolist() == [0, 0, 1, gaussian.SCALE_LEVELS - 1]
     with pytest.raises(ValueError, match="finite"):
-        g.scale_indexes(torch.tensor([float("nan")]))
+        gaussian.scale_indexes(torch.tensor([float("nan")]))
 
 
 @pytest.mark.parametrize("n", [0, 1, 3, 7, 8, 100, 1000])
 def test_round_trip(n):
     y, m, s = gaussian_sample(n, seed=n)
-    data = g.encode(y, m, s)
-    expected = g.dequantize(g.quantize(y, m), m)
-    assert torch.equal(g.decode(data, m, s), expected)
+    data = gaussian.encode(y, m, s)
+    expected = gaussian.dequantize(gaussian.quantize(y, m), m)
+    assert torch.equal(gaussian.decode(data, m, s), expected)
     if n:
         assert (expected - y).abs().max().item() <= 0.5
     else:
@@ -64,25 +64,25 @@ def test_round_trip(n):
 
 def test_round_trip_on_any_device_dtype_and_shape():
     y, m, s = gaussian_sample(24, seed=1)
-    data = g.encode(y.double().reshape(4, 6), m.half().float(), s.reshape(2, 12))
-    out = g.decode(data, m.half().float().reshape(4, 6), s.double())
+    data = gaussian.encode(y.double().reshape(4, 6), m.half().float(), s.reshape(2, 12))
+    out = gaussian.decode(data, m.half().float().reshape(4, 6), s.double())
     assert out.shape == (4, 6) and out.dtype == torch.float32
     if torch.cuda.is_available():
-        assert torch.equal(g.decode(data, m.half().float().reshape(4, 6).cuda(), s.cuda()).cpu(), out)
+        assert torch.equal(gaussian.decode(data, m.half().float().reshape(4, 6).cuda(), s.cuda()).cpu(), out)
 
 
 def test_out_of_table_symbols_use_the_escape_and_clamp():
     m = torch.zeros(10)
     s = torch.full((10,), 0.11)
     y = torch.tensor([0.0, 3.0, -7.0, 40.0, -300.0, 5000.0, -70000.0, 1e9, 2.0, -1.0])
-    out = g.decode(g.encode(y, m, s), m, s)
-    assert out.tolist() == [0.0, 3.0, -7.0, 40.0, -300.0, 5000.0, -g.SYMBOL_MAX, g.SYMBOL_MAX, 2.0, -1.0]
+    out = gaussian.decode(gaussian.encode(y, m, s), m, s)
+    assert out.tolist() == [0.0, 3.0, -7.0, 40.0, -300.0, 5000.0, -gaussian.SYMBOL_MAX, gaussian.SYMBOL_MAX, 2.0, -1.0]
 
 
 def encode_layers(seed: int, sizes=SIZES, groups: int = 4):
     """A three-layer stream coded in causal groups: the next group's parameters depend on ŷ so far."""
     gen = torch.Generator().manual_seed(seed)
-    enc, steps, decoded = g.StreamEncoder(), [], []
+    enc, steps, decoded = gaussian.StreamEncoder(), [], []
     for n in sizes:
         for chunk in torch.arange(n).chunk(groups):
             k = len(chunk)
@@ -97,7 +97,7 @@ def encode_layers(seed: int, sizes=SIZES, groups: int = 4):
 
 
 def decode_layers(payloads, steps, sizes=SIZES):
-    dec, out = g.StreamDecoder(payloads, sizes), []
+    dec, out = gaussian.StreamDecoder(payloads, sizes), []
     for m, s, _ in steps:
         if not dec.remaining:
             break
@@ -160,7 +160,7 @@ def params_from_network(batch: int, threads: int, dtype=torch.float32, device: s
 def streams_from_network(batch: int, threads: int, dtype=torch.float32, device: str = "cpu") -> list[str]:
     means, scales = params_from_network(batch, threads, dtype, device)
     y = means + torch.randn(means.shape, generator=torch.Generator().manual_seed(5)) * scales
-    return [g.encode(y[i], means[i], scales[i]).hex() for i in range(8)]
+    return [gaussian.encode(y[i], means[i], scales[i]).hex() for i in range(8)]
 
 
 def test_streams_identical_across_batch_size_and_precision():
@@ -180,8 +180,8 @@ def test_streams_identical_across_batch_size_and_precision():
 
 def test_streams_identical_with_one_thread_in_a_subprocess():
     here = os.path.dirname(__file__)
-    code = ("import sys; sys.path.insert(0, %r); import test_entropy as t; "
-            "print(','.join(t.streams_from_network(1, 1)))" % here)
+    code = ("import sys; sys.path.insert(0, %r); import test_entropy; "
+            "print(','.join(test_entropy.streams_from_network(1, 1)))" % here)
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
     assert r.returncode == 0, r.stderr
@@ -203,7 +203,7 @@ def test_few_ulp_perturbations_give_identical_streams():
             x = torch.nextafter(x, torch.where(step == 0, x, step * torch.inf))
         return x
 
-    enc, nudged = g.StreamEncoder(), []
+    enc, nudged = gaussian.StreamEncoder(), []
     for i, (m, s, y) in enumerate(steps):
         nudged.append((nudge(m), nudge(s), y))
         enc.encode(y, *nudged[-1][:2])
@@ -222,8 +222,8 @@ def test_index_flip_rate_under_ulp_noise_is_tiny():
     m4 = m
     for _ in range(4):
         m4 = torch.nextafter(m4, m4 + torch.sign(m4))
-    scale_flips = (g.scale_indexes(s) != g.scale_indexes(s4)).sum().item()
-    mean_flips = (g.snap_means(m) != g.snap_means(m4)).sum().item()
+    scale_flips = (gaussian.scale_indexes(s) != gaussian.scale_indexes(s4)).sum().item()
+    mean_flips = (gaussian.snap_means(m) != gaussian.snap_means(m4)).sum().item()
     print(f"4-ulp flips per 200k elements: scale index {scale_flips}, mean grid {mean_flips}")
     assert scale_flips <= 5 and mean_flips <= 20
 
@@ -231,19 +231,19 @@ def test_index_flip_rate_under_ulp_noise_is_tiny():
 def test_likelihood_matches_the_coded_model():
     y, m, s = gaussian_sample(500, seed=2)
     m, s = m.requires_grad_(), s.requires_grad_()
-    y_hat, p = g.likelihood(y, m, s, mode="round")
-    assert torch.equal(y_hat.detach(), g.dequantize(g.quantize(y, m), m))
+    y_hat, p = gaussian.likelihood(y, m, s, mode="round")
+    assert torch.equal(y_hat.detach(), gaussian.dequantize(gaussian.quantize(y, m), m))
     bits_model = -torch.log2(p).sum().item()
-    bits_tables = g.ideal_bits(y, m, s).sum().item()
+    bits_tables = gaussian.ideal_bits(y, m, s).sum().item()
     assert bits_model == pytest.approx(bits_tables, rel=0.01)
     (-torch.log2(p).sum()).backward()
     assert torch.isfinite(m.grad).all() and torch.isfinite(s.grad).all() and s.grad.abs().sum() > 0
     for mode in ("noise", "ste"):
-        y_t, p = g.likelihood(y.clone().requires_grad_(), m, s, mode=mode)
+        y_t, p = gaussian.likelihood(y.clone().requires_grad_(), m, s, mode=mode)
         assert p.shape == y.shape and (p > 0).all() and (p <= 1).all()
-    levels = torch.tensor(g.tables().levels, dtype=torch.float32)
-    _, p_snap = g.likelihood(y, m.detach(), s.detach(), mode="round")
-    _, p_ref = g.likelihood(y, g.snap_means(m).float(), levels[g.scale_indexes(s)], mode="round", snap=False)
+    levels = torch.tensor(gaussian.tables().levels, dtype=torch.float32)
+    _, p_snap = gaussian.likelihood(y, m.detach(), s.detach(), mode="round")
+    _, p_ref = gaussian.likelihood(y, gaussian.snap_means(m).float(), levels[gaussian.scale_indexes(s)], mode="round", snap=False)
     assert torch.equal(p_snap, p_ref)
 
 
@@ -252,11 +252,11 @@ def test_overhead_of_the_coder():
     rows = []
     for seed in range(40):
         payloads, steps, _ = encode_layers(seed)
-        ideal = sum(g.ideal_bits(y, m, s).sum().item() for m, s, y in steps) / 8
+        ideal = sum(gaussian.ideal_bits(y, m, s).sum().item() for m, s, y in steps) / 8
         separate = 0
         for k in range(3):
             part = steps[4 * k:4 * k + 4]
-            separate += len(g.encode(torch.cat([y for _, _, y in part]), torch.cat([m for m, _, _ in part]),
+            separate += len(gaussian.encode(torch.cat([y for _, _, y in part]), torch.cat([m for m, _, _ in part]),
                                      torch.cat([s for _, s, _ in part])))
         rows.append((sum(map(len, payloads)), separate, ideal, len(payloads[0])))
     total, separate, ideal, basic = np.mean(rows, axis=0)
@@ -270,36 +270,36 @@ def test_tiny_streams_do_not_corrupt_the_heap():
         y, m, s = gaussian_sample(n, seed=100 + n, spread=50.0)
         s = torch.full_like(s, 0.11)
         for _ in range(20):
-            assert torch.equal(g.decode(g.encode(y, m, s), m, s), g.dequantize(g.quantize(y, m), m))
+            assert torch.equal(gaussian.decode(gaussian.encode(y, m, s), m, s), gaussian.dequantize(gaussian.quantize(y, m), m))
 
 
 @pytest.mark.filterwarnings("ignore::FutureWarning")          # compressai's torch.jit.script use
 def test_payload_equals_compressai_gaussian_conditional():
     """Interop: the payload is a prefix of what CompressAI's own GaussianConditional.compress writes."""
     gen = torch.Generator().manual_seed(3)
-    m = g.snap_means(torch.randn(64, generator=gen) * 3).float()
+    m = gaussian.snap_means(torch.randn(64, generator=gen) * 3).float()
     s = torch.rand(64, generator=gen) * 3 + 0.1
     y = m + torch.randint(-3, 4, (64,), generator=gen).float()
-    payload = g.encode(y, m, s)
-    gc = g.gaussian_conditional()
-    reference = gc.compress(y[None], g.scale_indexes(s)[None].int(), means=m[None])[0]
+    payload = gaussian.encode(y, m, s)
+    gc = gaussian.gaussian_conditional()
+    reference = gc.compress(y[None], gaussian.scale_indexes(s)[None].int(), means=m[None])[0]
     assert reference.startswith(payload) and len(reference) - len(payload) <= 4
 
 
 def test_empty_layers_and_shape_checks():
-    enc = g.StreamEncoder()
+    enc = gaussian.StreamEncoder()
     y, m, s = gaussian_sample(5, seed=9)
     enc.end_layer()                                   # an empty basic layer
     enc.encode(y, m, s)
     payloads = enc.finish()
     assert len(payloads) == 2 and payloads[0] == b""
-    dec = g.StreamDecoder(payloads, [0, 5])
-    assert torch.equal(dec.decode(m, s), g.dequantize(g.quantize(y, m), m))
+    dec = gaussian.StreamDecoder(payloads, [0, 5])
+    assert torch.equal(dec.decode(m, s), gaussian.dequantize(gaussian.quantize(y, m), m))
     dec.finish()
     with pytest.raises(ValueError, match="latents but"):
-        g.quantize(y[:1], m)
+        gaussian.quantize(y[:1], m)
     with pytest.raises(ValueError, match="remain"):
-        g.StreamDecoder(payloads, [0, 5]).decode(torch.zeros(6), torch.ones(6))
+        gaussian.StreamDecoder(payloads, [0, 5]).decode(torch.zeros(6), torch.ones(6))
 
 
 def test_worked_example_of_the_spec():
@@ -307,7 +307,7 @@ def test_worked_example_of_the_spec():
     from stylecodec.bitstream import StreamHeader, extract, pack
 
     gen = torch.Generator().manual_seed(2024)
-    enc = g.StreamEncoder()
+    enc = gaussian.StreamEncoder()
     for n in [16, 24, 40]:
         m = torch.randn(n, generator=gen) * 2
         s = torch.rand(n, generator=gen) * 1.5 + 0.1

@@ -18,7 +18,7 @@ from stylecodec.codec import Codec
 from stylecodec.errors import StylecodecError
 from stylecodec.gan import build_generator, save_checkpoint
 from stylecodec.model import tiny_config
-from stylecodec.train import common as C
+from stylecodec.train import common
 from stylecodec.train.codec import CONTAINER_BYTES, CodecTrainer, RateController, resolve_config, train_codec
 from stylecodec.train.losses import CodecObjective, LossWeights, StandInIdentity, build_identity, rate_multipliers
 from stylecodec.zoo import load, read_checkpoint
@@ -56,7 +56,7 @@ def assets(tmp_path_factory) -> dict[str, str]:
 
 
 def _ckpt_steps(run: Path) -> list[int]:
-    return [int(p.name[5:13]) for p in C.list_checkpoints(run)]
+    return [int(p.name[5:13]) for p in common.list_checkpoints(run)]
 
 
 def _finite(stats: dict) -> bool:
@@ -182,7 +182,7 @@ def test_pretrain_encoder_checkpoints_resumes_and_exports(assets, tmp_path: Path
              "out": str(run)}
     assert train_codec({**given, "kimg": 0.004}) == 0                    # 2 steps of 2 generated faces
     assert _ckpt_steps(run) == [2] and (run / "model.pt").is_file() and (run / "tb").is_dir()
-    first = C.load_checkpoint(C.latest_checkpoint(run))
+    first = common.load_checkpoint(common.latest_checkpoint(run))
     assert first["step"] == 2 and first["images_seen"] == 4 and first["kind"] == "stylecodec.codec"
     assert _finite(first["stats"]) and "Loss/latent/encoder_vs_w" in first["stats"]
     assert "Val/coder/file_bytes" in first["val"] and "Val/latent_mse_vs_w" in first["val"]
@@ -190,7 +190,7 @@ def test_pretrain_encoder_checkpoints_resumes_and_exports(assets, tmp_path: Path
         train_codec({**given, "kimg": 0.006})                             # refuses to reuse the run
     assert train_codec({**given, "kimg": 0.006}, resume="auto") == 0
     assert _ckpt_steps(run) == [2, 3]
-    second = C.load_checkpoint(C.latest_checkpoint(run))
+    second = common.load_checkpoint(common.latest_checkpoint(run))
     assert second["step"] == 3 and second["images_seen"] == 6 and second["wall_time"] >= first["wall_time"]
     loaded = load(run / "model.pt")
     meta = loaded.meta
@@ -216,13 +216,13 @@ def test_joint_with_adversarial_trains_g_and_resumes(assets, tmp_path: Path):
     for k, v in FAST.items():
         args += [f"--{k.replace('_', '-')}", str(v)]
     assert main([*args, "--kimg", "0.004"]) == 0
-    ck = C.load_checkpoint(C.latest_checkpoint(run))
+    ck = common.load_checkpoint(common.latest_checkpoint(run))
     assert ck["step"] == 2 and "D" in ck and _finite(ck["stats"]) and "Loss/adv/D" in ck["stats"]
     g = {k[2:]: v for k, v in ck["model"].items() if k.startswith("G.synthesis.")}
     assert any(not torch.equal(v, prior[k]) for k, v in g.items() if v.is_floating_point())   # G trained
     assert all(torch.equal(ck["model"]["G." + k], v) for k, v in prior.items() if k.startswith("mapping."))
     assert main([*args, "--kimg", "0.006", "--resume", "auto"]) == 0
-    assert C.load_checkpoint(C.latest_checkpoint(run))["step"] == 3
+    assert common.load_checkpoint(common.latest_checkpoint(run))["step"] == 3
     assert load(run / "model.pt").meta["steps"] == 3
 
 
@@ -235,7 +235,7 @@ def test_basic_layer_budget_raises_its_own_rate_weight(assets, tmp_path: Path):
     with pytest.raises(StylecodecError, match="--target-basic-bpp 0.003 at 64x64: .* no payload"):
         train_codec({**given, "target_basic_bpp": 0.003})  # 1 byte: less than the container
     assert train_codec(given) == 0                       # basic target: int(0.034 * 64² / 8) = 17 bytes
-    ck = C.load_checkpoint(C.latest_checkpoint(run))
+    ck = common.load_checkpoint(common.latest_checkpoint(run))
     assert ck["rate_basic"]["log_scale"] > -5.0 and ck["stats"]["Rate/basic_control_scale"] > math.exp(-5)
     trained = load(run / "model.pt")
     assert trained.meta["rate_control"]["basic_target_bytes"] == 17
@@ -253,7 +253,7 @@ def test_finetune_keeps_g_frozen(assets, tmp_path: Path):
     given = {**FAST, "mode": "finetune", "prior": assets["prior"], "model_json": assets["model_json"],
              "data": assets["data"], "out": str(run), "kimg": 0.004, "quant": "ste", "storage": "fp32"}
     assert train_codec(given) == 0
-    ck = C.load_checkpoint(C.latest_checkpoint(run))
+    ck = common.load_checkpoint(common.latest_checkpoint(run))
     prior = torch.load(assets["prior"], weights_only=True)["state_dict"]
     assert ck["step"] == 2 and _finite(ck["stats"])
     assert all(torch.equal(ck["model"]["G." + k], v) for k, v in prior.items())
@@ -278,7 +278,7 @@ def test_analysis_heads_train_with_the_codec_and_are_exported(assets, tmp_path: 
     given = {**FAST, "mode": "finetune", "prior": assets["prior"], "model_json": assets["model_json"],
              "data": assets["data"], "out": str(run), "heads": "analysis", "identity": "standin"}
     assert train_codec({**given, "kimg": 0.004}) == 0
-    first = C.load_checkpoint(C.latest_checkpoint(run))
+    first = common.load_checkpoint(common.latest_checkpoint(run))
     stats = first["stats"]
     assert _finite(stats) and stats["Loss/basic/heads_nme"] > 0 and stats["Loss/basic/heads_identity"] > 0
     init = machine_heads.analysis_term(load(run / "model.pt").model, StandInIdentity())
@@ -286,7 +286,7 @@ def test_analysis_heads_train_with_the_codec_and_are_exported(assets, tmp_path: 
     assert not torch.equal(first["heads"]["analysis." + lm_w], init.state_dict()[lm_w])   # the heads trained
     assert bool(first["heads"]["analysis.initialised"])
     assert train_codec({**given, "kimg": 0.006}, resume="auto") == 0                   # resumes with them
-    second = C.load_checkpoint(C.latest_checkpoint(run))
+    second = common.load_checkpoint(common.latest_checkpoint(run))
     assert second["step"] == 3 and not torch.equal(second["heads"]["analysis." + lm_w], first["heads"]["analysis." + lm_w])
     codec = Codec.from_pretrained(run / "model.pt")
     heads = load_heads(run / "model.pt", codec.fingerprint)                            # tagged with this codec
@@ -340,7 +340,7 @@ def test_cached_teacher_labels_replace_dlib_in_training(assets, tmp_path: Path, 
              "data": assets["data"], "out": str(tmp_path / "run"), "heads": "analysis", "identity": "standin",
              "teacher_labels": str(labels), "kimg": 0.004}
     assert train_codec(given) == 0
-    stats = C.load_checkpoint(C.latest_checkpoint(tmp_path / "run"))["stats"]
+    stats = common.load_checkpoint(common.latest_checkpoint(tmp_path / "run"))["stats"]
     assert _finite(stats) and stats["Loss/basic/heads_nme"] > 0
     with pytest.raises(StylecodecError, match="needs --heads analysis"):
         resolve_config({**given, "heads": "", "out": str(tmp_path / "other")})
@@ -367,7 +367,7 @@ def test_generated_faces_are_deterministic_and_w_is_known(assets, tmp_path: Path
     cfg = resolve_config({**FAST, "mode": "pretrain-encoder", "prior": assets["prior"], "out": str(tmp_path),
                           "model_json": assets["model_json"], "kimg": 0.002, "identity": "none",
                           "perceptual": "none"})
-    trainer = CodecTrainer(cfg, C.DistInfo(), log=lambda *_: None)
+    trainer = CodecTrainer(cfg, common.DistInfo(), log=lambda *_: None)
     a = trainer.generate(3, torch.Generator().manual_seed(5))
     b = trainer.generate(3, torch.Generator().manual_seed(5))
     assert torch.equal(a[0], b[0]) and a[1].shape == (3, trainer.model.G.num_ws, trainer.model.G.w_dim)

@@ -14,7 +14,7 @@ from PIL import Image
 from stylecodec.cli import main
 from stylecodec.data import ImageFolder, PackedImages, open_dataset, pack_images, split_files
 from stylecodec.errors import StylecodecError
-from stylecodec.train import common as C
+from stylecodec.train import common
 from stylecodec.train.augment import diff_augment
 from stylecodec.train.prior import PriorTrainer, resolve_config, train_prior
 
@@ -126,7 +126,7 @@ def test_diffaugment_is_differentiable_and_keeps_shape():
 
 # ---------------------------------------------------------------- the loop, resume, checkpoints
 def _ckpt_steps(run: Path) -> list[int]:
-    return [int(p.name[5:13]) for p in C.list_checkpoints(run)]
+    return [int(p.name[5:13]) for p in common.list_checkpoints(run)]
 
 
 def test_train_writes_checkpoint_and_resume_continues(faces: Path, tmp_path: Path):
@@ -134,13 +134,13 @@ def test_train_writes_checkpoint_and_resume_continues(faces: Path, tmp_path: Pat
     args = ["train", "prior", "--data", str(faces), "--out", str(run), *TINY]
     assert main([*args, "--kimg", "0.008"]) == 0  # 8 images = 2 steps of 4
     assert _ckpt_steps(run) == [2] and (run / "prior.pt").is_file() and (run / "tb").is_dir()
-    first = C.load_checkpoint(C.latest_checkpoint(run))
+    first = common.load_checkpoint(common.latest_checkpoint(run))
     assert first["step"] == 2 and first["images_seen"] == 8
     assert all(np.isfinite(v) for v in first["stats"].values()) and "Loss/G/loss" in first["stats"]
     assert main([*args, "--kimg", "0.016"]) == 1  # refuses to overwrite a run without --resume
     assert main([*args, "--kimg", "0.016", "--resume", "auto"]) == 0
     assert _ckpt_steps(run) == [2, 4]
-    second = C.load_checkpoint(C.latest_checkpoint(run))
+    second = common.load_checkpoint(common.latest_checkpoint(run))
     assert second["step"] == 4 and second["images_seen"] == 16 and second["wall_time"] >= first["wall_time"]
     assert all(np.isfinite(v) for v in second["stats"].values())
     assert main([*args, "--kimg", "0.024", "--resume", "auto", "--z-dim", "32"]) == 1  # architecture is fixed
@@ -153,12 +153,12 @@ def test_resume_after_transfer_without_optimiser_state(faces: Path, tmp_path: Pa
     run = tmp_path / "run"
     args = ["train", "prior", "--data", str(faces), "--out", str(run), *TINY]
     assert main([*args, "--kimg", "0.008"]) == 0
-    ck = C.latest_checkpoint(run)
+    ck = common.latest_checkpoint(run)
     split_checkpoint(ck, tmp_path / "parts", drop=("optimisers",), half=True)
     ck.unlink()
     join_checkpoint(tmp_path / "parts", ck)
     assert main([*args, "--kimg", "0.016", "--resume", "auto"]) == 0
-    second = C.load_checkpoint(C.latest_checkpoint(run))
+    second = common.load_checkpoint(common.latest_checkpoint(run))
     assert second["step"] == 4 and "optimisers" in second
 
 
@@ -173,9 +173,9 @@ def test_resolve_config_presets_and_resume_rules():
 
 
 def test_interrupted_checkpoint_write_never_corrupts_latest(tmp_path: Path, monkeypatch):
-    good = C.save_checkpoint(tmp_path, 2, {"step": 2, "w": torch.ones(3)})
+    good = common.save_checkpoint(tmp_path, 2, {"step": 2, "w": torch.ones(3)})
     (tmp_path / "ckpt-00000003.pt.tmp999").write_bytes(b"half a checkpoint")  # a writer killed mid-way
-    assert C.latest_checkpoint(tmp_path) == good
+    assert common.latest_checkpoint(tmp_path) == good
 
     def dying_save(obj, f):
         with open(f, "wb") as fh:
@@ -184,12 +184,12 @@ def test_interrupted_checkpoint_write_never_corrupts_latest(tmp_path: Path, monk
 
     monkeypatch.setattr(torch, "save", dying_save)
     with pytest.raises(StylecodecError, match="cannot write .*ckpt-00000003.pt: No space left"):
-        C.save_checkpoint(tmp_path, 3, {"step": 3})
+        common.save_checkpoint(tmp_path, 3, {"step": 3})
     monkeypatch.undo()
-    assert C.latest_checkpoint(tmp_path) == good and C.load_checkpoint(good)["step"] == 2
+    assert common.latest_checkpoint(tmp_path) == good and common.load_checkpoint(good)["step"] == 2
     assert [p.name for p in tmp_path.glob("*.tmp*")] == ["ckpt-00000003.pt.tmp999"]  # ours was removed
     (tmp_path / "ckpt-00000004.pt").write_bytes(b"truncated")  # e.g. copied by hand, cut short
-    path, state = C.load_latest_checkpoint(tmp_path, log=lambda *_: None)
+    path, state = common.load_latest_checkpoint(tmp_path, log=lambda *_: None)
     assert path == good and state["step"] == 2
 
 
@@ -248,4 +248,4 @@ def test_two_process_gloo_run_keeps_ranks_in_sync(faces: Path, tmp_path: Path):
     r0, r1 = torch.load(run / "rank0.pt"), torch.load(run / "rank1.pt")
     assert torch.equal(r0["params"], r1["params"]), "gradients were not averaged across ranks"
     assert _ckpt_steps(run) == [2] and (run / "prior.pt").is_file()
-    assert C.load_checkpoint(C.latest_checkpoint(run))["images_seen"] == 8
+    assert common.load_checkpoint(common.latest_checkpoint(run))["images_seen"] == 8

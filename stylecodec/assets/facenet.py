@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
+from torch.nn import functional
 
 from .fetch import AssetError, cached_file, package_dir
 
@@ -317,7 +317,7 @@ def preprocess(images, size: int = 160, standardise: str = "fixed",
         x = (x.float() - lo) * (255.0 / (hi - lo))
     if x.shape[-2:] != (size, size):
         shrink = min(x.shape[-2:]) > size
-        x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=shrink)
+        x = functional.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=shrink)
     if standardise == "fixed":
         return (x - 127.5) / 128.0
     if standardise != "prewhiten":

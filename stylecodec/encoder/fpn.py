@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import Sequence
 
 import torch
-import torch.nn.functional as F
+from torch.nn import functional
 from torch import nn
 
 __all__ = ["FPN"]
@@ -28,7 +28,7 @@ class FPN(nn.Module):
 
     @staticmethod
     def _upsample_add(top: torch.Tensor, lateral: torch.Tensor) -> torch.Tensor:
-        return F.interpolate(top, size=lateral.shape[-2:], mode="bilinear", align_corners=False) + lateral
+        return functional.interpolate(top, size=lateral.shape[-2:], mode="bilinear", align_corners=False) + lateral
 
     def forward(self, feats: Sequence[torch.Tensor]) -> list[torch.Tensor]:
         c1, c2, c3 = feats

@@ -4,7 +4,7 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
+from torch.nn import functional
 from torch import nn
 
 __all__ = ["EqualLinear", "GradualStyleBlock"]
@@ -26,7 +26,7 @@ class EqualLinear(nn.Module):
         self.bias_gain = lr_mul
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.linear(x, self.weight * self.weight_gain, self.bias * self.bias_gain)
+        return functional.linear(x, self.weight * self.weight_gain, self.bias * self.bias_gain)
 
 
 class GradualStyleBlock(nn.Module):

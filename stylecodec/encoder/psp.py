@@ -14,7 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
+from torch.nn import functional
 from torch import nn
 
 from stylecodec.layers import LayerSplit
@@ -90,7 +90,7 @@ class GradualStyleEncoder(nn.Module):
         if x.ndim != 4 or x.shape[1] != 3 or x.shape[2] != x.shape[3]:
             raise ValueError(f"expected images [N, 3, H, H], got {tuple(x.shape)}")
         if x.shape[-1] != self.input_resolution:
-            x = F.interpolate(x, size=(self.input_resolution,) * 2, mode="bilinear",
+            x = functional.interpolate(x, size=(self.input_resolution,) * 2, mode="bilinear",
                               align_corners=False, antialias=True)
         pyramid = self.fpn(self.backbone(x))
         if self.mode == "psp":

@@ -41,9 +41,9 @@ def content_key(img: np.ndarray) -> str:
 
 
 def _settings_tag(resolution: int) -> str:
-    from .. import align as A
+    from .. import align
 
-    what = (VERSION, resolution, A.TEMPLATE_5.tobytes(), A.MIN_FACE_PROB, A.DETECT_PAD, "detector=auto")
+    what = (VERSION, resolution, align.TEMPLATE_5.tobytes(), align.MIN_FACE_PROB, align.DETECT_PAD, "detector=auto")
     return hashlib.sha1(repr(what).encode()).hexdigest()[:10]
 
 

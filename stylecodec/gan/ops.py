@@ -11,7 +11,7 @@ import math
 from typing import Sequence
 
 import torch
-import torch.nn.functional as F
+from torch.nn import functional
 
 __all__ = ["assert_shape", "normalize_2nd_moment", "setup_filter", "upfirdn2d", "upsample2d",
            "downsample2d", "ACTIVATIONS", "bias_act", "conv2d_resample", "modulated_conv2d"]
@@ -62,13 +62,13 @@ def upfirdn2d(x: torch.Tensor, f: torch.Tensor | None, up: int = 1, down: int = 
     px0, px1, py0, py1 = _pad4(padding)
     if up > 1:
         x = x.reshape(n, c, h, 1, w, 1)
-        x = F.pad(x, [0, up - 1, 0, 0, 0, up - 1]).reshape(n, c, h * up, w * up)
-    x = F.pad(x, [max(px0, 0), max(px1, 0), max(py0, 0), max(py1, 0)])
+        x = functional.pad(x, [0, up - 1, 0, 0, 0, up - 1]).reshape(n, c, h * up, w * up)
+    x = functional.pad(x, [max(px0, 0), max(px1, 0), max(py0, 0), max(py1, 0)])
     x = x[:, :, max(-py0, 0): x.shape[2] - max(-py1, 0), max(-px0, 0): x.shape[3] - max(-px1, 0)]
     f = (f * (gain ** (f.ndim / 2))).to(x.dtype)
     if not flip_filter:
         f = f.flip(list(range(f.ndim)))
-    x = F.conv2d(x, f[None, None].repeat(c, 1, 1, 1), groups=c)
+    x = functional.conv2d(x, f[None, None].repeat(c, 1, 1, 1), groups=c)
     return x[:, :, ::down, ::down] if down > 1 else x
 
 
@@ -89,14 +89,14 @@ def downsample2d(x: torch.Tensor, f: torch.Tensor, down: int = 2, gain: float = 
 # name -> (function(x, alpha), default alpha, default gain)
 ACTIVATIONS = {
     "linear":  (lambda x, a: x, 0.0, 1.0),
-    "relu":    (lambda x, a: F.relu(x), 0.0, math.sqrt(2)),
-    "lrelu":   (lambda x, a: F.leaky_relu(x, a), 0.2, math.sqrt(2)),
+    "relu":    (lambda x, a: functional.relu(x), 0.0, math.sqrt(2)),
+    "lrelu":   (lambda x, a: functional.leaky_relu(x, a), 0.2, math.sqrt(2)),
     "tanh":    (lambda x, a: torch.tanh(x), 0.0, 1.0),
     "sigmoid": (lambda x, a: torch.sigmoid(x), 0.0, 1.0),
     "swish":   (lambda x, a: torch.sigmoid(x) * x, 0.0, math.sqrt(2)),
-    "elu":     (lambda x, a: F.elu(x), 0.0, 1.0),
-    "selu":    (lambda x, a: F.selu(x), 0.0, 1.0),
-    "softplus": (lambda x, a: F.softplus(x), 0.0, 1.0),
+    "elu":     (lambda x, a: functional.elu(x), 0.0, 1.0),
+    "selu":    (lambda x, a: functional.selu(x), 0.0, 1.0),
+    "softplus": (lambda x, a: functional.softplus(x), 0.0, 1.0),
 }
 
 
@@ -121,7 +121,7 @@ def bias_act(x: torch.Tensor, b: torch.Tensor | None = None, dim: int = 1, act: 
     elif act != "linear" or gain != 1 or clamp is not None:
         x = x.clone()
     if act == "lrelu":
-        F.leaky_relu_(x, alpha)
+        functional.leaky_relu_(x, alpha)
     elif act == "relu":
         x.relu_()
     elif act != "linear":
@@ -138,7 +138,7 @@ def bias_act(x: torch.Tensor, b: torch.Tensor | None = None, dim: int = 1, act: 
 def _conv(x, w, stride=1, padding=0, groups=1, transpose=False, flip_weight=True):
     if not flip_weight:              # conv2d is correlation; flip for true convolution
         w = w.flip([2, 3])
-    op = F.conv_transpose2d if transpose else F.conv2d
+    op = functional.conv_transpose2d if transpose else functional.conv2d
     return op(x, w, stride=stride, padding=padding, groups=groups)
 
 

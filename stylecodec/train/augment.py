@@ -8,7 +8,7 @@ Input and output: ``[N, C, H, W]`` in ``[-1, 1]`` (any float dtype); every op is
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
+from torch.nn import functional
 
 __all__ = ["DEFAULT_POLICY", "diff_augment"]
 
@@ -44,7 +44,7 @@ def translation(x: torch.Tensor, ratio: float = 0.125) -> torch.Tensor:
                                 torch.arange(w, device=x.device), indexing="ij")
     gy = (gy + ty + 1).clamp(0, h + 1)
     gx = (gx + tx + 1).clamp(0, w + 1)
-    pad = F.pad(x, [1, 1, 1, 1])
+    pad = functional.pad(x, [1, 1, 1, 1])
     return pad.permute(0, 2, 3, 1)[gb, gy, gx].permute(0, 3, 1, 2)
 
 

@@ -38,12 +38,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
+from torch.nn import functional
 
 from ..errors import StylecodecError
 from ..layers import LAYER_NAMES
 from ..model import StyleCodecModel
-from . import common as C
+from . import common
 from .codec_config import MODES, PRESET_MODELS, PRESETS, CodecConfig, build_model_config, resolve_config
 from .losses import BASIC_CONTAINER_BYTES, CONTAINER_BYTES, MACHINE_HEADS, CodecObjective, RateController, build_identity
 
@@ -53,13 +53,13 @@ __all__ = ["MODES", "PRESETS", "PRESET_MODELS", "CodecConfig", "resolve_config",
 class CodecTrainer:
     """Holds the model (+ D), optimisers, objective, rate controller and loop state."""
 
-    def __init__(self, cfg: CodecConfig, info: C.DistInfo, checkpoint: dict[str, Any] | None = None, log=print):
+    def __init__(self, cfg: CodecConfig, info: common.DistInfo, checkpoint: dict[str, Any] | None = None, log=print):
         self.cfg, self.info, self.dev, self.log = cfg, info, info.device, log
         self.out = Path(cfg.out)
         if cfg.batch % info.world_size:
             raise StylecodecError(f"--batch {cfg.batch} is not divisible by the {info.world_size} processes")
         self.batch_gpu = cfg.batch // info.world_size
-        self.amp = C.amp_dtype(self.dev, cfg.precision)
+        self.amp = common.amp_dtype(self.dev, cfg.precision)
         torch.manual_seed(cfg.seed)  # identical initial weights on every rank
         self.sources: dict[str, str | None] = {"prior": cfg.prior, "init": cfg.init}
         if checkpoint is None:
@@ -115,11 +115,11 @@ class CodecTrainer:
         if checkpoint is not None:
             self.load_state(checkpoint)
         else:
-            C.seed_everything(cfg.seed + 7919 * info.rank)
-        C.broadcast_module(self.model, info)
-        C.broadcast_module(self.heads, info)
+            common.seed_everything(cfg.seed + 7919 * info.rank)
+        common.broadcast_module(self.model, info)
+        common.broadcast_module(self.heads, info)
         if self.D is not None:
-            C.broadcast_module(self.D, info)
+            common.broadcast_module(self.D, info)
         self.set_train(True)
 
     # ------------------------------------------------------------ setup helpers
@@ -154,7 +154,7 @@ class CodecTrainer:
     def state_dict(self, stats: dict[str, float]) -> dict[str, Any]:
         s = {"kind": "stylecodec.codec", "step": self.step, "images_seen": self.images_seen,
              "wall_time": self.wall_time, "model": self.model.state_dict(), "optimiser": self.opt.state_dict(),
-             "rate": self.rate.state_dict(), "rate_basic": self.rate_basic.state_dict(), "rng": C.rng_state(),
+             "rate": self.rate.state_dict(), "rate_basic": self.rate_basic.state_dict(), "rng": common.rng_state(),
              "config": asdict(self.cfg), "stats": stats,
              "val": self.last_val, "sources": self.sources, "heads": self.heads.state_dict()}
         if self.D is not None:
@@ -178,20 +178,20 @@ class CodecTrainer:
         self.step, self.images_seen, self.wall_time = ck["step"], ck["images_seen"], ck["wall_time"]
         self.last_val, self.sources = dict(ck.get("val", {})), dict(ck.get("sources", self.sources))
         if self.info.is_main:
-            C.set_rng_state(ck["rng"])
+            common.set_rng_state(ck["rng"])
         else:
-            C.seed_everything(self.cfg.seed + 7919 * self.info.rank + self.step)
+            common.seed_everything(self.cfg.seed + 7919 * self.info.rank + self.step)
 
     def save(self, stats: dict[str, float]) -> Path | None:
         if not self.info.is_main:
             return None
-        return C.save_checkpoint(self.out, self.step, self.state_dict(stats), keep=self.cfg.keep)
+        return common.save_checkpoint(self.out, self.step, self.state_dict(stats), keep=self.cfg.keep)
 
     def training_record(self, data_record: dict[str, Any]) -> dict[str, Any]:
         """The model card's training record (plain values)."""
         return {"trainer": "stylecodec train codec", "mode": self.cfg.mode, "steps": self.step,
                 "images_seen": self.images_seen, "wall_time_s": round(self.wall_time, 1),
-                "hardware": C.hardware_info(self.info), "config": asdict(self.cfg), "data": data_record,
+                "hardware": common.hardware_info(self.info), "config": asdict(self.cfg), "data": data_record,
                 "sources": self.sources, "precision": "bf16-autocast" if self.amp else "fp32",
                 "rate_control": {"target_bytes": self.rate.target, "margin_bytes": self.rate.margin,
                                  "basic_target_bytes": self.rate_basic.target, "basic_scale": self.rate_basic.scale,
@@ -236,8 +236,8 @@ class CodecTrainer:
         if self.cfg.mode == "pretrain-encoder":
             while True:
                 yield (*self.generate(self.batch_gpu), None)
-        workers = self.cfg.workers if self.cfg.workers is not None else C.default_workers(self.info)
-        for b in C.infinite_batches(dataset, self.batch_gpu, self.info, self.cfg.seed, workers,
+        workers = self.cfg.workers if self.cfg.workers is not None else common.default_workers(self.info)
+        for b in common.infinite_batches(dataset, self.batch_gpu, self.info, self.cfg.seed, workers,
                                     self.images_seen // len(dataset)):
             yield (b[0], None, b[1:]) if isinstance(b, tuple) else (b, None, None)
 
@@ -252,7 +252,7 @@ class CodecTrainer:
         """G.synthesis(ws, noise_mode="const", **kwargs), under autocast (float32 out) when training in bf16."""
         if self.amp is None:
             return self.model.G.synthesis(ws, noise_mode="const", **kwargs)
-        with C.autocast(self.dev, self.amp):
+        with common.autocast(self.dev, self.amp):
             return self.model.G.synthesis(ws, noise_mode="const", **kwargs).float()
 
     def render(self, ws: torch.Tensor) -> torch.Tensor:
@@ -263,7 +263,7 @@ class CodecTrainer:
         """D's logits [N] (under autocast, float32 out, when training in bf16; R1 calls D in float32)."""
         if self.amp is None:
             return self.D(img, None).flatten()
-        with C.autocast(self.dev, self.amp):
+        with common.autocast(self.dev, self.amp):
             return self.D(img, None).float().flatten()
 
     def decode_prefixes(self, out: dict) -> tuple[dict, dict | None, torch.Tensor | None]:
@@ -297,12 +297,12 @@ class CodecTrainer:
         basic_scale = self.rate_basic.scale if self.rate_basic.enabled else 0.0
         loss, stats = self.objective(out, x, x_hat, w_true, self.rate.scale, subsets, labels, basic_scale)
         if self.D is not None:
-            g_adv = F.softplus(-self.run_D(fake)).mean()
+            g_adv = functional.softplus(-self.run_D(fake)).mean()
             loss = loss + cfg.adv_weight * g_adv
             stats["Loss/adv/G"] = g_adv.detach()
         loss.backward()
-        C.sync_grads(model, self.info)
-        C.sync_grads(self.heads, self.info)
+        common.sync_grads(model, self.info)
+        common.sync_grads(self.heads, self.info)
         if cfg.grad_clip > 0:
             stats["Grad/norm"] = torch.nn.utils.clip_grad_norm_(self.params, cfg.grad_clip).detach()
         self.opt.step()
@@ -311,7 +311,7 @@ class CodecTrainer:
         bits = StyleCodecModel.bits(out).detach()
         top = q == self.Q - 1
         # one collective for both controllers: (file bits, basic-layer bits, count) of highest-quality samples
-        red = C.all_reduce_sum(torch.stack([bits.sum(1)[top].sum(), bits[top, 0].sum(), top.sum().float()]),
+        red = common.all_reduce_sum(torch.stack([bits.sum(1)[top].sum(), bits[top, 0].sum(), top.sum().float()]),
                                self.info).tolist()
         self.rate.update(red[0], red[2])
         if self.rate_basic.enabled:
@@ -333,9 +333,9 @@ class CodecTrainer:
         self.D.requires_grad_(True)
         self.opt_D.zero_grad(set_to_none=True)
         lf, lr = self.run_D(fake), self.run_D(real)
-        loss = F.softplus(lf).mean() + F.softplus(-lr).mean()
+        loss = functional.softplus(lf).mean() + functional.softplus(-lr).mean()
         loss.backward()
-        C.sync_grads(self.D, self.info)
+        common.sync_grads(self.D, self.info)
         self.opt_D.step()
         stats = {"Loss/adv/D": loss.detach()}
         if self.r1_gamma > 0 and self.step % self.cfg.r1_interval == 0:
@@ -344,7 +344,7 @@ class CodecTrainer:
             grads, = torch.autograd.grad(self.D(x, None).sum(), x, create_graph=True)
             r1 = grads.square().sum([1, 2, 3])
             (r1.mean() * (self.r1_gamma / 2) * self.cfg.r1_interval).backward()
-            C.sync_grads(self.D, self.info)
+            common.sync_grads(self.D, self.info)
             self.opt_D.step()
             stats["Loss/adv/r1"] = r1.mean().detach()
         self.D.requires_grad_(False)
@@ -386,7 +386,7 @@ class CodecTrainer:
                 if e_x is not None:
                     add(f"Val/identity_cos/{name}", (e_x * ident(x_hat[k])).sum(1))
             if val_w is not None:
-                add("Val/latent_mse_vs_w", F.mse_loss(out["ws"], val_w[i:i + len(x)].to(self.dev),
+                add("Val/latent_mse_vs_w", functional.mse_loss(out["ws"], val_w[i:i + len(x)].to(self.dev),
                                                       reduction="none").flatten(1).mean(1))
         stats = {k: float(torch.cat(v).mean()) for k, v in acc.items()}
         stats["Val/file_bytes_est"] = (sum(stats[f"Val/bytes_{n}"] for n in LAYER_NAMES) + CONTAINER_BYTES
@@ -433,10 +433,10 @@ class CodecTrainer:
     def run(self, dataset, val_x: torch.Tensor, val_w: torch.Tensor | None, data_record: dict[str, Any]) -> int:
         """Train until ``cfg.kimg`` (or ``max_minutes``, or a signal). Returns an exit status."""
         cfg, info = self.cfg, self.info
-        log = C.RunLogger(self.out, info)
+        log = common.RunLogger(self.out, info)
         total = int(cfg.kimg * 1000)
         batches = self.batches(dataset)
-        timer, session = C.Timer(self.wall_time), C.Timer()
+        timer, session = common.Timer(self.wall_time), common.Timer()
         acc: dict[str, list] = {}
         last: dict[str, float] = {}
         tick_t, tick_img, saved_step, n_val = session(), self.images_seen, None, self.step // cfg.val_every
@@ -447,10 +447,10 @@ class CodecTrainer:
                   f"{self.R}px, {data_record.get('train_images', 'generated')} train images, batch {cfg.batch} = "
                   f"{info.world_size} x {self.batch_gpu}, device {self.dev}, {'bf16' if self.amp else 'fp32'}, "
                   f"target {cfg.kimg} kimg, highest-quality file target {self.rate.target} bytes")
-        bar = C.progress(total, min(self.images_seen, total), info, f"codec/{cfg.mode}")
+        bar = common.progress(total, min(self.images_seen, total), info, f"codec/{cfg.mode}")
         status, reason = 0, "done"
         try:
-            with C.StopSignal() as stop:
+            with common.StopSignal() as stop:
                 while self.images_seen < total:
                     halt = stop.check(session(), cfg.max_minutes, info)
                     if halt is not None:
@@ -509,7 +509,7 @@ class CodecTrainer:
             self.rate.log_scale, self.rate.overhead, self.rate_basic.log_scale = t.tolist()
             self.rate_basic.overhead = self.rate.overhead
 
-    def _log_tick(self, log: C.RunLogger, bar, acc: dict[str, list], seconds: float, images: int) -> dict[str, float]:
+    def _log_tick(self, log: common.RunLogger, bar, acc: dict[str, list], seconds: float, images: int) -> dict[str, float]:
         stats = {k: float(s) / c for k, (s, c) in acc.items()}
         speed = images / max(seconds, 1e-9)
         stats.update({"Timing/images_per_s": speed, "Timing/wall_hours": self.wall_time / 3600,
@@ -550,11 +550,11 @@ def train_codec(given: dict[str, Any], preset: str | None = None, resume: str | 
     if not given.get("out"):
         raise StylecodecError("--out RUN_DIR is required")
     out = Path(given["out"])
-    info = C.init_distributed(given.get("device") or "auto")
+    info = common.init_distributed(given.get("device") or "auto")
     say = print if info.is_main else (lambda *_: None)
     ok = False
     try:
-        ckpt = C.checkpoint_to_resume(out, resume, "stylecodec.codec", log=say)
+        ckpt = common.checkpoint_to_resume(out, resume, "stylecodec.codec", log=say)
         cfg = resolve_config(given, preset, ckpt["config"] if ckpt else None)
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
@@ -584,4 +584,4 @@ def train_codec(given: dict[str, Any], preset: str | None = None, resume: str | 
         ok = True
         return status
     finally:
-        C.cleanup_distributed(info, barrier=ok)
+        common.cleanup_distributed(info, barrier=ok)

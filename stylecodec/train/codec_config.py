@@ -11,9 +11,9 @@ from typing import Any
 
 from ..errors import StylecodecError
 from ..model import make_config
-from . import common as C
+from . import common
 from .losses import IDENTITY_NETS, MACHINE_HEADS, PERCEPTUAL_NETS, LossWeights
-from .presets import CODEC_MODES as MODES, CODEC_PRESET_MODELS as PRESET_MODELS, CODEC_PRESETS as PRESETS, CPU_MODEL
+from .presets import CODEC_MODES as MODES, CODEC_PRESET_MODELS as PRESET_MODELS, CODEC_PRESETS as PRESETS
 
 
 DEFAULTS: dict[str, Any] = dict(
@@ -177,7 +177,7 @@ def resolve_config(given: dict[str, Any], preset: str | None = None,
     given = {k: v for k, v in given.items() if v is not None}
     if checkpoint_config is not None:
         # options added after the checkpoint was written take their defaults (= the old behaviour)
-        cfg = {**DEFAULTS, **C.merge_resumed_config(checkpoint_config, given, RUN_CONTROL)}
+        cfg = {**DEFAULTS, **common.merge_resumed_config(checkpoint_config, given, RUN_CONTROL)}
     else:
         if preset is not None and preset not in PRESETS:
             raise StylecodecError(f"unknown preset {preset!r}; choose from {', '.join(PRESETS)}")

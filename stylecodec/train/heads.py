@@ -35,7 +35,7 @@ from ..analysis.heads import INPUTS, AnalysisHeads
 from ..errors import StylecodecError
 from ..metrics.nme import landmark_nme
 from ..zoo import LoadedModel, load, save_heads_into
-from . import common as C
+from . import common
 
 __all__ = ["HeadsConfig", "DEFAULTS", "RUN_CONTROL", "resolve_config", "HeadsTrainer",
            "encode_latents", "train_heads"]
@@ -99,7 +99,7 @@ def resolve_config(given: dict[str, Any], checkpoint_config: dict[str, Any] | No
 
     given = {k: v for k, v in given.items() if v is not None}
     if checkpoint_config is not None:
-        cfg = C.merge_resumed_config(checkpoint_config, given, RUN_CONTROL)
+        cfg = common.merge_resumed_config(checkpoint_config, given, RUN_CONTROL)
     else:
         cfg = {**DEFAULTS, **given}
         cfg["data"] = cfg["data"] or str(default_data_root())
@@ -158,7 +158,7 @@ def encode_latents(loaded: LoadedModel, root: Path, files: list[str], path: Path
 class HeadsTrainer:
     """The heads, their optimiser and the loop over cached latents + teacher labels."""
 
-    def __init__(self, cfg: HeadsConfig, loaded: LoadedModel, data: dict[str, torch.Tensor], info: C.DistInfo,
+    def __init__(self, cfg: HeadsConfig, loaded: LoadedModel, data: dict[str, torch.Tensor], info: common.DistInfo,
                  checkpoint: dict[str, Any] | None = None):
         self.cfg, self.loaded, self.data, self.info, self.dev = cfg, loaded, data, info, info.device
         self.model = model = loaded.model
@@ -176,9 +176,9 @@ class HeadsTrainer:
             self.heads.load_state_dict(checkpoint["heads"])
             self.opt.load_state_dict(checkpoint["optimiser"])
             self.step, self.wall_time = checkpoint["step"], checkpoint["wall_time"]
-            C.set_rng_state(checkpoint["rng"])
+            common.set_rng_state(checkpoint["rng"])
         else:
-            C.seed_everything(cfg.seed)
+            common.seed_everything(cfg.seed)
             self._init_buffers()
 
     def features(self, y0: torch.Tensor, quality) -> torch.Tensor:
@@ -247,7 +247,7 @@ class HeadsTrainer:
     def state_dict(self, stats: dict[str, float]) -> dict[str, Any]:
         return {"kind": "stylecodec.heads", "step": self.step, "wall_time": self.wall_time,
                 "heads": self.heads.state_dict(), "heads_config": dict(self.heads.config),
-                "optimiser": self.opt.state_dict(), "rng": C.rng_state(), "config": asdict(self.cfg),
+                "optimiser": self.opt.state_dict(), "rng": common.rng_state(), "config": asdict(self.cfg),
                 "codec_fingerprint": int(self.loaded.fingerprint), "stats": stats}
 
     def export(self, stats: dict[str, float]) -> Path:
@@ -263,16 +263,16 @@ class HeadsTrainer:
     def run(self) -> int:
         """Train to ``cfg.steps`` (or ``max_minutes``, or a signal); returns an exit status."""
         cfg = self.cfg
-        log = C.RunLogger(self.out, self.info)
-        timer, session = C.Timer(self.wall_time), C.Timer()
-        bar = C.progress(cfg.steps, min(self.step, cfg.steps), self.info, "heads", unit="step")
+        log = common.RunLogger(self.out, self.info)
+        timer, session = common.Timer(self.wall_time), common.Timer()
+        bar = common.progress(cfg.steps, min(self.step, cfg.steps), self.info, "heads", unit="step")
         acc: dict[str, list] = {}
         last: dict[str, float] = {}
         status, reason, saved = 0, "done", self.step
         log.print(f"[heads] {'resuming at step ' + str(self.step) if self.step else 'start'}: "
                   f"{len(self.data['y'])} train faces, inputs {cfg.inputs}, device {self.dev}, {cfg.steps} steps")
         try:
-            with C.StopSignal() as stop:
+            with common.StopSignal() as stop:
                 while self.step < cfg.steps:
                     halt = stop.check(session(), cfg.max_minutes, self.info)
                     if halt is not None:
@@ -300,10 +300,10 @@ class HeadsTrainer:
                             log.print(f"[heads] step {self.step}: held-out NME {last['Val/nme']:.4f} "
                                       f"(mean shape {last['Val/nme_mean_shape']:.4f}), cosine {last['Val/cos']:.3f}")
                     if self.step % cfg.ckpt_every == 0:
-                        C.save_checkpoint(self.out, self.step, self.state_dict(last), cfg.keep)
+                        common.save_checkpoint(self.out, self.step, self.state_dict(last), cfg.keep)
                         saved = self.step
             if saved != self.step:
-                C.save_checkpoint(self.out, self.step, self.state_dict(last), cfg.keep)
+                common.save_checkpoint(self.out, self.step, self.state_dict(last), cfg.keep)
             if status == 0:
                 log.print(f"[heads] {reason} at step {self.step}; codec + heads written to {self.export(last)}")
             else:
@@ -348,9 +348,9 @@ def train_heads(given: dict[str, Any], resume: str | None = None) -> int:
     if not given.get("out"):
         raise StylecodecError("--out RUN_DIR is required")
     out = Path(given["out"])
-    ckpt = C.checkpoint_to_resume(out, resume, "stylecodec.heads")
+    ckpt = common.checkpoint_to_resume(out, resume, "stylecodec.heads")
     cfg = resolve_config(given, ckpt["config"] if ckpt else None)
-    info = C.DistInfo(device=C.select_device(cfg.device))
+    info = common.DistInfo(device=common.select_device(cfg.device))
     loaded = load(cfg.model, info.device)
     loaded.model.requires_grad_(False).eval()
     out.mkdir(parents=True, exist_ok=True)

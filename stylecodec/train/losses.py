@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 import torch
-import torch.nn.functional as F
+from torch.nn import functional
 from torch import nn
 
 from ..bitstream import container_bytes
@@ -81,7 +81,7 @@ class StandInIdentity(nn.Module):
         self.requires_grad_(False).eval()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.normalize(self.net(x), dim=1)
+        return functional.normalize(self.net(x), dim=1)
 
 
 class IdentityNet(nn.Module):
@@ -94,7 +94,7 @@ class IdentityNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         from ..assets.facenet import preprocess
 
-        return F.normalize(self.net(preprocess(x, size=self.size)).float(), dim=1)
+        return functional.normalize(self.net(preprocess(x, size=self.size)).float(), dim=1)
 
 
 def _facenet_cached() -> bool:
@@ -206,7 +206,7 @@ class CodecObjective:
             if k > 1 and lp:
                 part["lpips"] = w.lpips * self._lpips(xk, xh).mean()
             if k == 3 and w.l2 > 0:
-                part["l2"] = w.l2 * F.mse_loss(xh.float(), xk.float())
+                part["l2"] = w.l2 * functional.mse_loss(xh.float(), xk.float())
             if k == 3 and w.ms_ssim > 0:
                 from ..metrics.image import ms_ssim
 
@@ -221,11 +221,11 @@ class CodecObjective:
             stats[f"Loss/{name}"] = v.detach()
         if w.latent > 0:
             target = out["ws"].detach().float()
-            lat = torch.stack([F.mse_loss(out["ws_hat"][k].float(), target) for k in sorted(out["ws_hat"])]).mean()
+            lat = torch.stack([functional.mse_loss(out["ws_hat"][k].float(), target) for k in sorted(out["ws_hat"])]).mean()
             stats["Loss/latent/decoded"] = lat.detach()
             if w_true is not None:
-                enc = F.mse_loss(out["ws"].float(), w_true.float())
-                dec = F.mse_loss(out["ws_hat"][max(out["ws_hat"])].float(), w_true.float())
+                enc = functional.mse_loss(out["ws"].float(), w_true.float())
+                dec = functional.mse_loss(out["ws_hat"][max(out["ws_hat"])].float(), w_true.float())
                 stats["Loss/latent/encoder_vs_w"], stats["Loss/latent/decoded_vs_w"] = enc.detach(), dec.detach()
                 lat = lat + enc + dec
             total = total + w.latent * lat

@@ -18,10 +18,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
+from torch.nn import functional
 
 from ..errors import StylecodecError
-from . import common as C
+from . import common
 from .augment import OPS as AUGMENT_OPS
 from .augment import diff_augment
 from .presets import PRIOR_PRESETS as PRESETS
@@ -111,7 +111,7 @@ def resolve_config(given: dict[str, Any], preset: str | None = None,
     config replaces defaults and preset; a given option outside :data:`RUN_CONTROL` must match it."""
     given = {k: v for k, v in given.items() if v is not None}
     if checkpoint_config is not None:
-        cfg = C.merge_resumed_config(checkpoint_config, given, RUN_CONTROL)
+        cfg = common.merge_resumed_config(checkpoint_config, given, RUN_CONTROL)
     else:
         if preset is not None and preset not in PRESETS:
             raise StylecodecError(f"unknown preset {preset!r}; choose from {', '.join(PRESETS)}")
@@ -132,7 +132,7 @@ def resolve_config(given: dict[str, Any], preset: str | None = None,
 class PriorTrainer:
     """Holds G, D, G_ema, their optimisers and the loop state; :meth:`run` trains to ``cfg.kimg``."""
 
-    def __init__(self, cfg: PriorConfig, info: C.DistInfo, checkpoint: dict[str, Any] | None = None):
+    def __init__(self, cfg: PriorConfig, info: common.DistInfo, checkpoint: dict[str, Any] | None = None):
         from ..gan import Discriminator, Generator
 
         self.cfg, self.info, self.dev = cfg, info, info.device
@@ -143,7 +143,7 @@ class PriorTrainer:
         if self.batch_gpu % min(cfg.mbstd_group, self.batch_gpu):
             raise StylecodecError(f"the per-process batch {self.batch_gpu} is not a multiple of --mbstd-group "
                                   f"{cfg.mbstd_group}")
-        self.amp = C.amp_dtype(self.dev, cfg.precision)
+        self.amp = common.amp_dtype(self.dev, cfg.precision)
         torch.manual_seed(cfg.seed)  # identical initial weights on every rank
         self.G = Generator(**cfg.generator_kwargs()).to(self.dev).train()
         self.D = Discriminator(**cfg.discriminator_kwargs()).to(self.dev).train()
@@ -158,9 +158,9 @@ class PriorTrainer:
         if checkpoint is not None:
             self.load_state(checkpoint)
         else:
-            C.seed_everything(cfg.seed + 7919 * info.rank)
+            common.seed_everything(cfg.seed + 7919 * info.rank)
         for m in (self.G, self.D, self.G_ema):
-            C.broadcast_module(m, info)
+            common.broadcast_module(m, info)
 
     def _adam(self, net: torch.nn.Module, reg_interval: int | None) -> torch.optim.Adam:
         """Adam(lr, betas=(0, 0.99)); with lazy regularisation every k steps, lr and betas are
@@ -173,8 +173,8 @@ class PriorTrainer:
         return {"step": self.step, "images_seen": self.images_seen, "wall_time": self.wall_time,
                 "nets": {"G": self.G.state_dict(), "D": self.D.state_dict()}, "ema": self.G_ema.state_dict(),
                 "optimisers": {"G": self.opt_G.state_dict(), "D": self.opt_D.state_dict()},
-                "pl_mean": self.pl_mean.detach().cpu(), "rng": C.rng_state(), "config": asdict(self.cfg),
-                "stats": stats, "hardware": C.hardware_info(self.info), "kind": "stylecodec.prior"}
+                "pl_mean": self.pl_mean.detach().cpu(), "rng": common.rng_state(), "config": asdict(self.cfg),
+                "stats": stats, "hardware": common.hardware_info(self.info), "kind": "stylecodec.prior"}
 
     def load_state(self, ck: dict[str, Any]) -> None:
         self.G.load_state_dict(ck["nets"]["G"])
@@ -188,14 +188,14 @@ class PriorTrainer:
         self.pl_mean.copy_(ck["pl_mean"])
         self.step, self.images_seen, self.wall_time = ck["step"], ck["images_seen"], ck["wall_time"]
         if self.info.is_main:
-            C.set_rng_state(ck["rng"])
+            common.set_rng_state(ck["rng"])
         else:
-            C.seed_everything(self.cfg.seed + 7919 * self.info.rank + self.step)
+            common.seed_everything(self.cfg.seed + 7919 * self.info.rank + self.step)
 
     def save(self, stats: dict[str, float]) -> Path | None:
         if not self.info.is_main:
             return None
-        return C.save_checkpoint(self.out, self.step, self.state_dict(stats), keep=self.cfg.keep)
+        return common.save_checkpoint(self.out, self.step, self.state_dict(stats), keep=self.cfg.keep)
 
     def export(self) -> Path | None:
         """Write G_ema to RUN_DIR/prior.pt (rank 0)."""
@@ -232,9 +232,9 @@ class PriorTrainer:
         self.G.requires_grad_(True)
         self.D.requires_grad_(False)
         self.opt_G.zero_grad(set_to_none=True)
-        with C.autocast(self.dev, self.amp):
+        with common.autocast(self.dev, self.amp):
             fake, _ = self.run_G(z())
-            loss_G = F.softplus(-self.run_D(fake)).mean()
+            loss_G = functional.softplus(-self.run_D(fake)).mean()
         loss_G.backward()
         stats["Loss/G/loss"] = loss_G.detach()
         if cfg.pl_weight > 0 and self.step % cfg.pl_interval == 0:  # lazy path-length reg (fp32)
@@ -246,21 +246,21 @@ class PriorTrainer:
             penalty = (lengths - self.pl_mean).square()
             (penalty.mean() * cfg.pl_weight * cfg.pl_interval).backward()
             stats["Loss/pl_penalty"] = penalty.mean().detach()
-        C.sync_grads(self.G, self.info)
+        common.sync_grads(self.G, self.info)
         self.opt_G.step()
         # D main: softplus(D(G(z))) + softplus(-D(x))
         self.G.requires_grad_(False)
         self.D.requires_grad_(True)
         self.opt_D.zero_grad(set_to_none=True)
-        with C.autocast(self.dev, self.amp):
+        with common.autocast(self.dev, self.amp):
             with torch.no_grad():
                 fake, _ = self.run_G(z())
             logits_fake, logits_real = self.run_D(fake), self.run_D(real)
-            loss_D = F.softplus(logits_fake).mean() + F.softplus(-logits_real).mean()
+            loss_D = functional.softplus(logits_fake).mean() + functional.softplus(-logits_real).mean()
         loss_D.backward()
         stats.update({"Loss/D/loss": loss_D.detach(), "Loss/scores/fake": logits_fake.detach().float().mean(),
                       "Loss/scores/real": logits_real.detach().float().mean()})
-        C.sync_grads(self.D, self.info)
+        common.sync_grads(self.D, self.info)
         self.opt_D.step()
         if cfg.r1_gamma > 0 and self.step % cfg.r1_interval == 0:  # lazy R1 on reals (fp32)
             self.opt_D.zero_grad(set_to_none=True)
@@ -269,7 +269,7 @@ class PriorTrainer:
             r1 = grads.square().sum([1, 2, 3])
             (r1.mean() * (cfg.r1_gamma / 2) * cfg.r1_interval).backward()
             stats["Loss/r1_penalty"] = r1.mean().detach()
-            C.sync_grads(self.D, self.info)
+            common.sync_grads(self.D, self.info)
             self.opt_D.step()
         self.step += 1
         self.images_seen += cfg.batch
@@ -300,11 +300,11 @@ class PriorTrainer:
     def run(self, dataset) -> int:
         """Train until ``cfg.kimg`` (or ``max_minutes``, or a signal). Returns an exit status."""
         cfg, info = self.cfg, self.info
-        log = C.RunLogger(self.out, info)
+        log = common.RunLogger(self.out, info)
         total = int(cfg.kimg * 1000)
-        workers = cfg.workers if cfg.workers is not None else C.default_workers(info)
-        batches = C.infinite_batches(dataset, self.batch_gpu, info, cfg.seed, workers, self.images_seen // len(dataset))
-        timer, session = C.Timer(self.wall_time), C.Timer()
+        workers = cfg.workers if cfg.workers is not None else common.default_workers(info)
+        batches = common.infinite_batches(dataset, self.batch_gpu, info, cfg.seed, workers, self.images_seen // len(dataset))
+        timer, session = common.Timer(self.wall_time), common.Timer()
         marks = {k: self.images_seen // int(getattr(cfg, k) * 1000) for k in ("log_kimg", "snap_kimg", "ckpt_kimg")}
         acc: dict[str, list] = {}
         last: dict[str, float] = {}
@@ -316,10 +316,10 @@ class PriorTrainer:
         log.print(f"[prior] {'resuming at ' + str(self.images_seen / 1000) + ' kimg' if self.images_seen else 'start'}"
                   f": {len(dataset)} train images, {cfg.resolution}px, batch {cfg.batch} = {info.world_size} x "
                   f"{self.batch_gpu}, device {self.dev}, {'bf16' if self.amp else 'fp32'}, target {cfg.kimg} kimg")
-        bar = C.progress(total, min(self.images_seen, total), info, "prior")
+        bar = common.progress(total, min(self.images_seen, total), info, "prior")
         status, reason = 0, "done"
         try:
-            with C.StopSignal() as stop:
+            with common.StopSignal() as stop:
                 while self.images_seen < total:
                     halt = stop.check(session(), cfg.max_minutes, info)
                     if halt is not None:
@@ -361,7 +361,7 @@ class PriorTrainer:
         return status
 
 
-    def _log_tick(self, log: C.RunLogger, bar, acc: dict[str, list], seconds: float, images: int) -> dict[str, float]:
+    def _log_tick(self, log: common.RunLogger, bar, acc: dict[str, list], seconds: float, images: int) -> dict[str, float]:
         """Mean losses since the last tick + timing -> TensorBoard and the progress bar; returns them."""
         stats = {k: float(s) / c for k, (s, c) in acc.items()}
         speed = images / max(seconds, 1e-9)
@@ -388,10 +388,10 @@ def train_prior(given: dict[str, Any], preset: str | None = None, resume: str | 
     if not given.get("out"):
         raise StylecodecError("--out RUN_DIR is required")
     out = Path(given["out"])
-    info = C.init_distributed(given.get("device") or "auto")
+    info = common.init_distributed(given.get("device") or "auto")
     ok = False
     try:
-        ckpt = C.checkpoint_to_resume(out, resume, "stylecodec.prior", log=print if info.is_main else (lambda *_: None))
+        ckpt = common.checkpoint_to_resume(out, resume, "stylecodec.prior", log=print if info.is_main else (lambda *_: None))
         given = {**given, "data": given.get("data") or str(default_data_root())}
         cfg = resolve_config(given, preset, ckpt["config"] if ckpt else None)
         if info.is_main:
@@ -404,4 +404,4 @@ def train_prior(given: dict[str, Any], preset: str | None = None, resume: str | 
         ok = True
         return status
     finally:
-        C.cleanup_distributed(info, barrier=ok)
+        common.cleanup_distributed(info, barrier=ok)
