@@ -17,9 +17,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 from PIL import Image
 
+from .assets.landmarks import dlib_landmarks68, mtcnn_detect
 from .errors import StylecodecError
 from .images import centre_square, load_image
 
@@ -76,8 +78,6 @@ def _rgb_array(image) -> np.ndarray:
 
 
 def _dlib_five(img: np.ndarray):
-    from .assets.landmarks import dlib_landmarks68
-
     pts, found = dlib_landmarks68(img)
     if not found:
         return []
@@ -99,8 +99,6 @@ def detect_faces(image, detector: str = "auto", min_prob: float = MIN_FACE_PROB)
     padded = np.pad(img, ((pad, pad), (pad, pad), (0, 0)))
     faces: list[tuple] = []
     if detector in ("auto", "mtcnn"):
-        from .assets.landmarks import mtcnn_detect
-
         boxes, probs, points = mtcnn_detect(padded)
         faces = [(b, float(p), pts, "mtcnn") for b, p, pts in zip(boxes, probs, points) if p >= min_prob]
     if not faces and detector in ("auto", "dlib"):
@@ -135,8 +133,6 @@ def warp_face(img: np.ndarray, transform: np.ndarray, resolution: int) -> np.nda
     """Warp an RGB uint8 image by ``transform`` [2, 3] into [resolution, resolution, 3] uint8.
     When the transform shrinks (scale < 0.8) the source is first area-resized, so large photos
     do not alias."""
-    import cv2
-
     m = np.asarray(transform, np.float64)
     scale = float(np.sqrt(abs(np.linalg.det(m[:, :2]))))
     if scale < 0.8:

@@ -10,6 +10,7 @@ import importlib
 import os
 import sys
 
+from . import __version__
 from .errors import StylecodecError
 
 # name -> (module implementing `add_arguments(parser)` and `run(args) -> int`, one-line help).
@@ -37,8 +38,6 @@ COMMANDS: dict[str, tuple[str, str]] = {
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     """The full parser, or with ``only`` one command's arguments (the others are listed, not
     built: their modules, some of which import torch and timm, stay unimported)."""
-    from . import __version__
-
     parser = argparse.ArgumentParser(
         prog="stylecodec",
         description="Scalable face-image codec on a StyleGAN2 prior (machines: basic layer; people: all layers).")

@@ -24,13 +24,14 @@ from typing import Sequence
 
 import numpy as np
 import torch
-from torch.nn import functional
 from PIL import Image
+from torch.nn import functional
 from torch.utils.data import ConcatDataset, Dataset
 
 from .errors import StylecodecError
 from .files import write_atomic, write_npz
 from .images import load_rgb
+from .paths import shared_dir
 
 __all__ = ["IMAGE_EXTS", "default_data_root", "list_images", "split_files", "ImageFolder",
            "PackedImages", "pack_images", "open_dataset"]
@@ -43,7 +44,6 @@ def default_data_root() -> Path:
     """``$STYLECODEC_DATA``, else ``$STYLECODEC_SHARED/data/utkface``, else ``../shared/data/utkface``."""
     if os.environ.get("STYLECODEC_DATA"):
         return Path(os.environ["STYLECODEC_DATA"])
-    from .paths import shared_dir
 
     return shared_dir() / "data" / "utkface"
 

@@ -62,7 +62,7 @@ def write_bytes(path: str | os.PathLike, data: bytes) -> None:
 def write_npz(path: str | os.PathLike, arrays: dict) -> None:
     """``np.savez(**arrays)`` to ``path``, atomically (through a file object: given a name,
     np.savez would append ".npz" to the temporary one)."""
-    import numpy as np
+    import numpy as np      # here, like torch below: the stream commands write through this module without them
 
     def _w(tmp: str) -> None:
         with open(tmp, "wb") as fh:
@@ -72,7 +72,7 @@ def write_npz(path: str | os.PathLike, arrays: dict) -> None:
 
 def atomic_torch_save(obj: Any, path: str | os.PathLike, durable: bool = False) -> None:
     """``torch.save(obj)`` to ``path`` (folders created), atomically; ``durable``: fsync first."""
-    import torch
+    import torch            # here: see write_npz
 
     write_atomic(path, lambda tmp: torch.save(obj, tmp), durable=durable, make_parents=True)
 
@@ -83,7 +83,7 @@ def file_lock(path: str | os.PathLike, wait: bool = True) -> Iterator[None]:
     the process ends, however it ends. ``wait=False``: raise BlockingIOError at once when another
     process holds it. No-op where ``fcntl`` is missing (Windows)."""
     try:
-        import fcntl
+        import fcntl        # POSIX only
     except ImportError:
         yield
         return

@@ -49,10 +49,10 @@ import torch
 from torch import nn
 
 from .encoder import GradualStyleEncoder
-from .entropy.coder import QUANTISERS, GroupCoder
+from .entropy.coder import GroupCoder, QUANTISERS
 from .entropy.lset import LSET
 from .entropy.transforms import LayerTransforms
-from .gan import build_generator, num_ws_for
+from .gan import build_generator, load_checkpoint, num_ws_for
 from .layers import LAYER_NAMES, LayerSplit
 
 __all__ = ["StyleCodecModel", "default_config", "tiny_config", "make_config", "GAIN_MIN", "QUANT_MODES"]
@@ -166,7 +166,6 @@ class StyleCodecModel(nn.Module):
 
     def load_prior(self, path) -> None:
         """Load a generator checkpoint (``stylecodec.gan.save_checkpoint``) into G, then sync w_avg."""
-        from .gan import load_checkpoint
         self.G.load_state_dict(load_checkpoint(path).state_dict())
         self.sync_w_avg()
 

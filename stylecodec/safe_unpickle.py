@@ -11,6 +11,10 @@ import io
 import pickle
 from typing import Any, BinaryIO, Callable, Mapping
 
+import numpy as np
+import torch
+import torch._utils
+
 __all__ = ["UnsafePickleError", "AllowListUnpickler", "load", "TORCH_GLOBALS", "NUMPY_GLOBALS"]
 
 
@@ -19,9 +23,6 @@ class UnsafePickleError(pickle.UnpicklingError):
 
 
 def _torch_globals() -> dict[tuple[str, str], Any]:
-    import torch
-    import torch._utils
-
     out: dict[tuple[str, str], Any] = {
         ("torch._utils", "_rebuild_tensor_v2"): torch._utils._rebuild_tensor_v2,
         ("torch._utils", "_rebuild_parameter"): torch._utils._rebuild_parameter,
@@ -38,8 +39,6 @@ def _torch_globals() -> dict[tuple[str, str], Any]:
 
 
 def _numpy_globals() -> dict[tuple[str, str], Any]:
-    import numpy as np
-
     out: dict[tuple[str, str], Any] = {("numpy", "dtype"): np.dtype, ("numpy", "ndarray"): np.ndarray}
     for mod in ("numpy.core.multiarray", "numpy._core.multiarray"):
         out[(mod, "_reconstruct")] = np.core.multiarray._reconstruct

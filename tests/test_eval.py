@@ -17,7 +17,7 @@ from PIL import Image, ImageDraw
 from stylecodec.cli import main
 from stylecodec.batch import select_shard
 from stylecodec.eval.html import check_index
-from stylecodec.eval.measure import METRIC_GROUPS
+from stylecodec.eval.choices import METRIC_GROUPS
 from stylecodec.eval.results import read_rows
 from stylecodec.model import StyleCodecModel, tiny_config
 from stylecodec.zoo import save_model

@@ -24,17 +24,25 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import multiprocessing
 import os
 import shutil
 import sys
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
+import torch
+from tqdm import tqdm
 
+from ..assets.facenet import load_facenet, preprocess
+from ..assets.landmarks import dlib_landmarks68
+from ..data import default_data_root, list_images, split_files
 from ..errors import StylecodecError
 from ..files import write_npz
 from ..images import load_rgb
+from ..paths import cache_root
 
 __all__ = ["cache_key", "default_cache_dir", "chunked_npz", "label_images", "teacher_labels", "main"]
 
@@ -43,8 +51,6 @@ ARRAYS = ("landmarks", "found", "identity")
 
 def default_cache_dir() -> Path:
     """``$STYLECODEC_CACHE/teacher`` or ``~/.cache/stylecodec/teacher``."""
-    from ..paths import cache_root
-
     return cache_root() / "teacher"
 
 
@@ -64,8 +70,6 @@ def chunked_npz(path: str | os.PathLike, n: int, compute: Callable[[int, int], d
     (``compute(start, stop) -> {name: array [stop - start, ...]}``), each chunk saved under
     ``<path>.parts/`` (a rerun skips finished chunks), merged into ``path`` atomically.
     ``meta`` (name -> array) is stored with the result and checked when it is loaded."""
-    from tqdm import tqdm
-
     path = Path(path)
     meta = {k: np.asarray(v) for k, v in (meta or {}).items()}
     if path.is_file():
@@ -100,8 +104,6 @@ def chunked_npz(path: str | os.PathLike, n: int, compute: Callable[[int, int], d
 
 def _dlib_one(img: np.ndarray) -> tuple[np.ndarray, bool]:
     """dlib 68 points of one face: detector without upsampling, then with one pass if none is found."""
-    from ..assets.landmarks import dlib_landmarks68
-
     pts, ok = dlib_landmarks68(img, upsample=0)
     return (pts, ok) if ok else dlib_landmarks68(img, upsample=1)
 
@@ -109,15 +111,8 @@ def _dlib_one(img: np.ndarray) -> tuple[np.ndarray, bool]:
 def label_images(images: np.ndarray, device: str = "cpu", workers: int = 1) -> dict[str, np.ndarray]:
     """uint8 faces [N, R, R, 3] -> {"landmarks" [N, 68, 2] normalised, "found" [N], "identity" [N, 512]}.
     ``workers`` > 1 runs dlib (single-threaded) in that many processes."""
-    import torch
-
-    from ..assets.facenet import preprocess
-
     r = images.shape[1]
     if workers > 1:
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
-
         with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
             results = list(pool.map(_dlib_one, images, chunksize=8))
     else:
@@ -135,8 +130,6 @@ _NETS: dict = {}
 
 
 def _facenet(device: str):
-    from ..assets.facenet import load_facenet
-
     if device not in _NETS:
         _NETS[device] = load_facenet(device)
     return _NETS[device]
@@ -164,8 +157,6 @@ def teacher_labels(root: str | os.PathLike, files: Sequence[str], resolution: in
 
 def main(argv: list[str] | None = None) -> int:
     """Shell entry: compute (or find) the teacher labels of a split."""
-    from ..data import default_data_root, list_images, split_files
-
     p = argparse.ArgumentParser(prog="python -m stylecodec.analysis.teacher", description=__doc__.splitlines()[0])
     p.add_argument("--data", default=str(default_data_root()), help="image folder (default: %(default)s)")
     p.add_argument("--resolution", type=int, required=True, help="the model resolution R")

@@ -20,6 +20,9 @@ vtm        VTM EncoderApp      qp 0..63    when installed; pass cfg=encoder_intr
 to go below its floor: at QP 63 about 100 bytes for a 256x256 face (97-112 B measured on
 UTKFace, 0.012-0.014 bpp) and 80-85 B at 128x128; SPS + PPS + start codes take about
 59 B of that. :func:`sweep` codes one image at every quality of an anchor's sweep.
+
+Owns: the anchor codecs (one module each), the NAL parsing of their streams (:mod:`.nal`).
+May import: ``stylecodec.errors``, numpy, Pillow and imageio-ffmpeg; nothing else of the package.
 """
 from __future__ import annotations
 

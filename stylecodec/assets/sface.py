@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from .fetch import AssetError, package_dir, sha256_file
@@ -48,8 +49,6 @@ class SFaceJudge:
     """
 
     def __init__(self, score_threshold: float = 0.6):
-        import cv2
-
         det, rec = fetch()
         self._detector = cv2.FaceDetectorYN.create(str(det), "", (320, 320), score_threshold, 0.3, 50)
         self._recognizer = cv2.FaceRecognizerSF.create(str(rec), "")
@@ -58,8 +57,6 @@ class SFaceJudge:
     def detect(self, image_rgb: np.ndarray) -> np.ndarray | None:
         """Most confident YuNet face in an (H,W,3) RGB uint8 image: a (15,) float32 row
         [x, y, w, h, 5 landmark (x, y) pairs, score] in image pixels, or None."""
-        import cv2
-
         h, w = image_rgb.shape[:2]
         pad = int(round(_PAD * max(h, w)))
         bgr = cv2.copyMakeBorder(np.ascontiguousarray(image_rgb[..., ::-1]), pad, pad, pad, pad,
@@ -112,8 +109,6 @@ def _as_list(images) -> list[np.ndarray]:
 
 def _centre_resize(img: np.ndarray, size: int) -> np.ndarray:
     """Centre square of an (H,W,3) image resized to (size,size,3)."""
-    import cv2
-
     h, w = img.shape[:2]
     s = min(h, w)
     y, x = (h - s) // 2, (w - s) // 2

@@ -8,6 +8,11 @@ from __future__ import annotations
 import argparse
 import json
 
+from ..bitstream import read_basic_prefix, unpack
+
+# Library imports sit inside the functions: the CLI imports only what the command it runs needs
+# (start-up time; see stylecodec/commands/__init__.py).
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("input", metavar="IN.sfc", help="stylecodec stream (full or basic-only)")
@@ -19,8 +24,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..bitstream import read_basic_prefix
-    from ..bitstream import unpack
     from ..codec import Codec
 
     data = read_basic_prefix(args.input)

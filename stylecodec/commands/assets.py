@@ -2,6 +2,10 @@
 from __future__ import annotations
 
 import argparse
+import time
+
+# Library imports sit inside the functions: the CLI imports only what the command it runs needs
+# (start-up time; see stylecodec/commands/__init__.py).
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -17,7 +21,6 @@ def run(args: argparse.Namespace) -> int:
         for name, target in ASSETS.items():
             print(f"  {name:<15} {target}")
         return 0
-    import time
 
     for name in args.names or list(ASSETS):
         t0 = time.perf_counter()

@@ -2,8 +2,15 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
+from ..bitstream import describe
+from ..files import write_bytes
+from ..rate import budget_text
 from ._rate import add_rate_arguments, rate_kwargs
+
+# Library imports sit inside the functions: the CLI imports only what the command it runs needs
+# (start-up time; see stylecodec/commands/__init__.py).
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -19,13 +26,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import sys
-
     from ..align import FaceAligner
-    from ..bitstream import describe
     from ..codec import Codec
-    from ..rate import budget_text
-    from ._files import write_bytes
 
     rate = rate_kwargs(args)
     aligner = FaceAligner(args.align)

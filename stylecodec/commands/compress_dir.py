@@ -3,7 +3,11 @@ from __future__ import annotations
 
 import argparse
 
+from ..batch import compress_dir, parse_shard
 from ._rate import add_rate_arguments, rate_kwargs
+
+# Library imports sit inside the functions: the CLI imports only what the command it runs needs
+# (start-up time; see stylecodec/commands/__init__.py).
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -21,7 +25,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..align import FaceAligner
-    from ..batch import compress_dir, parse_shard
     from ..codec import Codec
 
     rate = rate_kwargs(args)

@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import argparse
 
+# Library imports sit inside the functions: the CLI imports only what the command it runs needs
+# (start-up time; see stylecodec/commands/__init__.py).
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("input", metavar="IN.pkl", help="official network pickle (or a state dict / checkpoint)")

@@ -4,7 +4,14 @@ from __future__ import annotations
 import argparse
 import os
 
+from ..bitstream import unpack
+from ..errors import StylecodecError
+from ..files import write_atomic
 from ..layers import LAYER_NAMES
+from ._files import read_stream
+
+# Library imports sit inside the functions: the CLI imports only what the command it runs needs
+# (start-up time; see stylecodec/commands/__init__.py).
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -20,10 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from PIL import Image
 
-    from ..bitstream import unpack
     from ..codec import Codec
-    from ..errors import StylecodecError
-    from ._files import read_stream, write_atomic
 
     fmt = Image.registered_extensions().get(os.path.splitext(args.output)[1].lower())
     if fmt is None:

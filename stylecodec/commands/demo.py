@@ -13,10 +13,17 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..batch import compress_dir
+from ..errors import StylecodecError
+from ..paths import shared_dir
+from ..rate import budget_text
+from .eval import add_eval_arguments, config_from_args, evaluate, lfw_csv
+
+# Library imports sit inside the functions: the CLI imports only what the command it runs needs
+# (start-up time; see stylecodec/commands/__init__.py).
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from .eval import add_eval_arguments
-
     parser.add_argument("--out", default="runs/demo", metavar="RUN_DIR", help="run folder (default: runs/demo)")
     parser.add_argument("--bpp", type=float, default=None, metavar="B",
                         help="whole-file rate target per face (default: the model's budget, else 0.01)")
@@ -43,13 +50,9 @@ def _samples(args, codec, out: Path) -> tuple[Path, str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..rate import budget_text
-    from ..paths import shared_dir
-    from ..batch import compress_dir
     from ..eval.common import read_json, write_json
     from ..eval.harness import load_codec
     from ..zoo import ModelNotFoundError
-    from .eval import config_from_args, evaluate, lfw_csv
 
     try:
         codec = load_codec(args.model, args.device, args.align)
@@ -59,7 +62,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"stylecodec demo: skipped -- {e}")
         return 0
     if codec is None:
-        from ..errors import StylecodecError
         raise StylecodecError("the demo needs a model (--model none is for stylecodec eval)")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

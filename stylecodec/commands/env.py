@@ -9,6 +9,9 @@ from pathlib import Path
 
 from ..paths import shared_dir
 
+# Library imports sit inside the functions: the CLI imports only what the command it runs needs
+# (start-up time; see stylecodec/commands/__init__.py).
+
 # (import name, distribution name)
 _PACKAGES = [("torch", "torch"), ("torchvision", "torchvision"), ("numpy", "numpy"),
              ("compressai", "compressai"), ("timm", "timm"), ("lpips", "lpips"),

@@ -11,12 +11,17 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..batch import parse_shard
+from ..errors import StylecodecError
+from ..eval.choices import LFW_ENTRIES, METRIC_GROUPS, lfw_entries
 from ._rate import positive_float
+
+# Library imports sit inside the functions: the CLI imports only what the command it runs needs
+# (start-up time; see stylecodec/commands/__init__.py).
 
 
 def add_eval_arguments(parser: argparse.ArgumentParser, images_required: bool = True) -> None:
     """The options shared by ``eval`` and ``demo``."""
-    from ..eval.measure import METRIC_GROUPS
 
     if images_required:
         parser.add_argument("--images", required=True, metavar="DIR", help="folder of face images (recursive)")
@@ -57,9 +62,6 @@ def add_eval_arguments(parser: argparse.ArgumentParser, images_required: bool = 
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from ..errors import StylecodecError
-    from ..eval.lfw import LFW_ENTRIES, lfw_entries
-
     def entries(value: str) -> list[str]:
         try:
             return list(lfw_entries([e.strip() for e in value.split(",") if e.strip()]))
@@ -74,7 +76,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def config_from_args(args, images, out):
-    from ..batch import parse_shard
     from ..eval.harness import EvalConfig
     from ..eval.settings import parse_floats, parse_qps
 
@@ -91,7 +92,6 @@ def config_from_args(args, images, out):
 
 def lfw_csv(choice: str, shared: Path | None = None) -> Path | None:
     """The pairs csv for ``--lfw auto|none|PATH`` (auto: SHARED/data/lfw_pairs.csv when present)."""
-    from ..errors import StylecodecError
     from ..metrics.verification import default_pairs_csv
 
     if choice == "none":

@@ -3,7 +3,13 @@ from __future__ import annotations
 
 import argparse
 
+from ..bitstream import extract
+from ..files import write_bytes
 from ..layers import LAYER_NAMES
+from ._files import read_stream
+
+# Library imports sit inside the functions: the CLI imports only what the command it runs needs
+# (start-up time; see stylecodec/commands/__init__.py).
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -13,9 +19,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..bitstream import extract
-    from ._files import read_stream, write_bytes
-
     data = read_stream(args.input)
     out = extract(data, LAYER_NAMES.index(args.layers) + 1)
     write_bytes(args.output, out)

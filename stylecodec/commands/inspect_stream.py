@@ -4,6 +4,12 @@ from __future__ import annotations
 import argparse
 import json
 
+from ..bitstream import describe
+from ._files import read_stream
+
+# Library imports sit inside the functions: the CLI imports only what the command it runs needs
+# (start-up time; see stylecodec/commands/__init__.py).
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("input", metavar="IN.sfc", help="stylecodec stream")
@@ -11,9 +17,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..bitstream import describe
-    from ._files import read_stream
-
     d = describe(read_stream(args.input))
     pixels = d["resolution"] ** 2
     total = d["header_bytes"]

@@ -2,6 +2,12 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
+
+from ..errors import StylecodecError
+
+# Library imports sit inside the functions: the CLI imports only what the command it runs needs
+# (start-up time; see stylecodec/commands/__init__.py).
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -13,9 +19,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    from ..errors import StylecodecError
     from ..eval.html import check_index
     from ..eval.report import write_report
 

@@ -12,6 +12,9 @@ from __future__ import annotations
 import argparse
 from typing import Callable
 
+# Library imports sit inside the functions: the CLI imports only what the command it runs needs
+# (start-up time; see stylecodec/commands/__init__.py).
+
 # name -> (add_arguments, run, help). Further trainers (codec, heads) add an entry here.
 TRAINERS: dict[str, tuple[Callable, Callable, str]] = {}
 

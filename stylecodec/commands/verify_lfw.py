@@ -26,16 +26,14 @@ faces again. ``--no-cache`` turns both off.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
-from pathlib import Path
 
-import numpy as np
-
-from ..eval.lfw import ALIGN_NAME, CodedFaces, pixel_embedder, select_pairs
 from ..layers import LAYER_NAMES
+from ..paths import cache_root
 from ._rate import add_rate_arguments, rate_kwargs
 
+# Library imports sit inside run(): `stylecodec verify-lfw --help` and the other commands start
+# without torch (CLI start-up; see stylecodec/commands/__init__.py).
 JUDGES = ("sface", "facenet", "head")
 
 
@@ -69,59 +67,9 @@ def _layer_list(text: str) -> list[str]:
     return names
 
 
-def verify_lfw(codec, layers: str, judge: str = "sface", both: bool = False, limit_pairs: int | None = None,
-               quality: int | None = None, bpp: float | None = None, pairs_csv: str | None = None,
-               progress: bool = True, basic_bpp: float | None = None, cache_dir: str | Path | None = None,
-               memo: dict | None = None) -> dict:
-    """Run the protocol of the module docstring; returns accuracy, folds, mean bpp and counts.
-    ``cache_dir``: resume cache for pixel judges (None: none); ``memo``: a dict shared by calls for
-    other layers with the same model and rate (each image aligned and compressed once)."""
-    from ..errors import StylecodecError
-    from ..metrics.verification import default_pairs_csv, lfw_verification, read_pairs
-    from ..paths import cache_root
-
-    csv_path = Path(pairs_csv) if pairs_csv else default_pairs_csv()
-    if not csv_path.is_file() or not (csv_path.parent / "lfw").is_dir():
-        raise StylecodecError(f"LFW pairs not found at {csv_path} (with images in {csv_path.parent / 'lfw'}): "
-                              "verify-lfw needs the shared data folder (../shared/data; set STYLECODEC_SHARED) "
-                              "or --pairs CSV")
-    if limit_pairs is not None and limit_pairs < 4:
-        raise StylecodecError("--limit-pairs must be at least 4 (two folds, same and different pairs)")
-    if judge == "head" and layers != "basic":
-        raise StylecodecError("--judge head reads the basic layer only; use --layers basic")
-    pairs = select_pairs(read_pairs(csv_path), limit_pairs)
-    rate = codec.resolve_rate(quality, bpp, basic_bpp)                      # nothing given: the model's budget
-    quality, bpp, basic_bpp = rate.quality, rate.bpp, rate.basic_bpp
-    align_cache = None if cache_dir is None else cache_root() / "align"     # shared with eval's LFW entries
-    coder = CodedFaces(codec, LAYER_NAMES.index(layers) + 1, quality, bpp, basic_bpp, memo, align_cache)
-    try:
-        if judge == "head":
-            res = lfw_verification(lambda imgs: np.stack([codec.analyze(coder.stream(im))["identity"] for im in imgs]),
-                                   pairs, csv_path.parent / "lfw", progress=progress)
-            both = True
-        else:
-            cache = None
-            if cache_dir is not None:
-                key = {"model": f"0x{codec.fingerprint:04x}", "layers": layers, "judge": judge, "both": both,
-                       "quality": quality, "bpp": bpp, "basic_bpp": basic_bpp, "pairs": str(csv_path.resolve()),
-                       "align": ALIGN_NAME}
-                cache = Path(cache_dir) / (hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
-                                           + ".npz")
-            res = lfw_verification(pixel_embedder(judge), pairs, csv_path.parent / "lfw", transform_a=coder,
-                                   transform_b=coder if both else None, progress=progress, cache=cache)
-    finally:
-        coder.save()
-    return {"judge": judge, "layers": layers, "both": both, "pairs": res.n_pairs,
-            "accuracy_mean": res.mean, "accuracy_std": res.std, "fold_accuracy": res.fold_accuracy,
-            "mean_bpp": float(np.mean(coder.bpps)), "coded_images": len(coder.bpps),
-            "align_fallbacks": coder.fallbacks, "over_budget": coder.over_budget, "quality": quality, "bpp_target": bpp,
-            "basic_bpp_target": basic_bpp,
-            "resolution": codec.resolution, "model_fingerprint": f"0x{codec.fingerprint:04x}"}
-
-
 def run(args: argparse.Namespace) -> int:
     from ..codec import Codec
-    from ..paths import cache_root
+    from ..eval.lfw import verify_lfw
 
     layer_list = args.layers or ["basic" if args.judge == "head" else "enhanced"]
     rate = rate_kwargs(args)

@@ -7,7 +7,7 @@ prediction of missing layers all run through it.
     coder = GroupCoder(model.lset)                       # float32: training
     out = coder(ys, gains, quant="noise")                # {"y_hat", "context", "means", "scales", "likelihoods"}
     coder = GroupCoder(lset_float64_cpu)                 # the coding path (bit-exact on any machine)
-    enc = coder.compress(ys, gains)                      # {"strings": [[payload per layer] per row], "y_hat", "context"}
+    enc = coder.compress(ys, gains)                      # {"strings": [[payload per layer] per row], ...}
     dec = coder.decompress(payloads, gains)              # {"y_hat": received layers, "context": every layer}
 
 Domains (units: see :mod:`stylecodec.model`). ``ys``: unscaled latents y_l [N, d_l], layers in
@@ -245,7 +245,8 @@ class GroupCoder:
         k = len(payloads)
         decoder = StreamDecoder(payloads, self.latent_dims)
         cursor = LSETCursor(self.lset, 1)
-        out = self._code_layers(cursor, None, gains, k, 1, lambda l: lambda y, m, s, a: (decoder.decode(m * a, s * a), None))
+        decode = lambda y, m, s, a: (decoder.decode(m * a, s * a), None)     # noqa: E731
+        out = self._code_layers(cursor, None, gains, k, 1, lambda l: decode)
         decoder.finish()
         context = out["context"]
         for l in range(k, self.num_layers):

@@ -147,7 +147,7 @@ def tables() -> Tables:
 def gaussian_conditional():
     """A CompressAI ``GaussianConditional`` holding these tables, for interoperability checks
     (imports all of CompressAI; coding here never needs it)."""
-    from compressai.entropy_models import GaussianConditional
+    from compressai.entropy_models import GaussianConditional     # here: the whole package takes 2-15 s to import
 
     t = tables()
     gc = GaussianConditional([float(v) for v in t.levels], scale_bound=float(t.levels[0]))

@@ -26,7 +26,10 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
+from .. import align
+from ..files import file_lock, write_npz
 from ..images import centre_square
 
 __all__ = ["AlignmentCache", "content_key", "SAVE_EVERY_S", "VERSION"]
@@ -41,8 +44,6 @@ def content_key(img: np.ndarray) -> str:
 
 
 def _settings_tag(resolution: int) -> str:
-    from .. import align
-
     what = (VERSION, resolution, align.TEMPLATE_5.tobytes(), align.MIN_FACE_PROB, align.DETECT_PAD, "detector=auto")
     return hashlib.sha1(repr(what).encode()).hexdigest()[:10]
 
@@ -83,18 +84,14 @@ class AlignmentCache:
     def aligned(self, img: np.ndarray, key: str | None = None) -> tuple[np.ndarray, bool]:
         """(uint8 [R, R, 3] aligned face of the RGB uint8 ``img``, whether a face was found; without
         one: the centre square). ``key``: its :func:`content_key`, if already computed."""
-        from PIL import Image
-
-        from ..align import NoFaceError, align, warp_face
-
         key = content_key(img) if key is None else key
         m = self._known.get(key)
         if m is None:
             self.misses += 1
             try:
-                face = align(img, self.resolution)[0]
+                face = align.align(img, self.resolution)[0]
                 m, out = face.transform.astype(np.float64), face.image
-            except NoFaceError:
+            except align.NoFaceError:
                 m, out = np.full((2, 3), np.nan), None
             self._known[key] = self._new[key] = m
             if time.monotonic() - self._last_save >= SAVE_EVERY_S:
@@ -104,7 +101,7 @@ class AlignmentCache:
             out = None
         found = bool(np.isfinite(m).all())
         if out is None:
-            out = (warp_face(np.ascontiguousarray(img), m, self.resolution) if found
+            out = (align.warp_face(np.ascontiguousarray(img), m, self.resolution) if found
                    else np.asarray(centre_square(Image.fromarray(img), self.resolution)))
         return out, found
 
@@ -113,7 +110,6 @@ class AlignmentCache:
         self._last_save = time.monotonic()
         if not self._new or self.path is None:
             return
-        from ..files import file_lock, write_npz
 
         with file_lock(self.path):
             merged = {**self._read(), **self._new}

@@ -7,6 +7,7 @@ import os
 import re
 
 import numpy as np
+from PIL import Image
 
 from ..files import write_atomic
 
@@ -34,8 +35,6 @@ def read_json(path: str | os.PathLike, default=None):
 
 def write_png(path: str | os.PathLike, arr: np.ndarray, size: int | None = None) -> None:
     """Save an RGB uint8 array as PNG (resized to ``size`` x ``size`` when given), atomically."""
-    from PIL import Image
-
     img = Image.fromarray(np.ascontiguousarray(arr), "RGB")
     if size is not None and img.size != (size, size):
         img = img.resize((size, size), Image.LANCZOS)

@@ -18,12 +18,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import torch
+from tqdm import tqdm
 
-from ..files import write_atomic
+from ..align import FaceAligner
+from ..batch import find_images, select_shard, shard_tag
+from ..codec import Codec
 from ..errors import StylecodecError
+from ..files import write_atomic
 from ..images import ImageReadError, centre_square, load_image
 from .coding import code_anchor, code_stylecodec, error_row, head_landmarks, style_keys, targets_from_sweep
-from ..batch import find_images, select_shard, shard_tag
 from .common import read_json, slug, write_json, write_png
 from .measure import Measurer, Reference, head_nme
 from .results import load_rows, read_rows, results_path, row_key, save_embeddings, write_rows
@@ -63,20 +67,13 @@ class EvalConfig:
 
 def make_aligner(mode: str = "off"):
     """The codec's ``align`` hook for --align off (centre square) | auto | on (stylecodec.align.FaceAligner)."""
-    if mode == "off":
-        return centre_square
-    try:
-        from ..align import FaceAligner
-    except ImportError:
-        raise StylecodecError(f"--align {mode} needs stylecodec.align, which is not installed") from None
-    return FaceAligner(mode)
+    return centre_square if mode == "off" else FaceAligner(mode)
 
 
 def load_codec(model: str | None, device: str = "cpu", align: str = "off"):
     """A :class:`~stylecodec.codec.Codec` (``align``: off | auto | on), or None for ``model`` None / "none"."""
     if model is None or str(model).lower() == "none":
         return None
-    from ..codec import Codec
     return Codec.from_pretrained(model, device=device, align=make_aligner(align))
 
 
@@ -178,10 +175,7 @@ def _measure_image(ctx, idx: int, name: str, pending: set) -> list[dict]:
 
 def run_eval(cfg: EvalConfig) -> dict:
     """Run (or resume) an evaluation; returns {"rows_new", "rows_total", "images", "results"}."""
-    from tqdm import tqdm
-
     if cfg.threads:
-        import torch
         torch.set_num_threads(int(cfg.threads))
     if cfg.basic_bpp is not None and not cfg.bpp_targets:
         raise StylecodecError("--basic-bpp is a budget of the rate-target rows: give --bpp-targets too")

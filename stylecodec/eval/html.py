@@ -9,6 +9,7 @@ import math
 import os
 from pathlib import Path
 
+from .common import write_text
 from .harness import thumb_path
 from .tables import DISPLAY, fmt
 
@@ -109,8 +110,6 @@ def _table(head: list[dict], cols: list[tuple[str, str]]) -> str:
 def write_index(run_dir: str | os.PathLike, rows: list[dict], head: list[dict], cols: list[tuple[str, str]],
                 plots: list[Path], title: str) -> Path:
     """Write ``run_dir/index.html``; returns its path."""
-    from .common import write_text
-
     run_dir = Path(run_dir)
     parts = [f"<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
              f"<style>{_CSS}</style></head><body>", f"<h1>{html.escape(title)}</h1>",

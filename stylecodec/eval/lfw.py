@@ -20,27 +20,23 @@ from typing import Sequence
 
 import numpy as np
 
+from ..anchors import get_anchor
+from ..bitstream import extract, unpack
 from ..errors import StylecodecError
+from ..layers import LAYER_NAMES
+from ..metrics.identity import embed
+from ..metrics.verification import default_pairs_csv, lfw_verification, read_pairs
+from ..paths import cache_root
 from .align_cache import AlignmentCache, content_key
+from .choices import LFW_ENTRIES, lfw_entries
 from .coding import target_setting
 from .common import read_json, slug, write_json
 
-__all__ = ["select_pairs", "CodedFaces", "pixel_embedder", "run_lfw", "ALIGN_NAME", "LFW_ENTRIES", "lfw_entries"]
+__all__ = ["select_pairs", "CodedFaces", "pixel_embedder", "run_lfw", "verify_lfw", "ALIGN_NAME"]
 
-LFW_ENTRIES = ("original", "aligned", "stylecodec-basic", "vvc")   # the rows of lfw.json, in order
 # 2: the stylecodec entry codes the aligned face as it is; 1 (unversioned) ran the codec's own align
 # hook on it again (eval --align auto re-aligned a few faces), so its caches and lfw.json are not reused
 PROTOCOL = 2
-
-
-def lfw_entries(names: Sequence[str] | None) -> tuple[str, ...]:
-    """``names`` (None: all of :data:`LFW_ENTRIES`), checked: StylecodecError unless some of them."""
-    wanted = tuple(LFW_ENTRIES if names is None else names)
-    unknown = sorted(set(wanted) - set(LFW_ENTRIES))
-    if unknown or not wanted:
-        raise StylecodecError(f"LFW entries must be some of {', '.join(LFW_ENTRIES)}; got {', '.join(unknown) or 'none'}")
-    return wanted
-
 ALIGN_NAME = "stylecodec.align.align (5-point similarity alignment to the UTKFace layout; centre square without a face)"
 
 
@@ -103,8 +99,6 @@ class CodedFaces:
         return face
 
     def stream(self, img: np.ndarray) -> bytes:
-        from ..bitstream import extract, unpack
-
         key = content_key(img)
         if key not in self._streams:
             face = self.aligned(img, key)
@@ -144,8 +138,6 @@ def pixel_embedder(judge: str, cache: bool = False):
     """images (list of HxWx3 uint8, sizes may differ) -> embeddings [N, d] of ``judge`` (sface 128-d,
     facenet 512-d). ``cache``: identical images are embedded once (the uncoded side of the pairs
     recurs in every entry of a run)."""
-    from ..metrics.identity import embed
-
     memo: dict[int, np.ndarray] = {}
 
     def embed_fn(images: list) -> np.ndarray:
@@ -197,10 +189,6 @@ def run_lfw(codec, out_dir: str | os.PathLike, pairs_csv: str | os.PathLike | No
     ``entries``: only these of :data:`LFW_ENTRIES` (default: all), e.g. one per process to use
     more cores; a subset fills its caches and returns its entries with ``"partial": True`` but
     writes no ``lfw.json`` (a later run with all entries assembles it from the caches)."""
-    from ..anchors import get_anchor
-    from ..metrics.verification import default_pairs_csv, lfw_verification, read_pairs
-    from ..paths import cache_root
-
     csv_path = Path(pairs_csv) if pairs_csv else default_pairs_csv()
     pairs = select_pairs(read_pairs(csv_path), n_pairs)
     r = codec.resolution
@@ -255,3 +243,51 @@ def run_lfw(codec, out_dir: str | os.PathLike, pairs_csv: str | os.PathLike | No
         return result | {"partial": True}
     write_json(path, result)
     return result
+
+
+def verify_lfw(codec, layers: str, judge: str = "sface", both: bool = False, limit_pairs: int | None = None,
+               quality: int | None = None, bpp: float | None = None, pairs_csv: str | None = None,
+               progress: bool = True, basic_bpp: float | None = None, cache_dir: str | Path | None = None,
+               memo: dict | None = None) -> dict:
+    """``stylecodec verify-lfw``'s protocol (see that command's docstring): the first image of every
+    pair (``both``: both) aligned, compressed, cut to ``layers`` and decoded, or read by the
+    identity head (``judge="head"``, basic layer only); returns accuracy, folds, mean bpp and counts.
+    ``cache_dir``: resume cache for pixel judges (None: none); ``memo``: a dict shared by calls for
+    other layers with the same model and rate (each image aligned and compressed once)."""
+    csv_path = Path(pairs_csv) if pairs_csv else default_pairs_csv()
+    if not csv_path.is_file() or not (csv_path.parent / "lfw").is_dir():
+        raise StylecodecError(f"LFW pairs not found at {csv_path} (with images in {csv_path.parent / 'lfw'}): "
+                              "verify-lfw needs the shared data folder (../shared/data; set STYLECODEC_SHARED) "
+                              "or --pairs CSV")
+    if limit_pairs is not None and limit_pairs < 4:
+        raise StylecodecError("--limit-pairs must be at least 4 (two folds, same and different pairs)")
+    if judge == "head" and layers != "basic":
+        raise StylecodecError("--judge head reads the basic layer only; use --layers basic")
+    pairs = select_pairs(read_pairs(csv_path), limit_pairs)
+    rate = codec.resolve_rate(quality, bpp, basic_bpp)                      # nothing given: the model's budget
+    quality, bpp, basic_bpp = rate.quality, rate.bpp, rate.basic_bpp
+    align_cache = None if cache_dir is None else cache_root() / "align"     # shared with eval's LFW entries
+    coder = CodedFaces(codec, LAYER_NAMES.index(layers) + 1, quality, bpp, basic_bpp, memo, align_cache)
+    try:
+        if judge == "head":
+            res = lfw_verification(lambda imgs: np.stack([codec.analyze(coder.stream(im))["identity"] for im in imgs]),
+                                   pairs, csv_path.parent / "lfw", progress=progress)
+            both = True
+        else:
+            cache = None
+            if cache_dir is not None:
+                key = {"model": f"0x{codec.fingerprint:04x}", "layers": layers, "judge": judge, "both": both,
+                       "quality": quality, "bpp": bpp, "basic_bpp": basic_bpp, "pairs": str(csv_path.resolve()),
+                       "align": ALIGN_NAME}
+                cache = Path(cache_dir) / (hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+                                           + ".npz")
+            res = lfw_verification(pixel_embedder(judge), pairs, csv_path.parent / "lfw", transform_a=coder,
+                                   transform_b=coder if both else None, progress=progress, cache=cache)
+    finally:
+        coder.save()
+    return {"judge": judge, "layers": layers, "both": both, "pairs": res.n_pairs,
+            "accuracy_mean": res.mean, "accuracy_std": res.std, "fold_accuracy": res.fold_accuracy,
+            "mean_bpp": float(np.mean(coder.bpps)), "coded_images": len(coder.bpps),
+            "align_fallbacks": coder.fallbacks, "over_budget": coder.over_budget, "quality": quality, "bpp_target": bpp,
+            "basic_bpp_target": basic_bpp,
+            "resolution": codec.resolution, "model_fingerprint": f"0x{codec.fingerprint:04x}"}

@@ -13,13 +13,15 @@ import warnings
 
 import numpy as np
 
-__all__ = ["METRIC_GROUPS", "Measurer", "Reference", "head_nme"]
+from ..assets.fetch import AssetError
+from ..assets.landmarks import dlib_landmarks68
+from ..metrics.identity import embed
+from ..metrics.image import ms_ssim, psnr
+from ..metrics.lpips import lpips_uint8
+from ..metrics.nme import nme_per_image
+from .choices import METRIC_GROUPS
 
-# group name -> result columns it fills
-METRIC_GROUPS = {
-    "psnr": ["psnr"], "ms_ssim": ["ms_ssim"], "lpips_alex": ["lpips_alex"], "lpips_vgg": ["lpips_vgg"],
-    "facenet": ["id_facenet"], "sface": ["id_sface"], "dlib": ["nme_dlib", "face_ref", "face_dec"],
-}
+__all__ = ["Measurer", "Reference", "head_nme"]
 
 
 class Reference:
@@ -46,7 +48,6 @@ class Measurer:
         try:
             values = fn()
         except Exception as e:  # noqa: BLE001  missing weights / packages switch one metric off
-            from ..assets.fetch import AssetError
             if not isinstance(e, (AssetError, ImportError, FileNotFoundError, OSError)):
                 raise
             self.unavailable[group] = f"{type(e).__name__}: {e}".splitlines()[0]
@@ -84,22 +85,18 @@ def _finite(v) -> float:
 
 
 def _psnr(a, b):
-    from ..metrics.image import psnr
     return psnr(np.ascontiguousarray(a), b).numpy()
 
 
 def _msssim(a, b):
-    from ..metrics.image import ms_ssim
     return ms_ssim(np.ascontiguousarray(a), b, channels_last=True).numpy()
 
 
 def _lpips(a, b, net):
-    from ..metrics.lpips import lpips_uint8
     return lpips_uint8(np.ascontiguousarray(a), b, net=net)
 
 
 def _embed(images: np.ndarray, judge: str) -> np.ndarray:
-    from ..metrics.identity import embed
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")               # SFace's "no face detected" fallback note
         return np.asarray(embed(images, judge), np.float64)
@@ -115,9 +112,6 @@ def _identity(ref: Reference, dec: np.ndarray, judge: str, keep: dict) -> list[f
 
 
 def _nme(ref: Reference, dec: np.ndarray) -> list[dict]:
-    from ..assets.landmarks import dlib_landmarks68
-    from ..metrics.nme import nme_per_image
-
     ref_pts, ref_found = _ref_landmarks(ref)
     out = []
     for d in dec:
@@ -129,15 +123,11 @@ def _nme(ref: Reference, dec: np.ndarray) -> list[dict]:
 
 def head_nme(landmarks, ref: Reference) -> float:
     """NME of analysis-head landmarks (68, 2) in pixels of the R x R face vs dlib on the original."""
-    from ..metrics.nme import nme_per_image
-
     pts = np.asarray(landmarks, np.float64).reshape(-1, 68, 2)[0]
     return float(nme_per_image(pts, _ref_landmarks(ref)[0])[0])
 
 
 def _ref_landmarks(ref: Reference):
-    from ..assets.landmarks import dlib_landmarks68
-
     if "lm_dlib" not in ref.cache:
         ref.cache["lm_dlib"] = dlib_landmarks68(ref.arr)
     return ref.cache["lm_dlib"]

@@ -20,7 +20,7 @@ def _save(fig, path: Path) -> None:
 
 
 def _axes(title: str, ylabel: str, floor: float | None):
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt     # after rd_plots chose the backend
 
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
     ax.set_xscale("log")
@@ -35,7 +35,7 @@ def _axes(title: str, ylabel: str, floor: float | None):
 
 def rd_plots(table: list[dict], head: list[dict], out_dir: str | os.PathLike, lfw: dict | None = None) -> list[Path]:
     """Write ``rd_<metric>.png`` for every metric with data (and ``rd_verification.png``); return the paths."""
-    import matplotlib
+    import matplotlib       # here: choosing the Agg backend is a process-wide side effect, made only to write plots
     matplotlib.use("Agg", force=True)
     import matplotlib.pyplot as plt
 

@@ -15,9 +15,13 @@ from pathlib import Path
 
 import numpy as np
 
+from ..metrics.frechet import frechet_distance
 from .common import read_json, write_text
+from .html import write_index
+from .plots import rd_plots
 from .results import load_rows
 from .tables import METRICS, bd_table, common_rows, fmt, headline, mean_table
+from .tb import write_tensorboard
 
 __all__ = ["write_report", "headline_markdown", "FD_MIN_IMAGES"]
 
@@ -83,7 +87,6 @@ def _frechet(run_dir: Path, table: list[dict], n_images: int) -> str:
     if n_images < FD_MIN_IMAGES:
         return (f"Not computed: {n_images} images (FD-SFace needs >= {FD_MIN_IMAGES}; with fewer samples than "
                 f"the 128 dimensions the estimate is dominated by bias).")
-    from ..metrics.frechet import frechet_distance
 
     refs, decs = [], {}
     for f in sorted((run_dir / "emb").glob("*.npz")):
@@ -125,10 +128,6 @@ def _lfw_markdown(lfw: dict | None) -> str:
 def write_report(run_dir: str | os.PathLike, headline_quality: int | None = None, target: float | None = None,
                  title: str | None = None) -> tuple[Path, str]:
     """Write every report file of ``run_dir`` from its results; returns (summary.md path, headline table)."""
-    from .html import write_index
-    from .plots import rd_plots
-    from .tb import write_tensorboard
-
     run_dir = Path(run_dir)
     rows, left_out = common_rows(load_rows(run_dir))
     info = read_json(run_dir / "run.json", {}) or {}

@@ -27,10 +27,14 @@ import csv
 import io
 import math
 import os
+import shutil
 from pathlib import Path
 from typing import Iterable
 
-from ..files import write_atomic
+import numpy as np
+
+from ..files import write_atomic, write_npz
+from .common import read_json, write_json
 
 __all__ = ["COLUMNS", "NUMERIC", "results_path", "read_rows", "load_rows", "write_rows", "row_key", "merge_runs",
            "save_embeddings"]
@@ -115,10 +119,6 @@ def save_embeddings(path: str | os.PathLike, ref_emb, names: list[str], embs: li
     """Add SFace embeddings of decoded rows (``names``: "codec|setting") to one image's
     ``emb/*.npz`` (arrays names, emb, ref: the original's embedding; ``ref_emb`` None keeps the
     stored one), atomically; rows already stored under the same name are replaced."""
-    import numpy as np
-
-    from ..files import write_npz
-
     path = Path(path)
     table, ref = {}, np.zeros(0, np.float32)
     if path.is_file():
@@ -135,12 +135,6 @@ def save_embeddings(path: str | os.PathLike, ref_emb, names: list[str], embs: li
 def merge_runs(run_dirs: Iterable[str | os.PathLike], out: str | os.PathLike) -> int:
     """Merge the rows, thumbnails, embeddings and run info of run folders into ``out``; returns
     the number of rows of ``out/results.csv`` (shard files already in ``out`` are folded in)."""
-    import shutil
-
-    import numpy as np
-
-    from .common import read_json, write_json
-
     out = Path(out)
     dirs = [Path(d) for d in run_dirs]
     rows = load_rows([out, *dirs])

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from ..anchors import ANCHORS, EXTERNAL_ANCHORS, downscaled, get_anchor
 from ..errors import StylecodecError
 
 __all__ = ["DEFAULT_SWEEPS", "DOWNSCALE_SWEEP", "AnchorSpec", "anchor_specs", "parse_qps", "parse_qualities",
@@ -39,7 +40,6 @@ class AnchorSpec:
         return self.name if self.factor is None else f"{self.name}_down{self.factor:g}"
 
     def build(self, **kwargs):
-        from ..anchors import downscaled, get_anchor
         a = get_anchor(self.name, **kwargs)
         return a if self.factor is None else downscaled(a, self.factor)
 
@@ -85,8 +85,6 @@ def parse_qps(specs: list[str] | None) -> dict[str, list[float]]:
 
 def anchor_specs(names: list[str], qps: dict[str, list[float]], downscale: list[float]) -> list[AnchorSpec]:
     """The anchor curves of a run; downscale variants are made for VVC only (below its floor)."""
-    from ..anchors import ANCHORS, EXTERNAL_ANCHORS, get_anchor
-
     specs = []
     for name in names:
         if name not in ANCHORS and name not in EXTERNAL_ANCHORS:

@@ -6,6 +6,7 @@ from collections import defaultdict
 
 import numpy as np
 
+from ..metrics.bd import bd_metric, bd_rate
 from .coding import STYLE_CODECS, parse_target, target_setting
 from .settings import VVC_FLOOR_QP
 
@@ -110,8 +111,6 @@ def _bd(fn, a, t, lower) -> float | str:
 def bd_table(table: list[dict], anchor: str = "vvc") -> list[dict]:
     """BD-rate (%) and BD-metric of every other curve vs ``anchor`` for each metric, on whole-file
     rates, plus BD-rate against the anchor's slice-only (payload) rates."""
-    from ..metrics.bd import bd_metric, bd_rate
-
     cs = curves(table)
     if anchor not in cs:
         return []

@@ -9,6 +9,8 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
+from torch.utils.tensorboard import SummaryWriter
 
 from .harness import thumb_path
 from .html import grid_cells
@@ -20,9 +22,6 @@ __all__ = ["write_tensorboard"]
 def write_tensorboard(run_dir: str | os.PathLike, table: list[dict], rows: list[dict], head: list[dict],
                       headline_md: str, max_images: int = 8) -> Path:
     """Rewrite ``run_dir/tb`` (old event files are removed first); returns the folder."""
-    from PIL import Image
-    from torch.utils.tensorboard import SummaryWriter
-
     tb = Path(run_dir) / "tb"
     if tb.is_dir():
         shutil.rmtree(tb)

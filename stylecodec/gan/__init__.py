@@ -4,6 +4,9 @@
     img = G(z, None, noise_mode='const')         # [N, 3, 256, 256], roughly in [-1, 1]
     img = G.synthesis(ws, noise_mode='const')    # ws: [N, G.num_ws, G.w_dim] (W+)
     G = load_official('ffhq.pkl')                # official pickle -> our Generator (no code run)
+
+Owns: the generator and discriminator networks, their pure-torch ops and official-weight loading.
+May import: ``stylecodec.errors``, ``files``, ``safe_unpickle`` and torch; nothing above them.
 """
 from __future__ import annotations
 

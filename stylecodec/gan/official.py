@@ -20,10 +20,11 @@ from dataclasses import dataclass
 from typing import Any, BinaryIO
 
 import torch
+import torch._utils
 
 from ..errors import StylecodecError
 from ..files import atomic_torch_save
-from ..safe_unpickle import BASIC_GLOBALS, NUMPY_GLOBALS, TORCH_GLOBALS, AllowListUnpickler, UnsafePickleError
+from ..safe_unpickle import AllowListUnpickler, BASIC_GLOBALS, NUMPY_GLOBALS, TORCH_GLOBALS, UnsafePickleError
 from .discriminator import Discriminator
 from .synthesis import Generator
 
@@ -85,9 +86,8 @@ def _allowed() -> dict:
         ("builtins", "set"): set, ("builtins", "frozenset"): frozenset,   # protocol <= 3 sets
         ("__builtin__", "set"): set, ("__builtin__", "frozenset"): frozenset,
     })
-    import torch._utils as tu
-    if hasattr(tu, "_rebuild_parameter_with_state"):
-        allowed[("torch._utils", "_rebuild_parameter_with_state")] = tu._rebuild_parameter_with_state
+    if hasattr(torch._utils, "_rebuild_parameter_with_state"):
+        allowed[("torch._utils", "_rebuild_parameter_with_state")] = torch._utils._rebuild_parameter_with_state
     return allowed
 
 

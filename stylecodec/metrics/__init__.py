@@ -4,6 +4,11 @@
 - :mod:`.bd`: BD-rate / BD-metric        - :mod:`.frechet`: Fréchet distance "FD-<space>"
 - :mod:`.nme`: landmark NME              - :mod:`.verification`: LFW 10-fold accuracy
 
+Owns: the metric functions (distances and scores of arrays / tensors); the networks some of them
+run (LPIPS, facenet, SFace, dlib) are :mod:`stylecodec.assets`'.
+May import: ``stylecodec.errors``, ``paths``, ``files`` and ``assets``; never the codec, ``eval``
+or ``train`` (they import it).
+
 Names below are imported lazily, so ``import stylecodec.metrics`` stays cheap.
 """
 from __future__ import annotations

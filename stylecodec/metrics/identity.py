@@ -10,6 +10,10 @@ import functools
 import warnings
 
 import numpy as np
+import torch
+
+from ..assets.facenet import load_facenet, preprocess
+from ..assets.sface import SFaceJudge
 
 __all__ = ["identity_cosine", "JUDGES"]
 
@@ -18,15 +22,11 @@ JUDGES = ("facenet", "sface")
 
 @functools.cache
 def _facenet():
-    from ..assets.facenet import load_facenet
-
     return load_facenet("cpu")
 
 
 @functools.cache
 def _sface():
-    from ..assets.sface import SFaceJudge
-
     return SFaceJudge()
 
 
@@ -42,9 +42,6 @@ def embed(images, judge: str = "facenet", batch_size: int = 32) -> np.ndarray:
     """RGB uint8 faces (N,H,W,3) -> (N,D) float32 unit embeddings (D = 512 facenet, 128 sface)."""
     images = _stack(images)
     if judge == "facenet":
-        import torch
-
-        from ..assets.facenet import preprocess
 
         model, out = _facenet(), []
         with torch.no_grad():

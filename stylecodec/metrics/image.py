@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from pytorch_msssim.ssim import _fspecial_gauss_1d, _ssim
 
 __all__ = ["psnr", "ms_ssim", "ms_ssim_scales", "MS_SSIM_WEIGHTS"]
 
@@ -65,8 +66,6 @@ def ms_ssim(x, y, channels_last: bool = False) -> torch.Tensor:
     uint8 or float in [0, 1]; fewer scales below 161 pixels a side (see the module doc).
     Computed in float32 on the inputs' device, like ``pytorch_msssim``.
     """
-    from pytorch_msssim.ssim import _fspecial_gauss_1d, _ssim
-
     x, y, data_range = _pair(x, y)
     if x.dim() != 4:
         raise ValueError(f"ms_ssim needs (N,C,H,W) batches, got {tuple(x.shape)}")

@@ -30,6 +30,10 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
+from ..errors import StylecodecError
+from ..files import file_lock, write_npz
+from ..paths import shared_dir
+
 __all__ = ["Pair", "VerificationResult", "read_pairs", "default_pairs_csv", "best_threshold",
            "kfold_accuracy", "lfw_verification"]
 
@@ -61,8 +65,6 @@ class VerificationResult:
 
 def default_pairs_csv() -> Path:
     """``$STYLECODEC_SHARED/data/lfw_pairs.csv``, else ``../shared/data/lfw_pairs.csv``."""
-    from ..paths import shared_dir
-
     return shared_dir() / "data" / "lfw_pairs.csv"
 
 
@@ -151,8 +153,6 @@ def _load_cache(path: Path | None) -> tuple[dict, dict]:
 
 
 def _save_cache(path: Path, out: dict, infos: dict) -> None:
-    from ..files import write_npz
-
     path.parent.mkdir(parents=True, exist_ok=True)
     keys = list(out)
     write_npz(path, {"keys": np.array([_cache_key(k) for k in keys]), "emb": np.stack([out[k] for k in keys]),
@@ -167,8 +167,6 @@ def _cache_lock(path: Path | None):
     if path is None:
         yield
         return
-    from ..errors import StylecodecError
-    from ..files import file_lock
 
     with ExitStack() as stack:
         try:

@@ -40,12 +40,21 @@ from typing import Any
 import torch
 from torch.nn import functional
 
+from ..bitstream import unpack
+from ..codec import Codec
+from ..data import default_data_root, open_dataset
 from ..errors import StylecodecError
+from ..gan import build_discriminator, load_official
 from ..layers import LAYER_NAMES
+from ..metrics.image import psnr
+from ..metrics.lpips import lpips_distance
 from ..model import StyleCodecModel
+from ..zoo import read_checkpoint, save_model
 from . import common
-from .codec_config import MODES, PRESET_MODELS, PRESETS, CodecConfig, build_model_config, resolve_config
-from .losses import BASIC_CONTAINER_BYTES, CONTAINER_BYTES, MACHINE_HEADS, CodecObjective, RateController, build_identity
+from .codec_config import CodecConfig, MODES, PRESETS, PRESET_MODELS, build_model_config, resolve_config
+from .losses import (BASIC_CONTAINER_BYTES, CONTAINER_BYTES, CodecObjective, MACHINE_HEADS, RateController,
+                     build_identity)
+from .machine_heads import LabelledImages
 
 __all__ = ["MODES", "PRESETS", "PRESET_MODELS", "CodecConfig", "resolve_config", "build_model_config",
            "RateController", "CodecTrainer", "train_codec"]
@@ -124,16 +133,11 @@ class CodecTrainer:
 
     # ------------------------------------------------------------ setup helpers
     def _load_sources(self):
-        from ..gan import load_official
-        from ..zoo import read_checkpoint
-
         prior = load_official(self.cfg.prior) if self.cfg.prior else None
         init_ck = read_checkpoint(self.cfg.init) if self.cfg.init else None
         return prior, init_ck
 
     def _build_discriminator(self) -> None:
-        from ..gan import build_discriminator
-
         gen = self.model.config["generator"]
         self.D = build_discriminator(self.R, channel_base=gen["channel_base"], channel_max=gen["channel_max"],
                                      num_fp16_res=0, conv_clamp=gen["conv_clamp"],
@@ -204,7 +208,6 @@ class CodecTrainer:
         when they trained along) and model.json (rank 0)."""
         if not self.info.is_main:
             return None
-        from ..zoo import save_model
 
         meta = self.training_record(data_record)
         heads = self.heads["analysis"].heads if "analysis" in self.heads else None
@@ -360,9 +363,6 @@ class CodecTrainer:
     @torch.no_grad()
     def validate(self, val_x: torch.Tensor, val_w: torch.Tensor | None, coder: bool) -> dict[str, float]:
         """Mean rate per layer and quality of the decodes on the held-out images (rank 0)."""
-        from ..metrics.image import psnr
-        from ..metrics.lpips import lpips_distance
-
         self.set_train(False)
         acc: dict[str, list[torch.Tensor]] = {}
 
@@ -400,9 +400,6 @@ class CodecTrainer:
     def coder_check(self, x: torch.Tensor) -> dict[str, float]:
         """Real compression of a few faces (highest quality and quality 0): bytes per layer and file;
         re-calibrates the rate controller's coder overhead."""
-        from ..bitstream import unpack
-        from ..codec import Codec
-
         codec = Codec(self.model)
         ys = codec.encode_latents(x.to(self.dev))
         stats: dict[str, float] = {}
@@ -532,7 +529,6 @@ def _validation_set(trainer: CodecTrainer, cfg: CodecConfig, source: str | None)
         gen = torch.Generator().manual_seed(cfg.seed + 12345)
         xs, ws = zip(*(trainer.generate(min(8, cfg.val_images - i), gen) for i in range(0, cfg.val_images, 8)))
         return torch.cat(xs).cpu(), torch.cat(ws).cpu(), {"validation": "generated", "val_images": cfg.val_images}
-    from ..data import open_dataset
 
     val = open_dataset(source, trainer.R, "val", cfg.val_count)
     n = min(cfg.val_images, len(val))
@@ -545,8 +541,6 @@ def train_codec(given: dict[str, Any], preset: str | None = None, resume: str | 
     ``resume``: None (refuse a RUN_DIR holding checkpoints), 'auto' (newest readable checkpoint
     in RUN_DIR, or a fresh start) or a checkpoint path.
     """
-    from ..data import default_data_root, open_dataset
-
     if not given.get("out"):
         raise StylecodecError("--out RUN_DIR is required")
     out = Path(given["out"])
@@ -569,7 +563,6 @@ def train_codec(given: dict[str, Any], preset: str | None = None, resume: str | 
                                  "are validation, the rest train", "val_count": cfg.val_count}
         if cfg.mode != "pretrain-encoder":
             if cfg.teacher_labels:                 # cached dlib points instead of dlib in the loop
-                from .machine_heads import LabelledImages
                 dataset = LabelledImages(open_dataset(cfg.data, trainer.R, "train", cfg.val_count, False),
                                          cfg.teacher_labels, cfg.xflip)
                 record["teacher_labels"] = os.path.basename(cfg.teacher_labels)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import os
+import platform
 import random
 import re
 import signal
@@ -25,7 +26,11 @@ from typing import Any, Iterator
 import numpy as np
 import torch
 import torch.distributed as dist
+from PIL import Image
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from torch.utils.tensorboard import SummaryWriter
+from torchvision.utils import make_grid
+from tqdm import tqdm
 
 from ..errors import StylecodecError
 from ..files import atomic_torch_save
@@ -33,8 +38,8 @@ from ..files import atomic_torch_save
 __all__ = ["DistInfo", "init_distributed", "cleanup_distributed", "select_device", "amp_dtype", "autocast",
            "seed_everything", "rng_state", "set_rng_state", "sync_grads", "broadcast_module", "any_rank",
            "infinite_batches", "RunLogger", "progress", "save_checkpoint", "list_checkpoints",
-           "latest_checkpoint", "load_checkpoint", "load_latest_checkpoint", "checkpoint_to_resume", "StopSignal", "Timer",
-           "default_workers", "all_reduce_sum", "hardware_info"]
+           "latest_checkpoint", "load_checkpoint", "load_latest_checkpoint", "checkpoint_to_resume", "StopSignal",
+           "Timer", "default_workers", "all_reduce_sum", "hardware_info"]
 
 CKPT_RE = re.compile(r"^ckpt-(\d{8})\.pt$")
 
@@ -232,14 +237,10 @@ class RunLogger:
     def __init__(self, run_dir: str | os.PathLike, info: DistInfo, tensorboard: bool = True):
         self.run_dir, self.enabled, self.tb = Path(run_dir), info.is_main, None
         if self.enabled and tensorboard:
-            from torch.utils.tensorboard import SummaryWriter
-
             self.tb = SummaryWriter(str(self.run_dir / "tb"))
 
     def print(self, msg: str) -> None:
         if self.enabled:
-            from tqdm import tqdm
-
             tqdm.write(msg)
 
     def scalars(self, values: dict[str, float], step: int) -> None:
@@ -252,7 +253,6 @@ class RunLogger:
         """A grid of ``images [N, 3, H, W]`` in ``[-1, 1]`` to TensorBoard and optionally ``RUN_DIR/png``."""
         if not self.enabled:
             return
-        from torchvision.utils import make_grid
 
         grid = make_grid(images.detach().float().cpu().clamp(-1, 1), nrow=nrow, normalize=True,
                          value_range=(-1, 1), padding=1)
@@ -260,8 +260,6 @@ class RunLogger:
             self.tb.add_image(tag, grid, step)
             self.tb.flush()
         if png:
-            from PIL import Image
-
             path = self.run_dir / png
             path.parent.mkdir(parents=True, exist_ok=True)
             Image.fromarray(grid.mul(255).round().byte().permute(1, 2, 0).numpy()).save(path)
@@ -273,8 +271,6 @@ class RunLogger:
 
 def progress(total: int, initial: int, info: DistInfo, desc: str, unit: str = "img"):
     """A tqdm bar on rank 0 (disabled elsewhere)."""
-    from tqdm import tqdm
-
     return tqdm(total=total, initial=initial, desc=desc, unit=unit, unit_scale=True, dynamic_ncols=True,
                 disable=not info.is_main, smoothing=0.1)
 
@@ -415,8 +411,6 @@ def all_reduce_sum(values: torch.Tensor, info: DistInfo) -> torch.Tensor:
 
 def hardware_info(info: DistInfo) -> dict[str, Any]:
     """Plain description of where a run trains (for training records / model cards)."""
-    import platform
-
     hw: dict[str, Any] = {"device": info.device.type, "world_size": info.world_size,
                           "torch_threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
                           "cpu": platform.processor() or platform.machine(), "torch": str(torch.__version__)}

@@ -31,8 +31,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..analysis.heads import INPUTS, AnalysisHeads
+from ..analysis.heads import AnalysisHeads, INPUTS
+from ..analysis.teacher import cache_key, chunked_npz, teacher_labels
+from ..data import default_data_root, list_images, split_files, to_tensor
 from ..errors import StylecodecError
+from ..images import load_rgb
 from ..metrics.nme import landmark_nme
 from ..zoo import LoadedModel, load, save_heads_into
 from . import common
@@ -95,8 +98,6 @@ class HeadsConfig:
 def resolve_config(given: dict[str, Any], checkpoint_config: dict[str, Any] | None = None) -> HeadsConfig:
     """Defaults < ``given`` (None = not given); when resuming, the checkpoint's config replaces the
     defaults and a given option outside :data:`RUN_CONTROL` must match it."""
-    from ..data import default_data_root
-
     given = {k: v for k, v in given.items() if v is not None}
     if checkpoint_config is not None:
         cfg = common.merge_resumed_config(checkpoint_config, given, RUN_CONTROL)
@@ -136,10 +137,6 @@ def decoded_inputs(model, y_basic: torch.Tensor, quality, with_pred: bool = Fals
 def encode_latents(loaded: LoadedModel, root: Path, files: list[str], path: Path, batch: int,
                    progress: bool = True) -> np.ndarray:
     """Basic latents y_0 [N, d_0] float32 of ``files`` (loaded as the codec trains on them), cached."""
-    from ..analysis.teacher import chunked_npz
-    from ..data import to_tensor
-    from ..images import load_rgb
-
     model = loaded.model
     dev, res = model.gain.device, model.resolution
 
@@ -314,11 +311,9 @@ class HeadsTrainer:
         return status
 
 
-def _load_data(cfg: HeadsConfig, loaded: LoadedModel, dev: torch.device, progress: bool = True) -> dict[str, torch.Tensor]:
+def _load_data(cfg: HeadsConfig, loaded: LoadedModel, dev: torch.device,
+               progress: bool = True) -> dict[str, torch.Tensor]:
     """Cached latents + teacher labels of the train files (and the scored held-out files), as tensors."""
-    from ..analysis.teacher import cache_key, teacher_labels
-    from ..data import list_images, split_files
-
     root = Path(cfg.data)
     names = list_images(root)
     sets = {"": split_files(names, "train", cfg.val_count)[:cfg.limit]}

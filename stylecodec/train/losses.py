@@ -25,13 +25,18 @@ from dataclasses import dataclass
 from typing import Callable
 
 import torch
-from torch.nn import functional
 from torch import nn
+from torch.nn import functional
 
-from ..bitstream import container_bytes
+from .. import bitstream
+from ..assets.facenet import _FILE, load_facenet, preprocess
+from ..assets.fetch import cache_dir
 from ..errors import StylecodecError
 from ..layers import LAYER_NAMES
+from ..metrics.image import ms_ssim
+from ..metrics.lpips import lpips_distance
 from ..model import StyleCodecModel
+from .common import autocast
 from .machine_heads import analysis_term
 
 __all__ = ["LossWeights", "CodecObjective", "RateController", "StandInIdentity", "IdentityNet", "build_identity",
@@ -39,8 +44,8 @@ __all__ = ["LossWeights", "CodecObjective", "RateController", "StandInIdentity",
 
 IDENTITY_NETS = ("facenet", "standin", "auto", "none")
 PERCEPTUAL_NETS = ("alex", "vgg", "none")
-CONTAINER_BYTES = container_bytes([0] * len(LAYER_NAMES))   # header + (length, CRC) per layer, payloads < 128 B
-BASIC_CONTAINER_BYTES = container_bytes([0])                  # the same for the basic layer extracted alone
+CONTAINER_BYTES = bitstream.container_bytes([0] * len(LAYER_NAMES))   # header + (length, CRC) per layer, < 128 B each
+BASIC_CONTAINER_BYTES = bitstream.container_bytes([0])               # the same for the basic layer extracted alone
 # name -> factory(model, identity) -> head module; head(out, x, e_x) -> {name: scalar loss}: D_machine terms.
 MACHINE_HEADS: dict[str, Callable] = {"analysis": analysis_term}
 
@@ -92,15 +97,10 @@ class IdentityNet(nn.Module):
         self.net, self.size = net.eval().requires_grad_(False), int(size)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        from ..assets.facenet import preprocess
-
         return functional.normalize(self.net(preprocess(x, size=self.size)).float(), dim=1)
 
 
 def _facenet_cached() -> bool:
-    from ..assets.fetch import cache_dir
-    from ..assets.facenet import _FILE
-
     return (cache_dir() / _FILE).is_file()
 
 
@@ -117,7 +117,6 @@ def build_identity(kind: str, device, size: int = 160, log=print) -> nn.Module |
             log("[codec] FaceNet weights are not cached: the identity terms use a random stand-in network")
     if kind == "standin":
         return StandInIdentity().to(device)
-    from ..assets.facenet import load_facenet
 
     return IdentityNet(load_facenet("cpu"), size).to(device)
 
@@ -162,14 +161,10 @@ class CodecObjective:
             return self.identity(x).float()
 
     def _lpips(self, x: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:
-        from ..metrics.lpips import lpips_distance
-
         with self._autocast(x):
             return lpips_distance(x_hat, x, self.perceptual).float()
 
     def _autocast(self, x):
-        from .common import autocast
-
         return autocast(x.device, self.amp)
 
     def __call__(self, out: dict, x: torch.Tensor, x_hat: dict[int, torch.Tensor], w_true: torch.Tensor | None = None,
@@ -208,8 +203,6 @@ class CodecObjective:
             if k == 3 and w.l2 > 0:
                 part["l2"] = w.l2 * functional.mse_loss(xh.float(), xk.float())
             if k == 3 and w.ms_ssim > 0:
-                from ..metrics.image import ms_ssim
-
                 part["ms_ssim"] = w.ms_ssim * (1 - ms_ssim((xh.float() + 1) / 2, (xk.float() + 1) / 2).float()).mean()
             terms.update({f"{name}/{t}": v * weight for t, v in part.items()})
         if self.machine_heads:

@@ -36,6 +36,7 @@ from torch import nn
 from torch.utils.data import ConcatDataset, Dataset
 
 from ..analysis.heads import AnalysisHeads
+from ..assets.landmarks import dlib_landmarks68
 from ..errors import StylecodecError
 from ..metrics.nme import landmark_nme
 
@@ -55,8 +56,6 @@ def dlib_teacher(x: torch.Tensor, detect_size: int = 128) -> tuple[torch.Tensor,
     [0, 1] as (p + 0.5) / R, found bool [N]) on x's device. The face detector runs on a copy at
     most ``detect_size`` pixels wide (the shape predictor on the full image): it runs on the CPU,
     once per training image, so it must be cheap."""
-    from ..assets.landmarks import dlib_landmarks68
-
     r = x.shape[-1]
     imgs = ((x.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
     res = [dlib_landmarks68(im, upsample=0, detect_size=detect_size) for im in imgs]

@@ -20,10 +20,11 @@ from typing import Any
 import torch
 from torch.nn import functional
 
+from ..data import default_data_root, open_dataset
 from ..errors import StylecodecError
+from ..gan import Discriminator, Generator, discriminator_kwargs, generator_kwargs, official
 from . import common
-from .augment import OPS as AUGMENT_OPS
-from .augment import diff_augment
+from .augment import OPS as AUGMENT_OPS, diff_augment
 from .presets import PRIOR_PRESETS as PRESETS
 
 __all__ = ["PRESETS", "RUN_CONTROL", "PriorConfig", "resolve_config", "PriorTrainer", "train_prior"]
@@ -93,14 +94,10 @@ class PriorConfig:
                 raise StylecodecError(f"unknown --augment op {op!r}; choose from {', '.join(AUGMENT_OPS)}")
 
     def generator_kwargs(self) -> dict[str, Any]:
-        from ..gan import generator_kwargs
-
         return generator_kwargs(self.resolution, self.channel_base, self.channel_max, self.z_dim, self.w_dim,
                                 self.map_layers, num_fp16_res=0, conv_clamp=self.conv_clamp or None)
 
     def discriminator_kwargs(self) -> dict[str, Any]:
-        from ..gan import discriminator_kwargs
-
         return discriminator_kwargs(self.resolution, self.channel_base, self.channel_max, num_fp16_res=0,
                                     conv_clamp=self.conv_clamp or None, mbstd_group_size=self.mbstd_group)
 
@@ -133,8 +130,6 @@ class PriorTrainer:
     """Holds G, D, G_ema, their optimisers and the loop state; :meth:`run` trains to ``cfg.kimg``."""
 
     def __init__(self, cfg: PriorConfig, info: common.DistInfo, checkpoint: dict[str, Any] | None = None):
-        from ..gan import Discriminator, Generator
-
         self.cfg, self.info, self.dev = cfg, info, info.device
         self.out = Path(cfg.out)
         if cfg.batch % info.world_size:
@@ -201,7 +196,6 @@ class PriorTrainer:
         """Write G_ema to RUN_DIR/prior.pt (rank 0)."""
         if not self.info.is_main:
             return None
-        from ..gan import official
 
         path = self.out / "prior.pt"
         official.save_checkpoint(self.G_ema, path)
@@ -383,15 +377,14 @@ def train_prior(given: dict[str, Any], preset: str | None = None, resume: str | 
     ``resume``: None (refuse to reuse a RUN_DIR holding checkpoints), 'auto' (newest readable
     checkpoint in RUN_DIR, or a fresh start), or a checkpoint path.
     """
-    from ..data import default_data_root, open_dataset
-
     if not given.get("out"):
         raise StylecodecError("--out RUN_DIR is required")
     out = Path(given["out"])
     info = common.init_distributed(given.get("device") or "auto")
     ok = False
     try:
-        ckpt = common.checkpoint_to_resume(out, resume, "stylecodec.prior", log=print if info.is_main else (lambda *_: None))
+        say = print if info.is_main else (lambda *_: None)
+        ckpt = common.checkpoint_to_resume(out, resume, "stylecodec.prior", log=say)
         given = {**given, "data": given.get("data") or str(default_data_root())}
         cfg = resolve_config(given, preset, ckpt["config"] if ckpt else None)
         if info.is_main:

@@ -1,0 +1,26 @@
+"""What ``stylecodec eval`` can be asked for: metric groups and LFW entries. A module of names only
+(no torch), so the CLI builds ``eval`` / ``demo`` parsers without importing the harness."""
+from __future__ import annotations
+
+from typing import Sequence
+
+from ..errors import StylecodecError
+
+__all__ = ["METRIC_GROUPS", "LFW_ENTRIES", "lfw_entries"]
+
+# group name -> result columns it fills
+METRIC_GROUPS = {
+    "psnr": ["psnr"], "ms_ssim": ["ms_ssim"], "lpips_alex": ["lpips_alex"], "lpips_vgg": ["lpips_vgg"],
+    "facenet": ["id_facenet"], "sface": ["id_sface"], "dlib": ["nme_dlib", "face_ref", "face_dec"],
+}
+
+LFW_ENTRIES = ("original", "aligned", "stylecodec-basic", "vvc")   # the rows of lfw.json, in order
+
+
+def lfw_entries(names: Sequence[str] | None) -> tuple[str, ...]:
+    """``names`` (None: all of :data:`LFW_ENTRIES`), checked: StylecodecError unless some of them."""
+    wanted = tuple(LFW_ENTRIES if names is None else names)
+    unknown = sorted(set(wanted) - set(LFW_ENTRIES))
+    if unknown or not wanted:
+        raise StylecodecError(f"LFW entries must be some of {', '.join(LFW_ENTRIES)}; got {', '.join(unknown) or 'none'}")
+    return wanted
