@@ -1,6 +1,7 @@
 """Deterministic Gaussian coding: tables, round trips, layered streams, determinism, overhead."""
 from __future__ import annotations
 
+import importlib.metadata
 import os
 import subprocess
 import sys
@@ -284,6 +285,10 @@ def test_payload_equals_compressai_gaussian_conditional():
     gc = gaussian.gaussian_conditional()
     reference = gc.compress(y[None], gaussian.scale_indexes(s)[None].int(), means=m[None])[0]
     assert reference.startswith(payload) and len(reference) - len(payload) <= 4
+    from compressai.ans import BufferedRansEncoder, RansDecoder   # the public API is the module the coder loaded
+    ans = gaussian._compressai_ext("ans")
+    assert BufferedRansEncoder is ans.BufferedRansEncoder and RansDecoder is ans.RansDecoder
+    assert importlib.metadata.version("compressai") == "1.2.8"      # the pin the streams depend on
 
 
 def test_empty_layers_and_shape_checks():

