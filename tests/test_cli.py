@@ -47,12 +47,30 @@ def test_env_reports_versions_and_anchors(capsys):
     assert "libvvenc=yes" in out, "the bundled FFmpeg must offer the VVC encoder (imageio-ffmpeg==0.8.1)"
 
 
-def test_every_command_module_has_the_contract():
+# The least each command needs on its command line.
+MINIMAL_ARGS = {
+    "env": [], "assets": ["list"], "convert-pkl": ["in.pkl", "out.pt"], "train": ["heads", "--out", "run"],
+    "compress": ["in.png", "-o", "out.sfc"], "decompress": ["in.sfc", "-o", "out.png"], "inspect": ["in.sfc"],
+    "extract": ["in.sfc", "-o", "out.sfc", "--layers", "basic"], "analyze": ["in.sfc"], "verify-lfw": [],
+    "compress-dir": ["in", "out"], "eval": ["--images", "in", "--out", "run"], "eval-merge": ["a", "--out", "run"],
+    "report": ["run"], "demo": [],
+}
+
+
+def test_every_command_parses_its_arguments_and_runs_its_module(monkeypatch, capsys):
+    """For each command: ``COMMAND --help`` exits 0 with that command's usage and one-line help, and
+    main() parses its arguments and returns what its module's ``run`` returns."""
     import importlib
 
-    for module, _ in COMMANDS.values():
-        mod = importlib.import_module(module)
-        assert callable(mod.add_arguments) and callable(mod.run)
+    assert set(MINIMAL_ARGS) == set(COMMANDS)
+    for name, (module, help_) in COMMANDS.items():
+        with pytest.raises(SystemExit) as e:
+            main([name, "--help"])
+        out = capsys.readouterr().out
+        assert e.value.code == 0 and out.startswith(f"usage: stylecodec {name}") and help_ in " ".join(out.split())
+        seen = []
+        monkeypatch.setattr(importlib.import_module(module), "run", lambda args, name=name: seen.append(args) or 7)
+        assert main([name, *MINIMAL_ARGS[name]]) == 7 and seen[0].command == name
 
 
 def test_stream_tools_start_without_torch(tmp_path):
