@@ -162,14 +162,24 @@ def test_basic_layer_budget_rows_and_headline(model_file, images, tmp_path, caps
     assert "basic layer <= 0.035 bpp, met by" in (out / "summary.md").read_text()
 
 
-def test_report_summary_html_plots_tb(run1):
+def test_report_summary_html_plots_tb(run1, monkeypatch):
+    from stylecodec.eval import report
+
     out, _ = run1
     md = (out / "summary.md").read_text()
     for needle in ("## Headline", "stylecodec basic (<= 0.05 bpp", "stylecodec +middle", "stylecodec all",
                    "VVC floor (QP 63)", "VVC matched LPIPS-Alex", "## BD-rate / BD-metric vs VVC",
-                   "Not computed: 3 images", "## LFW verification"):
+                   "Not computed: 3 images", "## LFW verification",
+                   f"Not computed: 3 images (BD-rates need >= {report.BD_MIN_IMAGES}"):
         assert needle in md, needle
-    bd = [ln for ln in md.splitlines() if ln.startswith("| stylecodec-") and "LPIPS-Alex" in ln]
+
+    def bd_rows(md: str) -> list[str]:
+        return [ln for ln in md.splitlines() if ln.startswith("| stylecodec-") and "LPIPS-Alex" in ln]
+
+    assert bd_rows(md) == []                                     # 3 faces: the points, no BD-rate
+    monkeypatch.setattr(report, "BD_MIN_IMAGES", 3)
+    report.write_report(out)
+    bd = bd_rows((out / "summary.md").read_text())
     assert len(bd) == 3 and all(("%" in ln) or ("no overlap" in ln) or ("n/a" in ln) for ln in bd)
     problems, n_refs = check_index(out / "index.html")
     assert problems == [] and n_refs >= 3 * 5 + 1

@@ -23,9 +23,14 @@ from .results import load_rows
 from .tables import METRICS, bd_table, common_rows, fmt, headline, mean_table
 from .tb import write_tensorboard
 
-__all__ = ["write_report", "headline_markdown", "FD_MIN_IMAGES"]
+__all__ = ["write_report", "headline_markdown", "FD_MIN_IMAGES", "BD_MIN_IMAGES"]
 
 FD_MIN_IMAGES = 50
+# BD-rates are printed from this many faces on. Measured (experiments/bd_subsets.py on the 200 held-out
+# faces of experiments/results/anchors_utk200, 20 random draws per size): stylecodec vs VVC on facenet
+# identity -69.8 ± 5.7 % from 1 face (6 of 20 draws give no number), -73.0 ± 2.2 % from 10 (2 give none),
+# -71.7 ± 2.8 % from 20 (1), -72.8 ± 0.8 % from 50; all 200: -72.7 %.
+BD_MIN_IMAGES = 20
 _COLS = [("bytes", "bytes"), ("bpp", "bpp"), ("bpp_payload", "bpp slice-only")] + \
         [(m, label) for m, label, _ in METRICS]
 
@@ -69,7 +74,12 @@ def attach_lfw(head: list[dict], lfw: dict | None) -> str:
             "but not coded. Details in the LFW section.")
 
 
-def _bd_markdown(bd: list[dict]) -> str:
+def _bd_markdown(bd: list[dict], n_images: int) -> str:
+    if n_images < BD_MIN_IMAGES:
+        return (f"Not computed: {n_images} image{'s' if n_images != 1 else ''} (BD-rates need >= {BD_MIN_IMAGES}: "
+                "from fewer faces they swing by several points or find no overlap; see "
+                "experiments/bd_subsets.py). The RD points are in \"Mean per codec x setting\" below and in "
+                "the rd_*.png plots.")
     if not bd:
         return "No BD numbers: the run has no VVC curve (anchors must include vvc)."
     lines = ["| codec | metric | BD-rate vs VVC (whole files) | BD-metric vs VVC | BD-rate vs VVC slice-only |",
@@ -163,7 +173,7 @@ def write_report(run_dir: str | os.PathLike, headline_quality: int | None = None
            "below it only downscaled VVC remains.", "",
            "## BD-rate / BD-metric vs VVC", "", "Piecewise-cubic Bjøntegaard deltas on the mean RD curves (points "
            "that a cheaper point beats are dropped). BD-rate < 0: fewer bits at equal quality. BD-metric: mean "
-           "metric difference at equal rate (lower is better for LPIPS and NME).", "", _bd_markdown(bd_table(table)),
+           "metric difference at equal rate (lower is better for LPIPS and NME).", "", _bd_markdown(bd_table(table), len(images)),
            "", "## LFW verification", "", _lfw_markdown(lfw), "",
            "## Fréchet distance (FD-SFace)", "", _frechet(run_dir, table, len(images)), "",
            "## Mean per codec x setting", "",
