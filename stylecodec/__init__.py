@@ -3,8 +3,8 @@
 Owns, from the bottom up (a module imports only modules of lower layers; tests/test_layout.py
 checks that there is no cycle):
 
-1. ``errors``, ``paths``, ``files``, ``safe_unpickle``, ``layers`` (LAYER_NAMES, the layer split),
-   ``images`` (reading faces, the centre square)
+1. ``errors``, ``paths``, ``files``, ``safe_unpickle``, ``threads`` (torch's thread count), ``layers``
+   (LAYER_NAMES, the layer split), ``images`` (reading faces, the centre square)
 2. ``bitstream`` (the one container definition), ``rate`` (the rate-budget rule)
 3. ``gan/``, ``encoder/``, ``entropy/`` (LSET, rANS, the group coder), ``assets/`` (third-party
    networks), ``anchors/``, ``data``

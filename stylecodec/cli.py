@@ -1,7 +1,8 @@
 """The ``stylecodec`` command line. One sub-command per entry of :data:`COMMANDS`.
 
 Exit status: 0 success, 2 usage error (argparse), 1 bad input or missing resource
-(one line on stderr, no traceback; ``STYLECODEC_DEBUG=1`` shows the traceback).
+(one line on stderr, no traceback; ``STYLECODEC_DEBUG=1`` shows the traceback). Torch runs on the
+cores no other process keeps busy (:mod:`stylecodec.threads`) unless ``OMP_NUM_THREADS`` is set.
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import sys
 
 from . import __version__
 from .errors import StylecodecError
+from .threads import apply_thread_choice
 
 # name -> (module implementing `add_arguments(parser)` and `run(args) -> int`, one-line help).
 # A module is imported only when its command runs (or the full parser is built), so each stays small
@@ -57,6 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     command = next((a for a in argv if not a.startswith("-")), None)   # top-level options take no values
     args = build_parser(command if command in COMMANDS else "").parse_args(argv)
+    apply_thread_choice()            # torch threads = idle cores (stylecodec.threads), before any command imports torch
     try:
         return int(args._run(args) or 0)
     except StylecodecError as e:

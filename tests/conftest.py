@@ -6,6 +6,9 @@ from pathlib import Path
 import pytest
 
 from stylecodec.paths import shared_dir as _shared_path
+from stylecodec.threads import apply_thread_choice
+
+apply_thread_choice()       # torch threads = idle cores, as the CLI does; before the test modules import torch
 
 
 @pytest.fixture(scope="session")

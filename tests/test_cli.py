@@ -87,3 +87,16 @@ def test_stream_tools_start_without_torch(tmp_path):
     assert r.returncode == 0, r.stderr
     assert "quality 3" in r.stdout and r.stdout.strip().endswith("no torch")
     assert dst.read_bytes() == pack(StreamHeader(resolution=256, quality=3, fingerprint=0x1234), [b"\x01\x02"])
+
+
+def test_thread_choice_follows_the_load(monkeypatch):
+    """Torch threads: OMP_NUM_THREADS when set, else the available CPUs minus the 1-minute load, >= 1."""
+    from stylecodec import threads
+
+    monkeypatch.setattr(threads, "available_cpus", lambda: 2)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    for load, want in ((0.2, 2), (1.2, 1), (3.9, 1)):
+        monkeypatch.setattr(threads.os, "getloadavg", lambda load=load: (load, 0.0, 0.0))
+        assert threads.choose_threads() == want
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    assert threads.choose_threads() == 3

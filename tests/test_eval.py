@@ -390,3 +390,15 @@ def test_headline_quality_is_the_trainers_default_quality(tmp_path):
              for q in codec.quality_range]
     assert headline_quality(table, info) == 2          # not the highest quality within 0.01 bpp (5)
     assert headline_quality(table, {**info, "default_quality": None}) == 5
+
+
+def test_plan_line_and_lfw_pairs_in_proportion(model_file, images, tmp_path):
+    """eval says what runs and how long it should take; LFW pairs scale with the images asked for."""
+    from stylecodec.codec import Codec
+    from stylecodec.eval.harness import EvalConfig
+    from stylecodec.eval.plan import default_lfw_pairs, describe
+
+    assert [default_lfw_pairs(n) for n in (1, 2, 200, 1000)] == [40, 40, 4000, 6000]
+    cfg = EvalConfig(images, tmp_path, anchors=["vvc"], qps={"vvc": [51, 63]}, downscale=[2], qualities="0,5")  # + vvc_down2: DOWNSCALE_SWEEP
+    line = describe(cfg, Codec.from_pretrained(model_file), default_lfw_pairs(3))
+    assert line.startswith("plan: 3 images x 10 rows (stylecodec 6, vvc 4) + LFW 60 pairs") and "expected about" in line

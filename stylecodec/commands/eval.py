@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..batch import parse_shard
+from ..batch import find_images, parse_shard, select_shard
 from ..errors import StylecodecError
 from ..eval.choices import LFW_ENTRIES, METRIC_GROUPS, lfw_entries
 from ._rate import positive_float
@@ -46,7 +46,9 @@ def add_eval_arguments(parser: argparse.ArgumentParser, images_required: bool = 
         parser.add_argument("--shard", metavar="k/N", help="this machine's share: images with index %% N == k")
     parser.add_argument("--lfw", default="auto", metavar="auto|none|CSV",
                         help="LFW pairs csv for verification (auto: ../shared/data/lfw_pairs.csv if present)")
-    parser.add_argument("--lfw-pairs", type=int, metavar="N", help="limit LFW to about N pairs (balanced folds)")
+    parser.add_argument("--lfw-pairs", type=int, metavar="N",
+                        help="about N LFW pairs, balanced over the folds (default: 20 per image asked for, at least "
+                             "40, at most all 6000)")
     parser.add_argument("--thumbs", type=int, default=8, metavar="N", help="save thumbnails of the first N images")
     parser.add_argument("--skip-metrics", default="", metavar="LIST",
                         help=f"metric groups not to compute ({', '.join(METRIC_GROUPS)})")
@@ -106,23 +108,32 @@ def lfw_csv(choice: str, shared: Path | None = None) -> Path | None:
 
 def evaluate(cfg, lfw: Path | None, lfw_pairs: int | None, headline_quality: int | None, report: bool = True,
              lfw_entries: list[str] | None = None):
-    """Run the harness, LFW (unsharded runs or shard 0, with a model; ``lfw_entries``: only those),
-    then the report. Returns (harness summary, summary.md path or None, headline markdown or None)."""
-    from ..eval.harness import run_eval
+    """Print the plan (what runs, the expected time), run the harness, LFW (unsharded runs or shard 0,
+    with a model; ``lfw_pairs`` None: in proportion to the images, see stylecodec.eval.plan;
+    ``lfw_entries``: only those), then the report. Returns (harness summary, summary.md path or None,
+    headline markdown or None)."""
+    from ..eval.common import read_json
+    from ..eval.harness import load_codec, run_eval
+    from ..eval.lfw import run_lfw
+    from ..eval.plan import default_lfw_pairs, describe
     from ..eval.report import write_report
     from ..eval.results import load_rows
     from ..eval.tables import headline_quality as pick_quality, mean_table
-    from ..eval.common import read_json
 
+    if cfg.codec is None:
+        cfg.codec = load_codec(cfg.model, cfg.device, cfg.align)
+    with_lfw = lfw is not None and cfg.codec is not None and (cfg.shard is None or cfg.shard[0] == 0)
+    if with_lfw and lfw_pairs is None:
+        lfw_pairs = default_lfw_pairs(len(select_shard(find_images(cfg.images, cfg.val_count, cfg.limit), cfg.shard)))
+    print(describe(cfg, cfg.codec, lfw_pairs if with_lfw else None), flush=True)
     res = run_eval(cfg)
     codec = res["codec"]
-    if lfw is not None and codec is not None and (cfg.shard is None or cfg.shard[0] == 0):
-        from ..eval.lfw import run_lfw
+    if with_lfw:
         q = None
         if not cfg.bpp_targets:
             info = read_json(Path(cfg.out) / "run.json", {}) or {}
             q = pick_quality(mean_table(load_rows(cfg.out)), info, 0.01, headline_quality)
-        print(f"LFW verification: {lfw_pairs or 'all'} pairs from {lfw}")
+        print(f"LFW verification: {lfw_pairs} pairs from {lfw}")
         out = run_lfw(codec, cfg.out, lfw, lfw_pairs, quality=q,
                       bpp=cfg.bpp_targets[0] if cfg.bpp_targets else None, progress=cfg.progress,
                       basic_bpp=cfg.basic_bpp if cfg.bpp_targets else None, entries=lfw_entries)
