@@ -1,11 +1,12 @@
 """How many CPU threads torch runs on: the cores that no other process keeps busy.
 
-Measured (``python experiments/bench_threads.py``; ``experiments/results/restructure/threads.txt``): on
-this project's 2-core machine with one core busy with another job, two torch threads that wait on
-each other at every parallel region make coding and decoding several times slower than one thread,
-while on an idle machine two threads are faster. So the choice follows the load: the CPUs this
-process may run on minus the 1-minute load average (rounded), at least 1. An ``OMP_NUM_THREADS``
-already set (or a command's ``--threads``) wins.
+Measured (``python experiments/bench_threads.py``, ``experiments/results/restructure/threads.txt``): on
+this project's 2-core machine with other jobs running (1-minute load 3.3), compress + decompress of
+the sample face took 0.141 s with one torch thread and 3.208 s with two: two OpenMP threads that
+wait on each other at every parallel region, one of them on a busy core, are 23x slower. On an
+idle 2-core machine two threads help (the model card's speed figures at 2 threads). So the choice
+follows the load: the CPUs this process may run on minus the 1-minute load average (rounded), at
+least 1. An ``OMP_NUM_THREADS`` already set (or a command's ``--threads``) wins.
 
 The CLI (:func:`stylecodec.cli.main`) and the test suite (``tests/conftest.py``) apply it before
 torch is imported, so ``scripts/main.sh``, ``scripts/test.sh`` and every command need no setting.
