@@ -163,7 +163,7 @@ def test_encoder_trains():
         opt.step()
     with torch.no_grad():
         ws = enc(x)
-    assert float((ws - target).square().mean()) < 0.4 * float(loss0)          # measured: 0.29 of it
+    assert float((ws - target).square().mean()) < 0.4 * loss0.item()          # measured: 0.29 of it
     assert float((ws[0] - ws[1]).square().mean()) > 0.3 * float((target[0] - target[1]).square().mean())   # 0.50
 
 
