@@ -181,10 +181,7 @@ class CodecTrainer:
             self.rate_basic.load_state_dict(ck["rate_basic"])
         self.step, self.images_seen, self.wall_time = ck["step"], ck["images_seen"], ck["wall_time"]
         self.last_val, self.sources = dict(ck.get("val", {})), dict(ck.get("sources", self.sources))
-        if self.info.is_main:
-            common.set_rng_state(ck["rng"])
-        else:
-            common.seed_everything(self.cfg.seed + 7919 * self.info.rank + self.step)
+        common.restore_rng(ck["rng"], self.cfg.seed, self.info, self.step)
 
     def save(self, stats: dict[str, float]) -> Path | None:
         if not self.info.is_main:

@@ -36,8 +36,8 @@ from ..errors import StylecodecError
 from ..files import atomic_torch_save
 
 __all__ = ["DistInfo", "init_distributed", "cleanup_distributed", "select_device", "amp_dtype", "autocast",
-           "seed_everything", "rng_state", "set_rng_state", "sync_grads", "broadcast_module", "any_rank",
-           "infinite_batches", "RunLogger", "progress", "save_checkpoint", "list_checkpoints",
+           "seed_everything", "rng_state", "set_rng_state", "restore_rng", "sync_grads", "broadcast_module",
+           "any_rank", "infinite_batches", "RunLogger", "progress", "save_checkpoint", "list_checkpoints",
            "latest_checkpoint", "load_checkpoint", "load_latest_checkpoint", "checkpoint_to_resume", "StopSignal",
            "Timer", "default_workers", "all_reduce_sum", "hardware_info"]
 
@@ -142,6 +142,15 @@ def rng_state() -> dict[str, Any]:
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
+
+
+def restore_rng(state: dict[str, Any], seed: int, info: "DistInfo", step: int) -> None:
+    """The random streams of a resumed run: rank 0 continues the generators saved in its checkpoint
+    (``state``); the other ranks, whose states are not saved, reseed from (seed, rank, step)."""
+    if info.is_main:
+        set_rng_state(state)
+    else:
+        seed_everything(seed + 7919 * info.rank + step)
 
 
 def set_rng_state(state: dict[str, Any]) -> None:

@@ -173,7 +173,7 @@ class HeadsTrainer:
             self.heads.load_state_dict(checkpoint["heads"])
             self.opt.load_state_dict(checkpoint["optimiser"])
             self.step, self.wall_time = checkpoint["step"], checkpoint["wall_time"]
-            common.set_rng_state(checkpoint["rng"])
+            common.restore_rng(checkpoint["rng"], cfg.seed, info, self.step)
         else:
             common.seed_everything(cfg.seed)
             self._init_buffers()

@@ -182,10 +182,7 @@ class PriorTrainer:
             print("[prior] checkpoint has no optimiser state: Adam restarts from zero moments", flush=True)
         self.pl_mean.copy_(ck["pl_mean"])
         self.step, self.images_seen, self.wall_time = ck["step"], ck["images_seen"], ck["wall_time"]
-        if self.info.is_main:
-            common.set_rng_state(ck["rng"])
-        else:
-            common.seed_everything(self.cfg.seed + 7919 * self.info.rank + self.step)
+        common.restore_rng(ck["rng"], self.cfg.seed, self.info, self.step)
 
     def save(self, stats: dict[str, float]) -> Path | None:
         if not self.info.is_main:
