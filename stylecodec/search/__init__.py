@@ -7,3 +7,6 @@ faiss ``IndexFlatIP`` when installed, numpy otherwise), building an index from a
 May import: ``bitstream``, ``codec``, ``entropy``, ``analysis.heads``, ``files``, ``errors``, ``eval``
 (compress-dir, image listing); nothing imports it but ``codec.Codec.identity`` and the commands.
 """
+from .index import IdentityIndex, IndexFileError
+
+__all__ = ["IdentityIndex", "IndexFileError"]
