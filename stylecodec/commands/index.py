@@ -39,14 +39,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import sys
 
+    from ..codec import Codec
     from ..eval.common import parse_shard
-    from ..eval.harness import load_codec
+    from ..eval.harness import load_codec, make_aligner
     from ..search.build import build_index
     from ..train.common import StopSignal
 
     shard = parse_shard(args.shard)
     codec = load_codec(args.model, args.device, "off")
-    compress_codec = load_codec(args.model, args.device, args.align) if args.align != "off" else codec
+    compress_codec = Codec(codec.model, align=make_aligner(args.align))      # for image folders
     with StopSignal() as stop:
         c = build_index(codec, args.src, args.output, shard=shard, limit=args.limit, batch_size=args.batch,
                         save_every=args.save_every, progress=not args.quiet, dtype=args.dtype,

@@ -24,11 +24,35 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backend", choices=BACKENDS, default="auto",
                         help="nearest-neighbour search: faiss (exact IndexFlatIP), numpy, or auto (faiss for large "
                              "indexes when installed)")
+    parser.add_argument("--threads", type=int, default=None, metavar="N",
+                        help="faiss threads (default 1: one probe is a memory-bound scan; more help on idle cores)")
     parser.add_argument("--model", default="default", metavar="NAME|PATH", help="model name or checkpoint")
     parser.add_argument("--device", default="cpu", help="device for the networks (default: cpu)")
-    parser.add_argument("--align", choices=("on", "auto", "off"), default="on",
-                        help="image probes: on (detect + align; error without a face, default), auto, off (centre square)")
+    parser.add_argument("--align", choices=("auto", "on", "off"), default="auto",
+                        help="image probes, as `stylecodec index --align` (default auto: a face already sitting like a "
+                             "UTKFace crop is coded as it is, others aligned); auto and on: a probe without a face is "
+                             "an error; off: the centre square")
     parser.add_argument("--info", action="store_true", help="print the index summary and skipped files; no search")
+
+
+def _probe_aligner(mode: str):
+    """The compress hook for image probes: ``FaceAligner(mode)``, except that a probe without a face is
+    an error in mode auto too (auto codes such an image's centre square, which matches nothing)."""
+    from ..align import FaceAligner, NoFaceError
+    from ..codec import centre_square
+
+    if mode == "off":
+        return centre_square
+
+    class ProbeAligner(FaceAligner):
+        def __call__(self, img, size):
+            out = super().__call__(img, size)
+            if self.last.startswith("centre square (no face"):
+                w, h = img.size
+                raise NoFaceError(f"no face found in the {w}x{h} probe image (MTCNN and dlib); "
+                                  "use --align off to search with its centre square")
+            return out
+    return ProbeAligner(mode)
 
 
 def _probe_stream(codec, path: str) -> bytes:
@@ -50,9 +74,9 @@ def run(args: argparse.Namespace) -> int:
         raise StylecodecError("give at least one PROBE (image or .sfc), or --info")
     if args.top < 1:
         raise StylecodecError(f"--top must be >= 1, got {args.top}")
-    from ..eval.harness import load_codec
+    from ..codec import Codec
 
-    codec = load_codec(args.model, args.device, args.align)
+    codec = Codec.from_pretrained(args.model, device=args.device, align=_probe_aligner(args.align))
     try:
         index.check_codec(codec)
     except StylecodecError as e:
@@ -64,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
             emb = codec.identity(stream)
         except StylecodecError as e:
             raise type(e)(f"probe {path}: {e}") from None
-        hits = index.search(emb, args.top, backend=args.backend)[0]
+        hits = index.search(emb, args.top, backend=args.backend, threads=args.threads)[0]
         r = {"probe": path, "bytes_read": len(_basic(stream)),
              "top": [{"rank": i + 1, "name": h.name, "path": h.path, "score": round(h.score, 6)}
                      for i, h in enumerate(hits)]}
