@@ -388,7 +388,13 @@ class IdentityIndex:
         with open(path, "rb") as fh:
             if fh.read(4) != b"PK\x03\x04":
                 raise ValueError("no .npz (zip) signature")
-        with np.load(path, allow_pickle=False) as z:
+            fh.seek(0)
+            head, emb, offsets, blob, src, lm = cls._read_arrays(path, fh)
+        return cls._from_arrays(head, emb, offsets, blob, src, lm)
+
+    @classmethod
+    def _read_arrays(cls, path: Path, fh) -> tuple:
+        with np.load(fh, allow_pickle=False) as z:
             head = json.loads(bytes(z["header"]).decode("utf-8"))
             if not isinstance(head, dict) or head.get("format") != FORMAT:
                 raise IndexFileError(f"{path} is not a stylecodec identity index (format {head.get('format')!r})"
@@ -399,6 +405,10 @@ class IdentityIndex:
                                      f"version {VERSION}")
             emb, offsets, blob, src = z["embeddings"], z["name_offsets"], z["names_utf8"], z["source_ids"]
             lm = z["landmarks"] if head.get("landmarks") else None
+        return head, emb, offsets, blob, src, lm
+
+    @classmethod
+    def _from_arrays(cls, head: dict, emb, offsets, blob, src, lm) -> "IdentityIndex":
         n, dim = int(head["count"]), int(head["dim"])
         if (emb.shape != (n, dim) or emb.dtype != np.dtype(head["dtype"]) or offsets.shape != (n + 1,)
                 or src.shape != (n,) or (lm is not None and lm.shape != (n, 68, 2))):
