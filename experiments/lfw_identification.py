@@ -115,7 +115,8 @@ def main(argv: list[str] | None = None) -> int:
     teachers = [t for t in args.teachers.split(",") if t]
     codec = Codec.from_pretrained(args.model)
     budget = codec.default_budget
-    cache_dir = None if str(args.cache).lower() == "none" else (args.cache or cache_root() / "lfw_ident")
+    cache_dir = (cache_root() / "lfw_ident" if args.cache is None else
+                 None if str(args.cache).lower() == "none" else args.cache)
     stream_cfg = {"fingerprint": codec.fingerprint, "budget": budget, "align": ALIGN_NAME, "res": codec.resolution}
     streams = _Cache(cache_dir and cache_dir / f"streams-{codec.fingerprint:04x}-{_tag(stream_cfg)}.npz", "streams")
     teach = {t: _Cache(cache_dir and cache_dir / f"teacher-{t}-{_tag({'align': ALIGN_NAME, 'res': codec.resolution})}.npz",
