@@ -30,6 +30,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "analyze": ("stylecodec.commands.analyze", "landmarks + identity embedding from the basic layer only (no pixels)"),
     "verify-lfw": ("stylecodec.commands.verify_lfw", "LFW 10-fold verification with coded faces (and the bpp)"),
     "compress-dir": ("stylecodec.commands.compress_dir", "compress a folder of faces (sharded, resumable, manifest)"),
+    "index": ("stylecodec.commands.index", "identity index of a folder of streams or images, from basic layers only"),
+    "search": ("stylecodec.commands.search", "find a face (image or .sfc) in an identity index by cosine; --threshold: verify"),
     "eval": ("stylecodec.commands.eval", "compare with VVC and other anchors on a folder of faces; write the report"),
     "eval-merge": ("stylecodec.commands.eval_merge", "merge sharded eval runs and write the report"),
     "report": ("stylecodec.commands.report", "(re)write the report of an eval run folder"),

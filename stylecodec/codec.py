@@ -225,6 +225,17 @@ class Codec:
             self.heads = self.loaded.heads()
         return self.heads.to(self.device).eval()
 
+    def identity(self, data: bytes) -> np.ndarray:
+        """Identity embedding from the header + basic layer only (no pixels): a unit float32 vector
+        of this model's identity dimension, what ``stylecodec index`` / ``search`` compare. Raises
+        :class:`BitstreamError` for a damaged or foreign stream. The source of the embedding is
+        :func:`stylecodec.search.identity.identity_batch` (batched; use it for many streams)."""
+        from .search.identity import identity_batch
+        res = identity_batch(self, [data])
+        if res.errors:
+            raise BitstreamError(res.errors[0])
+        return res.embeddings[0]
+
     @torch.no_grad()
     def decode_latents(self, data: bytes, layers: str | int = "enhanced") -> torch.Tensor:
         """Ŵ+ [1, num_ws, w_dim] (float32, CPU) from the first ``layers`` layers present."""
