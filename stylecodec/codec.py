@@ -36,6 +36,7 @@ from .entropy.coder import GroupCoder
 from .errors import StylecodecError
 from .images import centre_square, load_image
 from .layers import parse_layers
+from .machine_first import MachineFirstModel
 from .model import GAIN_MIN, StyleCodecModel
 from .rate import RateRequest, budget_text, choose_quality, resolve, stream_sizes
 from .zoo import LoadedModel, load
@@ -97,8 +98,7 @@ class Codec:
     @torch.no_grad()
     def encode_latents(self, x: torch.Tensor) -> list[torch.Tensor]:
         """x [N, 3, R, R] -> unscaled latents y_l [N, d_l] (float64, CPU)."""
-        ys = self.model.transforms.analyse(self.model.E(x))
-        return [y.detach().to("cpu", torch.float64) for y in ys]
+        return [y.detach().to("cpu", torch.float64) for y in self.model.encode_latents(x)]
 
     @property
     def default_budget(self) -> tuple[float | None, float | None]:
@@ -218,6 +218,8 @@ class Codec:
     def analysis_heads(self) -> AnalysisHeads:
         """:attr:`heads`, else (kept there) the heads stored with the loaded model, on this codec's
         device. Raises HeadsError when there are none."""
+        if self.heads is None and isinstance(self.model, MachineFirstModel):
+            self.heads = self.model.heads                           # built in: part of the fingerprinted weights
         if self.heads is None:
             if self.loaded is None:
                 raise HeadsError("this codec's model was not loaded from a checkpoint and has no analysis heads; "
@@ -239,6 +241,9 @@ class Codec:
     @torch.no_grad()
     def decode_latents(self, data: bytes, layers: str | int = "enhanced") -> torch.Tensor:
         """Ŵ+ [1, num_ws, w_dim] (float32, CPU) from the first ``layers`` layers present."""
+        if not hasattr(self.model, "transforms"):
+            raise StylecodecError("this model has no W+ latents (it decodes eigenface coefficients); "
+                                  "use decompress or decode_y")
         y_hat, _ = self.decode_y(data, layers)
         ws = self.model.transforms.synthesise([y.to(self.device) for y in y_hat])
         return torch.nan_to_num(ws.float(), nan=0.0, posinf=1e6, neginf=-1e6).cpu()
@@ -248,8 +253,9 @@ class Codec:
         """Bytes -> R x R RGB face: a PIL image (``output="pil"``) or uint8 array [R, R, 3] ("array")."""
         if output not in ("pil", "array"):
             raise StylecodecError(f'output must be "pil" or "array", got {output!r}')
-        ws = self.decode_latents(data, layers).to(self.device)
-        img = self.model.G.synthesis(ws, noise_mode="const")[0]
+        y_hat, _ = self.decode_y(data, layers)
+        img = self.model.render([torch.nan_to_num(y.to(self.device), nan=0.0, posinf=1e6, neginf=-1e6)
+                                 for y in y_hat])[0]
         img = torch.nan_to_num(img.float(), nan=0.0).clamp(-1, 1)
         arr = ((img + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).permute(1, 2, 0).cpu().numpy()
         return arr if output == "array" else Image.fromarray(arr, "RGB")

@@ -31,9 +31,9 @@ from torch.utils.data import ConcatDataset, Dataset
 from .errors import StylecodecError
 from .files import write_atomic, write_npz
 from .images import load_rgb
-from .paths import shared_dir
+from .paths import cache_root, shared_dir
 
-__all__ = ["IMAGE_EXTS", "default_data_root", "list_images", "split_files", "ImageFolder",
+__all__ = ["IMAGE_EXTS", "default_data_root", "list_images", "split_files", "pixel_array", "ImageFolder",
            "PackedImages", "pack_images", "open_dataset"]
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
@@ -77,6 +77,29 @@ def to_tensor(img: np.ndarray, xflip: bool = False) -> torch.Tensor:
     """uint8 ``[R, R, 3]`` -> float32 ``[3, R, R]`` in ``[-1, 1]``, optionally mirrored left-right."""
     x = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1).float().div_(127.5).sub_(1.0)
     return x.flip(2) if xflip else x
+
+
+def pixel_array(root: str | os.PathLike, split: str, resolution: int, val_count: int = 1000,
+                progress: bool = True) -> np.ndarray:
+    """uint8 [N, R, R, 3] of a split of an image folder in the training view (:func:`load_rgb`),
+    decoded once and kept as ``<cache>/pixels/<folder>-<split>-<R>.npy`` (memory-mapped; for UTKFace's
+    22,707 training faces at 128²: 1.1 GB)."""
+    from tqdm import tqdm
+
+    root = Path(root)
+    names = split_files(list_images(root), split, val_count)
+    path = cache_root() / "pixels" / f"{root.resolve().name}-{split}-{int(resolution)}.npy"
+    if path.is_file():
+        arr = np.load(path, mmap_mode="r")
+        if arr.shape == (len(names), resolution, resolution, 3):
+            return arr
+    path.parent.mkdir(parents=True, exist_ok=True)
+    arr = np.stack([load_rgb(root / n, resolution) for n in tqdm(names, desc=f"decode {split} {resolution}²",
+                                                                  disable=not progress, unit="img")])
+    tmp = path.with_name(path.stem + ".tmp.npy")
+    np.save(tmp, arr)
+    os.replace(tmp, path)
+    return np.load(path, mmap_mode="r")
 
 
 class ImageFolder(Dataset):

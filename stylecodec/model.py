@@ -220,6 +220,14 @@ class StyleCodecModel(nn.Module):
                 out["x_hat"][k] = self.G.synthesis(out["ws_hat"][k], noise_mode="const")
         return out
 
+    def encode_latents(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """x [N, 3, R, R] in [-1, 1] -> unscaled latents y_l [N, d_l] (the codec's encoder side)."""
+        return self.transforms.analyse(self.E(x))
+
+    def render(self, y_hat: list[torch.Tensor]) -> torch.Tensor:
+        """Synthesis inputs of every layer -> image [N, 3, R, R] (the codec's decoder side)."""
+        return self.G.synthesis(self.transforms.synthesise(y_hat), noise_mode="const")
+
     @staticmethod
     def bits(out: dict) -> torch.Tensor:
         """Rate in bits per image and layer, [N, n_layers], from ``out['likelihoods']``."""

@@ -50,11 +50,12 @@ from .analysis.heads import AnalysisHeads, HeadsError
 from .bitstream import fingerprint
 from .errors import StylecodecError
 from .files import atomic_torch_save
+from .machine_first import KIND as MACHINE_FIRST, MachineFirstModel
 from .model import StyleCodecModel, make_config
 from .paths import cache_root
 
 __all__ = ["REGISTRY", "FORMAT", "VERSION", "HEADS_FORMAT", "HEADS_VERSION", "ModelError", "ModelNotFoundError",
-           "LoadedModel", "model_path", "save_model", "load", "read_checkpoint", "search_dirs", "heads_checkpoint",
+           "LoadedModel", "model_path", "save_model", "load", "build_model", "read_checkpoint", "search_dirs", "heads_checkpoint",
            "heads_from_entry", "load_heads", "save_heads_into"]
 
 FORMAT, VERSION = "stylecodec-model", 1
@@ -118,11 +119,12 @@ def _plain(obj: Any, where: str = "meta") -> Any:
     raise TypeError(f"{where}: {type(obj).__name__} is not a plain value (str/int/float/bool/None/list/dict)")
 
 
-def _stored_state(model: StyleCodecModel, storage: str) -> dict[str, torch.Tensor]:
+def _stored_state(model: StyleCodecModel | MachineFirstModel, storage: str) -> dict[str, torch.Tensor]:
+    prefixes = model.fp16_prefixes() if isinstance(model, MachineFirstModel) else _FP16_PREFIXES
     sd = {}
     for k, v in model.state_dict().items():
         v = v.detach().to("cpu").contiguous().clone()
-        if (storage == "fp16" and v.is_floating_point() and k.startswith(_FP16_PREFIXES)
+        if (storage == "fp16" and v.is_floating_point() and k.startswith(prefixes)
                 and (v.numel() == 0 or float(v.abs().max()) <= _FP16_MAX)):
             v = v.to(torch.float16)
         sd[k] = v
@@ -193,12 +195,21 @@ class LoadedModel:
         return heads_from_entry(self.heads_entry, str(self.source), self.fingerprint)
 
 
+def build_model(config: Mapping) -> StyleCodecModel | MachineFirstModel:
+    """The one place a model is built from its config: ``config["kind"]`` "machine-first" ->
+    :class:`~stylecodec.machine_first.MachineFirstModel`; no kind (the W+ codec) ->
+    :class:`~stylecodec.model.StyleCodecModel`."""
+    if config.get("kind") == MACHINE_FIRST:
+        return MachineFirstModel(config)
+    return StyleCodecModel(make_config(config))
+
+
 def load(name_or_path: str | os.PathLike = "default", device: str | torch.device = "cpu") -> LoadedModel:
     """Build and load a model (eval mode) from a registry name or a checkpoint path."""
     path = model_path(name_or_path)
     ck = read_checkpoint(path)
     try:
-        model = StyleCodecModel(make_config(ck["config"]))
+        model = build_model(ck["config"])
     except Exception as e:  # noqa: BLE001
         raise ModelError(f"{path}: invalid model config ({type(e).__name__}: {e})") from None
     try:

@@ -37,7 +37,7 @@ import torch
 from tqdm import tqdm
 
 from ..assets.facenet import load_facenet, preprocess
-from ..assets.landmarks import dlib_landmarks68
+from ..assets.landmarks import dlib_points
 from ..data import default_data_root, list_images, split_files
 from ..errors import StylecodecError
 from ..files import write_npz
@@ -102,21 +102,15 @@ def chunked_npz(path: str | os.PathLike, n: int, compute: Callable[[int, int], d
     return out
 
 
-def _dlib_one(img: np.ndarray) -> tuple[np.ndarray, bool]:
-    """dlib 68 points of one face: detector without upsampling, then with one pass if none is found."""
-    pts, ok = dlib_landmarks68(img, upsample=0)
-    return (pts, ok) if ok else dlib_landmarks68(img, upsample=1)
-
-
 def label_images(images: np.ndarray, device: str = "cpu", workers: int = 1) -> dict[str, np.ndarray]:
     """uint8 faces [N, R, R, 3] -> {"landmarks" [N, 68, 2] normalised, "found" [N], "identity" [N, 512]}.
     ``workers`` > 1 runs dlib (single-threaded) in that many processes."""
     r = images.shape[1]
     if workers > 1:
         with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-            results = list(pool.map(_dlib_one, images, chunksize=8))
+            results = list(pool.map(dlib_points, images, chunksize=8))
     else:
-        results = [_dlib_one(img) for img in images]
+        results = [dlib_points(img) for img in images]
     lms = [(pts + 0.5) / r for pts, _ in results]
     found = [ok for _, ok in results]
     net = _facenet(device)

@@ -18,7 +18,7 @@ from PIL import Image
 
 from .fetch import AssetError, sha256_file
 
-__all__ = ["dlib_landmarks68", "mtcnn_detect", "fetch_dlib", "fetch_mtcnn"]
+__all__ = ["dlib_landmarks68", "dlib_points", "mtcnn_detect", "fetch_dlib", "fetch_mtcnn"]
 
 DLIB_68_SHA256 = "fbdc2cb80eb9aa7a758672cbfdda32ba6300efe9b6e6c7a299ff7e736b11b92f"
 MTCNN_SHA256 = {   # facenet-pytorch 2.5.3, facenet_pytorch/data
@@ -102,6 +102,12 @@ def dlib_landmarks68(img: np.ndarray, upsample: int = 1, detect_size: int | None
     shape = predictor(img, rect)
     pts = np.array([(p.x, p.y) for p in shape.parts()], np.float32)
     return pts, found
+
+
+def dlib_points(img: np.ndarray) -> tuple[np.ndarray, bool]:
+    """dlib 68 points of one face: detector without upsampling, then with one pass if none is found."""
+    pts, ok = dlib_landmarks68(img, upsample=0)
+    return (pts, ok) if ok else dlib_landmarks68(img, upsample=1)
 
 
 @functools.cache

@@ -249,3 +249,71 @@ def _run_heads(args: argparse.Namespace) -> int:
 TRAINERS["heads"] = (_add_heads, _run_heads,
                      "train the analysis heads (landmarks, identity) on a frozen codec's basic layer "
                      "(writes RUN_DIR/model.pt)")
+
+
+# ---------------------------------------------------------------- machine-first codec
+def _add_machine_first(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", required=True, help="run directory (writes RUN_DIR/model.pt)")
+    p.add_argument("--data", default="", help="UTKFace-like image folder (default: $STYLECODEC_DATA or "
+                                               "../shared/data/utkface)")
+    p.add_argument("--steps", type=int, default=6000, help="LSET optimiser steps (default: %(default)s)")
+    p.add_argument("--batch", type=int, default=256, help="latent vectors per step (default: %(default)s)")
+    p.add_argument("--lr", type=float, default=1e-3, help="AdamW learning rate (default: %(default)s)")
+    p.add_argument("--pca-fit", type=int, default=6000, help="training faces for the eigenface PCA")
+    p.add_argument("--val-count", type=int, default=1000, help="last N files by name are held out")
+    p.add_argument("--bpp", type=float, default=0.01, help="the model's rate budget, whole file (default: %(default)s)")
+    p.add_argument("--basic-bpp", type=float, default=0.003, help="... and the basic layer alone (default: %(default)s)")
+    p.add_argument("--max-minutes", type=float, default=None, help="stop (and save) after this long")
+    p.add_argument("--resume", default="auto", metavar="auto|PATH|none",
+                   help="continue from the newest checkpoint in --out (default) or a given one; 'none': refuse "
+                        "a folder that holds checkpoints")
+    p.add_argument("--seed", type=int, default=0)
+
+
+def _run_machine_first(args: argparse.Namespace) -> int:
+    from ..train.machine_first import MachineFirstConfig, train_machine_first
+
+    cfg = MachineFirstConfig(out=args.out, data=args.data, steps=args.steps, batch=args.batch, lr=args.lr,
+                             pca_fit=args.pca_fit, val_count=args.val_count, bpp=args.bpp, basic_bpp=args.basic_bpp,
+                             max_minutes=args.max_minutes, resume=None if args.resume == "none" else args.resume,
+                             seed=args.seed)
+    train_machine_first(cfg)
+    return 0
+
+
+TRAINERS["machine-first"] = (_add_machine_first, _run_machine_first,
+                             "the machine-first codec (identity + shape basic layer, eigenface layers): fits the "
+                             "PCA models and trains the LSET on cached teacher outputs; CPU, minutes")
+
+
+# ---------------------------------------------------------------- refiner of a machine-first codec
+def _add_refiner(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", required=True, metavar="NAME|PATH", help="the machine-first model to refine")
+    p.add_argument("--out", required=True, help="run directory (writes RUN_DIR/model.pt, metrics.csv)")
+    p.add_argument("--latents", default="", help="latents.npz of the machine-first run (default: computed)")
+    p.add_argument("--data", default="", help="UTKFace-like image folder (default: ../shared/data/utkface)")
+    p.add_argument("--batch", type=int, default=8, help="faces per step (default: %(default)s)")
+    p.add_argument("--lr", type=float, default=2e-4, help="Adam learning rate (default: %(default)s)")
+    p.add_argument("--w-lpips", type=float, default=1.0, help="LPIPS-Alex weight (default: %(default)s)")
+    p.add_argument("--w-id", type=float, default=0.1, help="facenet identity weight (default: %(default)s)")
+    p.add_argument("--kimg", type=float, default=1000.0, help="stop after this many thousand images")
+    p.add_argument("--max-minutes", type=float, default=None, help="stop (and save) after this long")
+    p.add_argument("--eval-every", type=int, default=500, help="steps between held-out evaluations")
+    p.add_argument("--resume", default="auto", metavar="auto|PATH|none", help="default: auto")
+    p.add_argument("--seed", type=int, default=0)
+
+
+def _run_refiner(args: argparse.Namespace) -> int:
+    from ..train.refiner import RefinerConfig, train_refiner
+
+    cfg = RefinerConfig(model=args.model, out=args.out, latents=args.latents, data=args.data, batch=args.batch,
+                        lr=args.lr, w_lpips=args.w_lpips, w_id=args.w_id, kimg=args.kimg,
+                        max_minutes=args.max_minutes, eval_every=args.eval_every,
+                        resume=None if args.resume == "none" else args.resume, seed=args.seed)
+    train_refiner(cfg)
+    return 0
+
+
+TRAINERS["refiner"] = (_add_refiner, _run_refiner,
+                       "the machine-first decoder's refiner (eigenfaces + a learned residual), codec frozen; "
+                       "logs the learning curve to RUN_DIR/metrics.csv")

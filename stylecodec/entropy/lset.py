@@ -201,6 +201,7 @@ class LSET(nn.Module):
         n_heads:     int = 4,                       # Attention heads.
         mlp_ratio:   int = 2,                       # MLP hidden width / d_model.
         scale_bound: float = 0.11,                  # Lower bound of predicted scales (CompressAI's default).
+        static_first_layer: bool = False,           # Layer 0 gets a learned, context-free (mean, scale) per element.
     ):
         super().__init__()
         self.latent_dims = [int(d) for d in latent_dims]
@@ -222,6 +223,12 @@ class LSET(nn.Module):
         self.blocks = nn.ModuleList(_Block(d_model, n_heads, mlp_ratio) for _ in range(n_blocks))
         self.norm = nn.LayerNorm(d_model)
         self.head = nn.Linear(d_model, 2 * group_size)
+        # A static first layer (basic): p(y_0) is a fixed Gaussian per element (its raw head output,
+        # [G_0, 2g], read through _params like the transformer's), so decoding the basic layer alone
+        # runs no transformer; its tokens are still the context of the higher layers.
+        self.static_first_layer = bool(static_first_layer)
+        if self.static_first_layer:
+            self.static_raw = nn.Parameter(torch.zeros(self.num_groups[0], 2 * group_size))
 
     # -- sequence plumbing ------------------------------------------------------------------
     def _tokens(self, n: int, length: int, ys: Sequence[torch.Tensor], partial: torch.Tensor | None = None,
@@ -270,10 +277,17 @@ class LSET(nn.Module):
         means, scales = [], []
         for l in range(len(ys)):
             o = self.layer_offset[l]
-            m, s = self._params(raw[:, o:o + self.num_groups[l]])  # slots 0..G-1 predict groups 0..G-1
+            r = raw[:, o:o + self.num_groups[l]] if l or not self.static_first_layer else \
+                self.static_raw.to(raw.dtype).expand(n, -1, -1)
+            m, s = self._params(r)                                  # slots 0..G-1 predict groups 0..G-1
             means.append(m.reshape(n, -1))
             scales.append(s.reshape(n, -1))
         return means, scales
+
+    def static_params(self, group_idx: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(means, scales) [1, g] of group ``group_idx`` of a static first layer (no context needed)."""
+        assert self.static_first_layer
+        return self._params(self.static_raw[group_idx:group_idx + 1].to(self.head.weight.dtype))
 
     def _check_group(self, context: Sequence[torch.Tensor], layer: int, group_idx: int) -> None:
         """ValueError unless group ``group_idx`` of ``layer`` exists and ``context`` holds what it needs."""
@@ -294,6 +308,8 @@ class LSET(nn.Module):
         this group's slot; in float64 the result equals :meth:`forward`'s bit for bit.
         """
         self._check_group(context, layer, group_idx)
+        if layer == 0 and self.static_first_layer:
+            return self.static_params(group_idx)
         partial = context[layer] if group_idx > 0 else None
         n = context[0].shape[0] if len(context) else 1
         length = self.layer_offset[layer] + 1 + group_idx
@@ -350,6 +366,8 @@ class LSETCursor:
         """(means, scales) [N, g] of group ``group_idx`` of ``layer``; see :meth:`LSET.params_for_group`."""
         lset = self.lset
         lset._check_group(context, layer, group_idx)
+        if layer == 0 and lset.static_first_layer:                # no token runs: the tokens of layer 0
+            return lset.static_params(group_idx)                  # run later, as context of layer 1
         target = lset.layer_offset[layer] + group_idx          # this group's slot
         if target < self.length - 1:
             raise ValueError(f"LSETCursor: layer {layer} group {group_idx} comes before the tokens already run")

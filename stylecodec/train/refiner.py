@@ -1,0 +1,231 @@
+"""``stylecodec train refiner``: teach a machine-first model's decoder to improve on eigenfaces.
+
+Everything but the :class:`~stylecodec.refiner.Refiner` stays frozen (PCA models, gains, LSET:
+the bitstream of a face does not change, only what the decoder makes of it). Each step:
+
+1. a batch of training faces (or their mirrors) at P x P and their cached latents
+   (``RUN_DIR/latents.npz`` of the machine-first run, else computed), a random quality each;
+2. ŷ as the decoder gets it (``GroupCoder`` emulation: rounded around the LSET's means), and a
+   random layer prefix (basic / + middle / all; missing layers predicted by the LSET's means);
+3. x_hat = refiner(eigenface image, ŷ) and the loss
+   ``|x_hat - x|_1 + w_lpips · LPIPS-Alex + w_id · (1 - cos(facenet(x_hat), facenet(x)))``
+   (facenet's embedding of the original: the cached teacher output; the decoded face goes through
+   facenet with gradients).
+
+Every ``eval_every`` steps the first ``eval_images`` held-out faces are decoded at quality
+``eval_quality`` from all layers (256², as users get them) and scored: PSNR, LPIPS-Alex and facenet
+cosine, appended to ``RUN_DIR/metrics.csv`` with images seen and CPU hours (the learning curve).
+Resumable (``--resume auto``), saves on SIGINT / SIGTERM and every ``save_every`` steps; the
+model with its refiner is written to ``RUN_DIR/model.pt`` at every evaluation.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..analysis.face_teachers import utkface_teachers
+from ..assets.facenet import load_facenet, preprocess
+from ..assets.lpips import load_lpips
+from ..data import default_data_root, list_images, pixel_array, split_files
+from ..errors import StylecodecError
+from ..files import write_atomic
+from ..machine_first import MachineFirstModel
+from ..zoo import load, save_model
+from . import common
+from .machine_first import training_latents
+
+KIND = "stylecodec.refiner"
+
+__all__ = ["RefinerConfig", "train_refiner", "KIND"]
+
+
+@dataclass
+class RefinerConfig:
+    model: str                               # the machine-first model (registry name or path)
+    out: str                                 # run folder
+    latents: str = ""                        # latents.npz of the machine-first run (default: computed)
+    data: str = ""
+    val_count: int = 1000
+    batch: int = 8
+    lr: float = 2e-4
+    w_lpips: float = 1.0
+    w_id: float = 0.1
+    prefix_probs: tuple = (0.2, 0.2, 0.6)    # basic / + middle / all layers
+    widths: tuple = (32, 64, 128, 192)
+    kimg: float = 1000.0                     # stop after this many thousand images
+    max_minutes: float | None = None
+    eval_every: int = 500
+    eval_images: int = 100
+    eval_quality: int = 5
+    save_every: int = 250
+    seed: int = 0
+    resume: str | None = "auto"
+
+
+def _unit(u8: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(u8)).permute(0, 3, 1, 2).float() / 127.5 - 1
+
+
+def _state(model, opt, step, seen, cpu_s, cfg) -> dict[str, Any]:
+    return {"kind": KIND, "model": model.state_dict(), "config": model.config, "opt": opt.state_dict(),
+            "step": step, "seen": seen, "cpu_seconds": cpu_s, "train_config": asdict(cfg), "rng": common.rng_state()}
+
+
+def _identity_cos(net, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """cos(facenet(x), target) per image; x [N, 3, H, W] in [-1, 1] (facenet's own standardisation)."""
+    x160 = F.interpolate((x + 1) * 127.5, size=(160, 160), mode="bilinear", align_corners=False)
+    emb = net((x160 - 127.5) / 128.0)
+    return F.cosine_similarity(emb, target, dim=1)
+
+
+def train_refiner(cfg: RefinerConfig, log=print) -> Path:
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    root = Path(cfg.data) if cfg.data else default_data_root()
+    train_names = split_files(list_images(root), "train", cfg.val_count)
+    n_train = len(train_names)
+    resumed = common.checkpoint_to_resume(out, cfg.resume, KIND, log)
+    if resumed is not None:
+        model = MachineFirstModel(resumed["config"])
+        model.load_state_dict(resumed["model"])
+    else:
+        base = load(cfg.model).model
+        if not isinstance(base, MachineFirstModel):
+            raise StylecodecError(f"{cfg.model} is not a machine-first model")
+        config = dict(base.config)
+        config["refiner"] = {"widths": list(cfg.widths)}
+        model = MachineFirstModel(config)
+        missing, unexpected = model.load_state_dict(base.state_dict(), strict=False)
+        assert not unexpected and all(k.startswith("refiner.") for k in missing), (missing, unexpected)
+    for name, p in model.named_parameters():
+        p.requires_grad_(name.startswith("refiner."))
+    P = model.pixel_resolution
+    faces = pixel_array(root, "train", P, cfg.val_count)
+    teachers = utkface_teachers(root)
+    target_id = torch.from_numpy(teachers["facenet"][:n_train])             # [N, 2, 512]: face, mirror
+    if cfg.latents and Path(cfg.latents).is_file():
+        with np.load(cfg.latents) as z:
+            ys = [torch.from_numpy(z[f"y{l}"]) for l in range(3)]
+    else:
+        ys = [torch.from_numpy(y) for y in training_latents(model, teachers, np.arange(n_train), faces)]
+    assert ys[0].shape[0] == 2 * n_train, (ys[0].shape, n_train)
+    val_small = _unit(pixel_array(root, "val", P, cfg.val_count)[:cfg.eval_images])
+    val_full = _unit(pixel_array(root, "val", model.resolution, cfg.val_count)[:cfg.eval_images])
+    val_id = torch.from_numpy(teachers["facenet"][len(teachers["files"]) - cfg.val_count:][:cfg.eval_images, 0])
+    lpips = load_lpips("alex")
+    facenet = load_facenet("cpu")
+    for net in (lpips, facenet):
+        for p in net.parameters():
+            p.requires_grad_(False)
+    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], cfg.lr, betas=(0.9, 0.99))
+    step, seen, cpu_s = 0, 0, 0.0
+    if resumed is not None:
+        opt.load_state_dict(resumed["opt"])
+        step, seen, cpu_s = resumed["step"], resumed["seen"], resumed["cpu_seconds"]
+        common.set_rng_state(resumed["rng"])
+    else:
+        common.seed_everything(cfg.seed)
+    write_atomic(out / "config.json", json.dumps({"train": asdict(cfg), "model": model.config}, indent=1).encode())
+    coder = model.coder
+    val_latents = _val_latents(model, root, cfg)
+    metrics = out / "metrics.csv"
+    if not metrics.is_file():
+        write_atomic(metrics, b"step,images_seen,cpu_hours,psnr,lpips_alex,facenet_cos,psnr_linear,lpips_linear\n")
+
+    @torch.no_grad()
+    def evaluate(cpu_now: float) -> None:
+        model.eval()
+        q = torch.full((cfg.eval_images,), cfg.eval_quality)
+        res = model(val_latents, q, quant="ste")
+        lin = model.linear_image(res["y_hat"][1], res["y_hat"][2])
+        rows = []
+        for img in (model.render(res["y_hat"]), F.interpolate(lin, size=model.resolution, mode="bicubic",
+                                                             align_corners=False).clamp(-1, 1)):
+            u8 = ((img + 1) * 127.5).round()
+            ref = (val_full + 1) * 127.5
+            mse = ((u8 - ref) ** 2).mean((1, 2, 3))
+            rows.append(((10 * torch.log10(255 ** 2 / mse)).mean().item(),
+                         lpips(u8 / 127.5 - 1, val_full).mean().item(),
+                         _identity_cos(facenet, u8 / 127.5 - 1, val_id).mean().item()))
+        model.train()
+        line = (f"{step},{seen},{cpu_now / 3600:.4f},{rows[0][0]:.3f},{rows[0][1]:.4f},{rows[0][2]:.4f},"
+                f"{rows[1][0]:.3f},{rows[1][1]:.4f}\n")
+        with open(metrics, "a") as f:
+            f.write(line)
+        log(f"step {step} ({seen} images, {cpu_now / 3600:.2f} CPU-h): PSNR {rows[0][0]:.2f} dB, LPIPS-Alex "
+            f"{rows[0][1]:.3f}, facenet {rows[0][2]:.3f} | eigenfaces {rows[1][0]:.2f} dB, {rows[1][1]:.3f}")
+        save_model(model, out / "model.pt", {"trainer": "refiner", "images_seen": seen, "steps": step,
+                                             "cpu_hours": round(cpu_now / 3600, 3), "base": str(cfg.model)},
+                   storage="fp16")
+
+    info = common.DistInfo()
+    total = int(cfg.kimg * 1000 / cfg.batch)
+    cpu0, t0 = time.process_time(), time.perf_counter()
+    rng = np.random.default_rng(cfg.seed + step)
+    model.train()
+    with common.StopSignal() as stop:
+        bar = common.progress(total, step, info, "train refiner", unit="step")
+        while step < total:
+            idx = rng.choice(2 * n_train, cfg.batch, replace=False)
+            face, mirror = idx % n_train, idx >= n_train
+            order = np.argsort(face)                 # memory-mapped reads in file order
+            idx, face, mirror = idx[order], face[order], mirror[order]
+            x = _unit(np.asarray(faces[face]))
+            x = torch.where(torch.from_numpy(mirror)[:, None, None, None], x.flip(3), x)
+            batch_ys = [y[torch.from_numpy(idx)] for y in ys]
+            q = torch.from_numpy(rng.integers(0, model.num_qualities, cfg.batch))
+            k = int(rng.choice(3, p=cfg.prefix_probs)) + 1
+            with torch.no_grad():
+                g, gi = model.gains(q, cfg.batch)
+                coded = coder(batch_ys, g, "mixed")
+                y_hat = [y_c * gi[:, model.layer_slice(l)] for l, y_c in enumerate(coded["y_hat"])]
+                if k < 3:
+                    y_hat = y_hat[:k] + coder.complete(coded["context"][:k])[k:]
+                x_lin = model.linear_image(y_hat[1], y_hat[2])
+            x_hat = model.refiner(x_lin, y_hat)
+            loss = (x_hat - x).abs().mean() + cfg.w_lpips * lpips(x_hat, x).mean()
+            if cfg.w_id:
+                tid = target_id[torch.from_numpy(face), torch.from_numpy(mirror.astype(np.int64))]
+                loss = loss + cfg.w_id * (1 - _identity_cos(facenet, x_hat, tid)).mean()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            step += 1
+            seen += cfg.batch
+            bar.update(1)
+            bar.set_postfix_str(f"loss {loss.item():.3f}")
+            cpu_now = cpu_s + time.process_time() - cpu0
+            if step % cfg.save_every == 0:
+                common.save_checkpoint(out, step, _state(model, opt, step, seen, cpu_now, cfg))
+            if step % cfg.eval_every == 0:
+                evaluate(cpu_now)
+            halt = stop.check(time.perf_counter() - t0, cfg.max_minutes)
+            if halt is not None:
+                common.save_checkpoint(out, step, _state(model, opt, step, seen, cpu_now, cfg))
+                log(f"stopped at step {step} ({halt[1]}); resume with --resume auto")
+                bar.close()
+                raise SystemExit(halt[0])
+        bar.close()
+    evaluate(cpu_s + time.process_time() - cpu0)
+    return out / "model.pt"
+
+
+@torch.no_grad()
+def _val_latents(model: MachineFirstModel, root: Path, cfg: RefinerConfig) -> list[torch.Tensor]:
+    """Latents of the first eval_images held-out faces (cached teacher outputs + their pixels)."""
+    from ..analysis.face_teachers import flip_identity
+
+    t = utkface_teachers(root)
+    val = slice(len(t["files"]) - cfg.val_count, len(t["files"]) - cfg.val_count + cfg.eval_images)
+    y0 = model.basic_latent(torch.from_numpy(flip_identity(t)[val]), torch.from_numpy(t["landmarks"][val]))
+    x = _unit(pixel_array(root, "val", model.pixel_resolution, cfg.val_count)[:cfg.eval_images])
+    return [y0] + model.pixel_latents(x)
