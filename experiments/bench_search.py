@@ -57,15 +57,15 @@ def _real_latents(codec, n: int):
     """(latents [n, d_l] per layer, default-setting qualities) of the last n UTKFace images, or None."""
     import torch
 
-    from stylecodec.codec import choose_quality, stream_sizes
-    from stylecodec.eval.common import list_images
+    from stylecodec.batch import find_images
     from stylecodec.paths import shared_dir
+    from stylecodec.rate import choose_quality, stream_sizes
 
     folder = shared_dir() / "data" / "utkface"
     if not folder.is_dir() or n <= 0:
         return None
-    names = list_images(folder, val_count=n)
-    ys = codec.analyse(torch.cat([codec.preprocess(folder / m) for m in names]))
+    names = find_images(folder, val_count=n)
+    ys = codec.encode_latents(torch.cat([codec.preprocess(folder / m) for m in names]))
     bpp, basic_bpp = codec.default_budget
     qs = []
     for i in range(len(names)):
@@ -82,7 +82,8 @@ def make_streams(codec, n_real: int, n_synth: int, seed: int = 0) -> tuple[list[
     real = _real_latents(codec, n_real)
     rng = np.random.default_rng(seed)
     if real is None:                                  # no data: unit Gaussians at the top quality
-        ys_real, qs = [torch.randn(64, d, dtype=torch.float64) for d in codec._sizes], np.array([codec.quality_range[-1]])
+        ys_real = [torch.randn(64, d, dtype=torch.float64) for d in codec.model.latent_dims]
+        qs = np.array([codec.quality_range[-1]])
         what = "synthetic (N(0,1) latents; ../shared absent)"
     else:
         ys_real, qs = real
@@ -98,7 +99,7 @@ def make_streams(codec, n_real: int, n_synth: int, seed: int = 0) -> tuple[list[
     for q in np.unique(syn_q):
         rows = np.flatnonzero(syn_q == q).tolist()
         streams += codec.compress_latents([y[rows] for y in synth], int(q))
-    from stylecodec.analysis.heads import basic_prefix
+    from stylecodec.bitstream import basic_prefix
 
     sizes = [len(basic_prefix(s)) for s in streams]
     return streams, {"what": what, "count": len(streams), "basic_prefix_bytes_mean": float(np.mean(sizes)),
@@ -109,7 +110,7 @@ def make_streams(codec, n_real: int, n_synth: int, seed: int = 0) -> tuple[list[
 def bench_indexing(codec, folder: Path, names: list[str], threads: int, batch: int) -> dict:
     import torch
 
-    from stylecodec.analysis.heads import read_basic_prefix
+    from stylecodec.bitstream import read_basic_prefix
     from stylecodec.search.build import _Decoder, build_index, index_batch
 
     torch.set_num_threads(1)
@@ -171,9 +172,9 @@ def bench_indexing(codec, folder: Path, names: list[str], threads: int, batch: i
 def _where(prof: cProfile.Profile, n: int) -> dict:
     """Cumulative ms per stream in the parts of the batched path."""
     st = pstats.Stats(prof)
-    parts = {"read .sfc prefix (file open + read)": ("heads.py", "read_basic_prefix"),
+    parts = {"read .sfc prefix (file open + read)": ("bitstream.py", "read_basic_prefix"),
              "container (unpack, CRC)": ("bitstream.py", "unpack"),
-             "LSET means/scales (float64, fixed-order sums)": ("codec.py", "_groups"),
+             "LSET means/scales (float64, fixed-order sums)": ("lset.py", "params_for_group"),
              "rANS decode + snapping (per stream, per group)": ("gaussian.py", "decode"),
              "analysis heads (MLP, batched)": ("heads.py", "forward")}
     total = sum(v[3] for k, v in st.stats.items() if k[2] == "index_batch")

@@ -32,7 +32,7 @@ from PIL import Image
 
 from .analysis.heads import AnalysisHeads, HeadsError, landmarks_to_pixels
 from .bitstream import BitstreamError, StreamHeader, basic_prefix, fingerprint, pack, unpack
-from .entropy.coder import GroupCoder
+from .entropy.coder import DECODE_ERRORS, GroupCoder
 from .errors import StylecodecError
 from .images import centre_square, load_image
 from .layers import parse_layers
@@ -44,6 +44,16 @@ from .zoo import LoadedModel, load
 __all__ = ["Codec"]
 
 Align = Callable[[Image.Image, int], Image.Image]
+
+
+def _entropy_error(e: Exception) -> BitstreamError:
+    """What a decoder raised (:data:`~stylecodec.entropy.coder.DECODE_ERRORS`) as the BitstreamError
+    that decoding reports: itself when it is one, else "cannot decode the entropy-coded layers: ..."."""
+    return e if isinstance(e, BitstreamError) else BitstreamError(f"cannot decode the entropy-coded layers: {e}")
+
+
+def _one_line(e: BaseException) -> str:
+    return " ".join(str(e).split()) or type(e).__name__
 
 
 class Codec:
@@ -168,16 +178,18 @@ class Codec:
         header = StreamHeader(resolution=self.resolution, quality=int(quality), fingerprint=self.fingerprint)
         return [pack(header, payloads) for payloads in coded["strings"]]
 
-    def _synthesis_inputs(self, y_hat_c: Sequence[torch.Tensor], quality: int) -> list[torch.Tensor]:
-        """ŷ_c of the received layers -> what the synthesis transforms get: ŷ_c · inv_gain, float32."""
+    def _synthesis_inputs(self, y_hat_c: Sequence[torch.Tensor], quality: int | torch.Tensor) -> list[torch.Tensor]:
+        """ŷ_c of the received layers -> what the synthesis transforms get: ŷ_c · inv_gain, float32.
+        ``quality``: one index, or int64 [N] (one per row)."""
         gi = self._inv_gain[quality]
-        return [y_c * gi[self._coder.layer_slice(l)] for l, y_c in enumerate(y_hat_c)]
+        return [y_c * gi[..., self._coder.layer_slice(l)] for l, y_c in enumerate(y_hat_c)]
 
     # -- decoder -----------------------------------------------------------------------------
-    def decode_y(self, data: bytes, layers: str | int = "enhanced") -> tuple[list[torch.Tensor], int]:
-        """(synthesis inputs ŷ_l [1, d_l] float32 for every layer: the received ones (ŷ_c · inv_gain), then
-        LSET predictions; the number received). ŷ_basic is what the analysis heads read."""
-        k = parse_layers(layers)
+    def read_stream(self, data: bytes) -> tuple[StreamHeader, list[bytes]]:
+        """(header, payloads present) of a stream made by THIS model: :func:`~stylecodec.bitstream.unpack`
+        with its fingerprint, then its resolution and quality index checked against the model. The
+        one container check of every decoding path (decode_y, analyze, the batched decoding of search);
+        raises :class:`BitstreamError`."""
         header, payloads = unpack(data, expected_fingerprint=self.fingerprint)
         if header.resolution != self.resolution:
             raise BitstreamError(f"stream codes a {header.resolution}x{header.resolution} face, this model "
@@ -185,15 +197,46 @@ class Codec:
         if header.quality not in self.quality_range:
             raise BitstreamError(f"quality index {header.quality} is not one of this model's "
                                  f"0..{self.quality_range.stop - 1}")
+        return header, payloads
+
+    def decode_y(self, data: bytes, layers: str | int = "enhanced") -> tuple[list[torch.Tensor], int]:
+        """(synthesis inputs ŷ_l [1, d_l] float32 for every layer: the received ones (ŷ_c · inv_gain), then
+        LSET predictions; the number received). ŷ_basic is what the analysis heads read."""
+        k = parse_layers(layers)
+        header, payloads = self.read_stream(data)
         k = min(k, len(payloads))
         try:
             decoded = self._coder.decompress(payloads[:k], self._gain[header.quality])
-        except BitstreamError:
-            raise
-        except (ValueError, RuntimeError, OverflowError, IndexError) as e:
-            raise BitstreamError(f"cannot decode the entropy-coded layers: {e}") from None
+        except DECODE_ERRORS as e:
+            raise _entropy_error(e) from None
         predicted = [c.float() for c in decoded["context"][k:]]
         return self._synthesis_inputs(decoded["y_hat"], header.quality) + predicted, k
+
+    @torch.no_grad()
+    def decode_basic_batch(self, streams: Sequence[bytes], predict: bool = False
+                           ) -> tuple[list[torch.Tensor], list[int], dict[int, str]]:
+        """Batched ``decode_y(stream, "basic")`` over full or basic-only streams (only their basic
+        prefix is read): (y_hat, ok, errors). y_hat: [ŷ_basic [m, d_0] float32] (+ the LSET predictions
+        of the higher layers [m, d_l] with ``predict``) for the m streams listed in ``ok`` (indexes
+        into ``streams``), each row equal to decode_y's bit for bit; ``errors``: index -> one-line
+        reason for the others (a stream that cannot be read fails alone, never raises)."""
+        errors: dict[int, str] = {}
+        rows: list[tuple[int, int, list[bytes]]] = []           # (index, quality, payloads)
+        for i, data in enumerate(streams):
+            try:
+                if not isinstance(data, (bytes, bytearray, memoryview)):
+                    raise BitstreamError(f"a bitstream is bytes, got {type(data).__name__}")
+                header, payloads = self.read_stream(basic_prefix(data))
+                rows.append((i, header.quality, payloads))
+            except StylecodecError as e:
+                errors[i] = _one_line(e)
+        q = torch.tensor([r[1] for r in rows], dtype=torch.long)
+        decoded = self._coder.decompress_batch([r[2] for r in rows], self._gain[q], 1, predict=predict)
+        for j, e in decoded["failed"].items():
+            errors[rows[j][0]] = _one_line(_entropy_error(e))
+        keep = torch.tensor([j for j in range(len(rows)) if j not in decoded["failed"]], dtype=torch.long)
+        y_hat = self._synthesis_inputs(decoded["y_hat"], q) + [c.float() for c in decoded["context"][1:]]
+        return [y[keep] for y in y_hat], [rows[j][0] for j in keep.tolist()], errors
 
     @torch.no_grad()
     def analyze(self, data: bytes) -> dict:
@@ -207,7 +250,7 @@ class Codec:
         if not isinstance(data, (bytes, bytearray, memoryview)):
             raise BitstreamError(f"a bitstream is bytes, got {type(data).__name__}")
         prefix = basic_prefix(data)
-        unpack(prefix, expected_fingerprint=self.fingerprint)       # container errors before the heads load
+        self.read_stream(prefix)                                    # container errors before the heads load
         heads = self.analysis_heads()
         y_hat, _ = self.decode_y(prefix, "basic")
         out = heads(heads.features(y_hat))

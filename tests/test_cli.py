@@ -53,7 +53,7 @@ MINIMAL_ARGS = {
     "compress": ["in.png", "-o", "out.sfc"], "decompress": ["in.sfc", "-o", "out.png"], "inspect": ["in.sfc"],
     "extract": ["in.sfc", "-o", "out.sfc", "--layers", "basic"], "analyze": ["in.sfc"], "verify-lfw": [],
     "compress-dir": ["in", "out"], "eval": ["--images", "in", "--out", "run"], "eval-merge": ["a", "--out", "run"],
-    "report": ["run"], "demo": [],
+    "report": ["run"], "demo": [], "index": ["in", "-o", "out.sfi"], "search": ["probe.sfc", "--index", "out.sfi"],
 }
 
 

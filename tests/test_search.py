@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 
-from stylecodec.analysis.heads import AnalysisHeads, save_heads_into
+from stylecodec.analysis.heads import AnalysisHeads
 from stylecodec.bitstream import BitstreamError, extract, pack, unpack
 from stylecodec.cli import main
 from stylecodec.codec import Codec
@@ -26,7 +26,7 @@ from stylecodec.search.build import build_index
 from stylecodec.search.identification import identity_ranks, lfw_split, rank_accuracy
 from stylecodec.search.identity import decode_basic_batch, identity_batch, identity_dim, identity_fingerprint
 from stylecodec.search.index import IdentityIndex, IndexFileError
-from stylecodec.zoo import save_model
+from stylecodec.zoo import save_heads_into, save_model
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -56,7 +56,7 @@ def codec(models) -> Codec:
 def _streams(codec: Codec, n: int, seed: int = 0) -> list[bytes]:
     """n streams of random latents at mixed qualities (no encoder: fast)."""
     g = torch.Generator().manual_seed(seed)
-    ys = [torch.randn(n, d, generator=g, dtype=torch.float64) * 3 for d in codec._sizes]
+    ys = [torch.randn(n, d, generator=g, dtype=torch.float64) * 3 for d in codec.model.latent_dims]
     out: list = [None] * n
     for r, q in enumerate((0, 2, 3)):
         rows = [i for i in range(n) if i % 3 == r]
@@ -409,8 +409,8 @@ def test_bad_input_is_one_line_exit_1(case, codec, models, tmp_path):
     else:
         from PIL import Image
 
-        from stylecodec.analysis.assets import AssetError
-        from stylecodec.analysis.landmarks import fetch_dlib, fetch_mtcnn
+        from stylecodec.assets.fetch import AssetError
+        from stylecodec.assets.landmarks import fetch_dlib, fetch_mtcnn
         try:
             fetch_mtcnn(), fetch_dlib()
         except AssetError as e:

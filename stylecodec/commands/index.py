@@ -40,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
     import sys
 
     from ..codec import Codec
-    from ..eval.common import parse_shard
+    from ..batch import parse_shard
     from ..eval.harness import load_codec, make_aligner
     from ..search.build import build_index
     from ..train.common import StopSignal

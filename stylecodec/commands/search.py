@@ -39,7 +39,7 @@ def _probe_aligner(mode: str):
     """The compress hook for image probes: ``FaceAligner(mode)``, except that a probe without a face is
     an error in mode auto too (auto codes such an image's centre square, which matches nothing)."""
     from ..align import FaceAligner, NoFaceError
-    from ..codec import centre_square
+    from ..images import centre_square
 
     if mode == "off":
         return centre_square
@@ -56,7 +56,7 @@ def _probe_aligner(mode: str):
 
 
 def _probe_stream(codec, path: str) -> bytes:
-    from ..analysis.heads import read_basic_prefix
+    from ..bitstream import read_basic_prefix
 
     if path.lower().endswith(".sfc"):
         return read_basic_prefix(path)
@@ -114,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _basic(stream: bytes) -> bytes:
-    from ..analysis.heads import basic_prefix
+    from ..bitstream import basic_prefix
 
     return basic_prefix(stream)
 

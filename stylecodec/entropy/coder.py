@@ -9,6 +9,7 @@ prediction of missing layers all run through it.
     coder = GroupCoder(lset_float64_cpu)                 # the coding path (bit-exact on any machine)
     enc = coder.compress(ys, gains)                      # {"strings": [[payload per layer] per row], ...}
     dec = coder.decompress(payloads, gains)              # {"y_hat": received layers, "context": every layer}
+    dec = coder.decompress_batch(payload_lists, gains, 1)  # N streams' basic layers in one pass, failures per row
 
 Domains (units: see :mod:`stylecodec.model`). ``ys``: unscaled latents y_l [N, d_l], layers in
 coding order. ``gains``: the quality's gain vector g, [N, D] or [D] (D = Σ d_l). A group is coded
@@ -39,7 +40,10 @@ import torch
 from .gaussian import StreamDecoder, StreamEncoder, ideal_bits, likelihood
 from .lset import LSET, LSETCursor
 
-__all__ = ["GroupCoder", "Quantiser", "QUANTISERS"]
+__all__ = ["GroupCoder", "Quantiser", "QUANTISERS", "DECODE_ERRORS"]
+
+# What a decoder raises for damaged or inconsistent data (BitstreamError is a ValueError).
+DECODE_ERRORS = (ValueError, RuntimeError, OverflowError, IndexError)
 
 # (y, μ, σ, g): a group's unscaled latents (None when decoding), LSET means and scales [N, g] and its
 # gains [N or 1, g] -> (ŷ_c [N, g] in the coding domain, bin probabilities [N, g] or None). The coding
@@ -240,15 +244,71 @@ class GroupCoder:
         """The layers present in one stream's ``payloads`` (a prefix of the layers), then the LSET's
         predictions of the rest. Returns {"y_hat": ŷ_c [1, d_l] of the received layers, "context":
         every layer [1, d_l] (received ŷ_c / g, then predicted means)}. Raises BitstreamError (or
-        ValueError, RuntimeError for damaged data) like :class:`StreamDecoder`."""
+        ValueError, RuntimeError for damaged data) like :class:`StreamDecoder`. One row of
+        :meth:`decompress_batch`."""
+        if not 1 <= len(payloads) <= self.num_layers:
+            raise ValueError(f"{len(payloads)} payloads for a model of {self.num_layers} layers")
+        out = self.decompress_batch([payloads], gains, len(payloads))
+        if out["failed"]:
+            raise out["failed"][0]
+        return {"y_hat": out["y_hat"], "context": out["context"]}
+
+    @torch.no_grad()
+    def decompress_batch(self, payload_lists: Sequence[Sequence[bytes]], gains: torch.Tensor, n_layers: int,
+                         predict: bool = True) -> dict:
+        """The first ``n_layers`` layers of N streams in one pass: one LSETCursor of batch N (each
+        token runs once for all rows), one :class:`StreamDecoder` per row. ``payload_lists``: per
+        row its payloads (at least ``n_layers``; later ones are not read); ``gains``: [N, D] (each
+        row's quality) or [D].
+
+        Returns {"y_hat": ŷ_c [N, d_l] of layers < n_layers, "context": ŷ_c / g of those layers,
+        then (``predict``) the LSET's predictions of the others, [N, d_l] each, "failed": {row:
+        the exception}}. A row that fails (damaged payload, too few layers) is reported, never
+        raised; its values are 0 from the failing group on, and the other rows are unaffected
+        (rows of the LSET are independent). Every other row equals :meth:`decompress` of its
+        payloads[:n_layers] bit for bit (the float64 path is exact)."""
+        if not 1 <= n_layers <= self.num_layers:
+            raise ValueError(f"cannot decode {n_layers} layers of a model of {self.num_layers}")
+        n = len(payload_lists)
+        gains = gains.expand(n, -1) if gains.ndim == 1 else gains
         self._check(None, gains)
-        k = len(payloads)
-        decoder = StreamDecoder(payloads, self.latent_dims)
-        cursor = LSETCursor(self.lset, 1)
-        decode = lambda y, m, s, a: (decoder.decode(m * a, s * a), None)     # noqa: E731
-        out = self._code_layers(cursor, None, gains, k, 1, lambda l: decode)
-        decoder.finish()
+        assert gains.shape[0] == n, (tuple(gains.shape), n)
+        if not n:
+            dims = self.latent_dims if predict else self.latent_dims[:n_layers]
+            return {"y_hat": [torch.zeros(0, d) for d in self.latent_dims[:n_layers]],
+                    "context": [torch.zeros(0, d, dtype=gains.dtype) for d in dims], "failed": {}}
+        failed: dict[int, Exception] = {}
+        decoders: list[StreamDecoder | None] = []
+        for i, payloads in enumerate(payload_lists):
+            try:
+                if len(payloads) < n_layers:
+                    raise ValueError(f"{n_layers} layers asked, the stream holds {len(payloads)}")
+                decoders.append(StreamDecoder(payloads[:n_layers], self.latent_dims))
+            except DECODE_ERRORS as e:
+                decoders.append(None)
+                failed[i] = e
+
+        def decode(y, m, s, a):
+            m_c, s_c = m * a, s * a
+            y_c = torch.zeros(m_c.shape, dtype=torch.float32)
+            for i, dec in enumerate(decoders):
+                if i not in failed:
+                    try:
+                        y_c[i] = dec.decode(m_c[i], s_c[i])
+                    except DECODE_ERRORS as e:
+                        failed[i] = e
+            return y_c, None
+
+        cursor = LSETCursor(self.lset, n)
+        out = self._code_layers(cursor, None, gains, n_layers, n, lambda l: decode)
+        for i, dec in enumerate(decoders):
+            if i not in failed:
+                try:
+                    dec.finish()
+                except DECODE_ERRORS as e:
+                    failed[i] = e
         context = out["context"]
-        for l in range(k, self.num_layers):
-            context.append(self.predict(context, l, cursor))
-        return {"y_hat": out["y_hat"], "context": context}
+        if predict:
+            for l in range(n_layers, self.num_layers):
+                context.append(self.predict(context, l, cursor))
+        return {"y_hat": out["y_hat"], "context": context, "failed": failed}

@@ -44,7 +44,7 @@ def list_streams(folder: str | os.PathLike) -> list[str]:
 def index_batch(codec, paths: Sequence[str | os.PathLike]) -> tuple[list[int], np.ndarray, np.ndarray, dict[int, str]]:
     """Read the basic prefix of each file and decode its identity: (ok rows, embeddings [m, D],
     landmarks [m, 68, 2], {row: reason} for the others)."""
-    from ..analysis.heads import read_basic_prefix
+    from ..bitstream import read_basic_prefix
     from .identity import identity_batch
 
     streams: list[bytes] = []
@@ -85,7 +85,7 @@ class _Decoder:
 
     def __init__(self, codec, workers: int):
         self.codec, self.pool, self.workers = codec, None, 1
-        source = getattr(codec.model, "source", None)
+        source = codec.loaded.source if codec.loaded is not None else None
         if workers > 1 and source is not None:
             import multiprocessing
             from concurrent.futures import ProcessPoolExecutor
@@ -103,7 +103,7 @@ class _Decoder:
         mine = identity_fingerprint(self.codec)
         for result, theirs in self.pool.map(_worker_batch, batches):
             if theirs != mine:                       # e.g. heads set on the codec, not in its file
-                raise StylecodecError(f"the decoding processes load identity {theirs} from {self.codec.model.source}, "
+                raise StylecodecError(f"the decoding processes load identity {theirs} from {self.codec.loaded.source}, "
                                       f"this codec has {mine}; use workers=1")
             yield result
 
@@ -124,7 +124,7 @@ def _open_index(codec, path: Path, dtype: str | None, landmarks: bool | None) ->
 
 
 def _select(names: list[str], shard: tuple[int, int] | None, limit: int | None) -> list[str]:
-    from ..eval.common import select_shard
+    from ..batch import select_shard
 
     names = names[:limit] if limit is not None else names
     return [n for _, n in select_shard(names, shard)]
@@ -172,10 +172,10 @@ def build_index(codec, srcs: Sequence[str | os.PathLike], index_path: str | os.P
             sid = index.source_id(src, "sfc")
             plans.append((sid, names, [str(src / n) for n in names]))
             continue
-        from ..eval.common import IMAGE_EXTS, list_images
+        from ..batch import IMAGE_EXTS, find_images
 
         try:
-            images = list_images(src)
+            images = find_images(src)
         except StylecodecError:
             raise StylecodecError(f"SRC {src} holds no .sfc streams and no images ({', '.join(IMAGE_EXTS)})") from None
         out = Path(streams_dir) / src.name if streams_dir else index_path.with_name(index_path.name + ".streams") / src.name
@@ -183,7 +183,7 @@ def build_index(codec, srcs: Sequence[str | os.PathLike], index_path: str | os.P
         names = _select(images, shard, limit)
         if any(not index.has(n, sid) for n in names):
             _compress_images(compress_codec or codec, src, out, shard, limit, progress)
-        from ..eval.batch import read_manifest, stream_path
+        from ..batch import read_manifest, stream_path
 
         manifest = read_manifest(out)
         failed = {n: manifest[n].get("error") for n in names
@@ -239,6 +239,6 @@ def build_index(codec, srcs: Sequence[str | os.PathLike], index_path: str | os.P
 
 def _compress_images(codec, src: Path, out: Path, shard, limit, progress: bool) -> None:
     """``stylecodec compress-dir SRC OUT`` with the codec's default rate (resumable)."""
-    from ..eval.batch import compress_dir
+    from ..batch import compress_dir
 
     compress_dir(codec, src, out, shard=shard, limit=limit, progress=progress)

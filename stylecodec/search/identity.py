@@ -13,11 +13,12 @@ layer carries another identity (e.g. a head regressing SFace's 128-d embedding) 
 here as long as it ships as analysis heads; another source is plugged in here, and
 :data:`IDENTITY_VERSION` is bumped so that indexes written by the old one are refused.
 
-Decoding is batched: the basic layers of many streams are entropy-decoded in lockstep, with one
-:class:`~stylecodec.entropy.lset.LSETCursor` of batch n (the LSET runs once per token for the
-whole batch; rows are independent, and the float64 path is exact, so each row equals
-``Codec.decode_y(stream, "basic")`` bit for bit: ``tests/test_search.py`` checks it). The
-per-stream rANS decoders are the codec's own (:class:`~stylecodec.entropy.gaussian.StreamDecoder`).
+Decoding is batched (:meth:`stylecodec.codec.Codec.decode_basic_batch`, on
+:meth:`~stylecodec.entropy.coder.GroupCoder.decompress_batch`): the basic layers of many streams
+are entropy-decoded in lockstep, with one LSET cursor of batch n (the LSET runs once per token for
+the whole batch; rows are independent, and the float64 path is exact, so each row equals
+``Codec.decode_y(stream, "basic")`` bit for bit: ``tests/test_search.py`` checks it), one stream
+decoder per row.
 Only the header and the basic layer of each stream are read (``basic_prefix``); bytes after it
 are never looked at. A damaged or foreign-model stream fails alone (its reason in ``errors``).
 """
@@ -31,11 +32,8 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from ..analysis.heads import basic_prefix, heads_for, landmarks_to_pixels
-from ..bitstream import BitstreamError, unpack
-from ..entropy import gaussian
-from ..entropy.lset import LSETCursor
-from ..errors import StylecodecError
+from ..analysis.heads import landmarks_to_pixels
+from ..bitstream import basic_prefix
 
 __all__ = ["IdentityBatch", "identity_batch", "identity_dim", "identity_fingerprint", "decode_basic_batch",
            "IDENTITY_VERSION", "IDENTITY_SOURCE"]
@@ -56,74 +54,14 @@ class IdentityBatch:
     bytes_read: list[int] = field(default_factory=list)     # per row of ``embeddings``
 
 
-def _one_line(e: BaseException) -> str:
-    return " ".join(str(e).split()) or type(e).__name__
-
-
-@torch.no_grad()
 def decode_basic_batch(codec, streams: Sequence[bytes], with_pred: bool = False
                        ) -> tuple[list[torch.Tensor], list[int], dict[int, str]]:
     """Batched ``Codec.decode_y(stream, "basic")``: (y_hat, ok, errors). y_hat: [ŷ_basic [m, d_0]
     float32] (+ the LSET predictions of the higher layers [m, d_l] when ``with_pred``) for the m
-    streams listed in ``ok`` (indexes into ``streams``); ``errors``: index -> reason for the others."""
-    errors: dict[int, str] = {}
-    rows: list[tuple[int, int, bytes]] = []           # (index, quality, basic payload)
-    for i, data in enumerate(streams):
-        try:
-            header, payloads = unpack(basic_prefix(data), expected_fingerprint=codec.fingerprint)
-            if header.resolution != codec.resolution:
-                raise BitstreamError(f"stream codes a {header.resolution}x{header.resolution} face, this model "
-                                     f"{codec.resolution}x{codec.resolution}")
-            if header.quality not in codec.quality_range:
-                raise BitstreamError(f"quality index {header.quality} is not one of this model's "
-                                     f"0..{codec.quality_range.stop - 1}")
-            rows.append((i, header.quality, payloads[0]))
-        except (StylecodecError, TypeError) as e:
-            errors[i] = _one_line(e)
-    sizes, sl0 = codec._sizes, codec.model.layer_slice(0)
-    n = len(rows)
-    if not n:
-        return [torch.zeros(0, d) for d in (sizes if with_pred else sizes[:1])], [], errors
-    q = torch.tensor([r[1] for r in rows])
-    gain, inv_gain = codec._gain[q][:, sl0], codec._inv_gain[q][:, sl0]
-    decoders: list = []
-    failed: dict[int, str] = {}
-    for j, (_, _, payload) in enumerate(rows):
-        try:
-            decoders.append(gaussian.StreamDecoder([payload], sizes))
-        except (ValueError, RuntimeError) as e:
-            decoders.append(None)
-            failed[j] = _one_line(e)
-    cursor = LSETCursor(codec._lset, n)
-    cur = torch.zeros(n, sizes[0], dtype=torch.float64)
-    yc = torch.zeros(n, sizes[0], dtype=torch.float32)
-    for sl, m, s in codec._groups(cursor, [], cur, 0, n):
-        a = gain[:, sl]
-        ma, sa = m * a, s * a
-        for j, dec in enumerate(decoders):
-            if j in failed:
-                continue                              # its row stays 0: rows of the LSET are independent
-            try:
-                yc[j, sl] = dec.decode(ma[j], sa[j])
-            except (BitstreamError, ValueError, RuntimeError, OverflowError, IndexError) as e:
-                failed[j] = f"cannot decode the entropy-coded basic layer: {_one_line(e)}"
-        cur[:, sl] = yc[:, sl].double() / a
-    for j, dec in enumerate(decoders):
-        if j not in failed:
-            try:
-                dec.finish()
-            except (BitstreamError, ValueError) as e:
-                failed[j] = f"cannot decode the entropy-coded basic layer: {_one_line(e)}"
-    y_hat = [yc * inv_gain]
-    if with_pred:
-        ctx = [cur]
-        for l in range(1, len(sizes)):
-            ctx.append(codec._lset.predict_missing(ctx, l, cursor))
-            y_hat.append(ctx[-1].float())
-    keep = [j for j in range(n) if j not in failed]
-    errors.update((rows[j][0], failed[j]) for j in failed)
-    sel = torch.tensor(keep, dtype=torch.long)
-    return [y[sel] for y in y_hat], [rows[j][0] for j in keep], errors
+    streams listed in ``ok`` (indexes into ``streams``); ``errors``: index -> reason for the others.
+    :meth:`stylecodec.codec.Codec.decode_basic_batch` (one LSET pass for the batch:
+    :meth:`~stylecodec.entropy.coder.GroupCoder.decompress_batch`)."""
+    return codec.decode_basic_batch(streams, predict=with_pred)
 
 
 @torch.no_grad()
@@ -131,7 +69,7 @@ def identity_batch(codec, streams: Sequence[bytes]) -> IdentityBatch:
     """Identity embeddings (unit float32) and landmarks of the basic layers of ``streams``; see the
     module docstring. Raises :class:`~stylecodec.analysis.heads.HeadsError` when the model has no
     analysis heads; a stream that cannot be read is reported in ``errors``, never raised."""
-    heads = heads_for(codec)
+    heads = codec.analysis_heads()
     y_hat, ok, errors = decode_basic_batch(codec, streams, with_pred=heads.inputs != "basic")
     dim = identity_dim(codec)
     if not ok:
@@ -169,13 +107,13 @@ _FACTS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 def identity_dim(codec) -> int:
     """The dimension of this model's identity embeddings (what its heads return)."""
-    return _heads_facts(heads_for(codec))[0]
+    return _heads_facts(codec.analysis_heads())[0]
 
 
 def identity_fingerprint(codec) -> str:
     """Names everything the embeddings depend on besides the stream: the codec (its 16-bit
     fingerprint, as in the streams), the analysis heads' weights and :data:`IDENTITY_VERSION`, as
     ``"<codec fingerprint, 4 hex>-<16 hex>"``. Indexes store it; a search with another is refused."""
-    digest = _heads_facts(heads_for(codec))[1]
+    digest = _heads_facts(codec.analysis_heads())[1]
     h = hashlib.sha256(f"identity-v{IDENTITY_VERSION}|codec {codec.fingerprint:04x}|heads {digest}".encode())
     return f"{codec.fingerprint:04x}-{h.hexdigest()[:16]}"
