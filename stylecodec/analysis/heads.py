@@ -77,6 +77,11 @@ class AnalysisHeads(nn.Module):
     def inputs(self) -> str:
         return "basic+pred" if self.config["pred_dim"] else "basic"
 
+    @property
+    def input_dim(self) -> int:
+        """Width of the features :meth:`forward` reads."""
+        return self.in_mean.numel()
+
     def features(self, y_hat: Sequence[torch.Tensor]) -> torch.Tensor:
         """Decoder latents [ŷ_basic, ŷ_middle, ŷ_enhanced] (each [N, d_l]; the higher ones LSET
         predictions) -> head input [N, basic_dim (+ pred_dim)] on the heads' device."""

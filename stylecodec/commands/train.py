@@ -299,6 +299,8 @@ def _add_refiner(p: argparse.ArgumentParser) -> None:
     p.add_argument("--kimg", type=float, default=1000.0, help="stop after this many thousand images")
     p.add_argument("--max-minutes", type=float, default=None, help="stop (and save) after this long")
     p.add_argument("--eval-every", type=int, default=500, help="steps between held-out evaluations")
+    p.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto",
+                   help="bf16 autocast for training (auto: where the CPU supports it)")
     p.add_argument("--resume", default="auto", metavar="auto|PATH|none", help="default: auto")
     p.add_argument("--seed", type=int, default=0)
 
@@ -308,7 +310,7 @@ def _run_refiner(args: argparse.Namespace) -> int:
 
     cfg = RefinerConfig(model=args.model, out=args.out, latents=args.latents, data=args.data, batch=args.batch,
                         lr=args.lr, w_lpips=args.w_lpips, w_id=args.w_id, kimg=args.kimg,
-                        max_minutes=args.max_minutes, eval_every=args.eval_every,
+                        max_minutes=args.max_minutes, eval_every=args.eval_every, precision=args.precision,
                         resume=None if args.resume == "none" else args.resume, seed=args.seed)
     train_refiner(cfg)
     return 0

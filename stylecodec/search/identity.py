@@ -93,7 +93,7 @@ def _heads_facts(heads) -> tuple[int, str]:
     facts = _FACTS.get(heads)
     if facts is None:
         with torch.no_grad():
-            dim = int(heads(torch.zeros(1, heads.in_mean.numel(), device=heads.in_mean.device))["identity"].shape[1])
+            dim = int(heads(torch.zeros(1, heads.input_dim))["identity"].shape[1])
         h = hashlib.sha256()
         for name, t in sorted(heads.state_dict().items()):
             t = t.detach().to("cpu", torch.float32).contiguous()

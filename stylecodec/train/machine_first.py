@@ -32,7 +32,7 @@ from ..analysis.face_teachers import flip_identity, utkface_teachers
 from ..data import default_data_root, list_images, pixel_array, split_files
 from ..encoder.face_features import mirror_landmarks
 from ..errors import StylecodecError
-from ..files import write_atomic, write_npz
+from ..files import write_bytes, write_npz
 from ..machine_first import MachineFirstModel, quality_gains
 from ..zoo import save_model
 from . import common
@@ -173,7 +173,7 @@ def train_machine_first(cfg: MachineFirstConfig, log=print) -> Path:
         ys = training_latents(model, teachers, train_idx, faces)
         write_npz(lat_path, {f"y{l}": y for l, y in enumerate(ys)})
     ys_t = [torch.from_numpy(y) for y in ys]
-    write_atomic(out / "config.json", json.dumps({"train": asdict(cfg), "model": model.config}, indent=1).encode())
+    write_bytes(out / "config.json", json.dumps({"train": asdict(cfg), "model": model.config}, indent=1).encode())
     opt = torch.optim.AdamW(model.lset.parameters(), cfg.lr, weight_decay=1e-4)
     step, seen, cpu_s = 0, 0, 0.0
     if resumed is not None:
