@@ -291,6 +291,8 @@ def _add_refiner(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", required=True, metavar="NAME|PATH", help="the machine-first model to refine")
     p.add_argument("--out", required=True, help="run directory (writes RUN_DIR/model.pt, metrics.csv)")
     p.add_argument("--latents", default="", help="latents.npz of the machine-first run (default: computed)")
+    p.add_argument("--init-refiner", default="", metavar="PATH",
+                   help="start from the refiner of another machine-first model (e.g. one trained on an older LSET)")
     p.add_argument("--data", default="", help="UTKFace-like image folder (default: ../shared/data/utkface)")
     p.add_argument("--batch", type=int, default=8, help="faces per step (default: %(default)s)")
     p.add_argument("--lr", type=float, default=2e-4, help="Adam learning rate (default: %(default)s)")
@@ -308,7 +310,8 @@ def _add_refiner(p: argparse.ArgumentParser) -> None:
 def _run_refiner(args: argparse.Namespace) -> int:
     from ..train.refiner import RefinerConfig, train_refiner
 
-    cfg = RefinerConfig(model=args.model, out=args.out, latents=args.latents, data=args.data, batch=args.batch,
+    cfg = RefinerConfig(model=args.model, out=args.out, latents=args.latents, init_refiner=args.init_refiner,
+                        data=args.data, batch=args.batch,
                         lr=args.lr, w_lpips=args.w_lpips, w_id=args.w_id, kimg=args.kimg,
                         max_minutes=args.max_minutes, eval_every=args.eval_every, precision=args.precision,
                         resume=None if args.resume == "none" else args.resume, seed=args.seed)

@@ -53,6 +53,7 @@ class RefinerConfig:
     model: str                               # the machine-first model (registry name or path)
     out: str                                 # run folder
     latents: str = ""                        # latents.npz of the machine-first run (default: computed)
+    init_refiner: str = ""                   # start from the refiner of this machine-first model (same widths)
     data: str = ""
     val_count: int = 1000
     batch: int = 8
@@ -108,6 +109,12 @@ def train_refiner(cfg: RefinerConfig, log=print) -> Path:
         model = MachineFirstModel(config)
         missing, unexpected = model.load_state_dict(base.state_dict(), strict=False)
         assert not unexpected and all(k.startswith("refiner.") for k in missing), (missing, unexpected)
+        if cfg.init_refiner:
+            donor = load(cfg.init_refiner).model
+            if getattr(donor, "refiner", None) is None:
+                raise StylecodecError(f"{cfg.init_refiner} has no refiner to start from")
+            model.refiner.load_state_dict(donor.refiner.state_dict())
+            log(f"refiner weights from {cfg.init_refiner}")
     for name, p in model.named_parameters():
         p.requires_grad_(name.startswith("refiner."))
     P = model.pixel_resolution
