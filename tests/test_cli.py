@@ -76,17 +76,18 @@ def test_every_command_parses_its_arguments_and_runs_its_module(monkeypatch, cap
 def test_stream_tools_start_without_torch(tmp_path):
     """inspect / extract read and cut streams with no model: the CLI builds only the command it
     runs, and the bitstream module imports torch only to fingerprint weights."""
-    from stylecodec.bitstream import StreamHeader, pack
+    from stylecodec.bitstream import ModelKey, StreamHeader, pack
 
+    key = ModelKey(bytes(range(32)))
     src, dst = tmp_path / "a.sfc", tmp_path / "b.sfc"
-    src.write_bytes(pack(StreamHeader(resolution=256, quality=3, fingerprint=0x1234), [b"\x01\x02", b"\x03", b"\x04"]))
+    src.write_bytes(pack(StreamHeader(resolution=256, quality=3), [b"\x01\x02", b"\x03", b"\x04"], key))
     code = ("import sys; from stylecodec.cli import main; "
             f"rc = main(['inspect', {str(src)!r}]) + main(['extract', {str(src)!r}, '-o', {str(dst)!r}, "
             "'--layers', 'basic']); print('torch loaded' if 'torch' in sys.modules else 'no torch'); sys.exit(rc)")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert "quality 3" in r.stdout and r.stdout.strip().endswith("no torch")
-    assert dst.read_bytes() == pack(StreamHeader(resolution=256, quality=3, fingerprint=0x1234), [b"\x01\x02"])
+    assert dst.read_bytes() == pack(StreamHeader(resolution=256, quality=3), [b"\x01\x02"], key)
 
 
 def test_thread_choice_follows_the_load(monkeypatch):
