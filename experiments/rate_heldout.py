@@ -103,6 +103,8 @@ def main() -> int:
                 "overhead_mean_bytes": dict(zip(("basic", "middle", "enhanced"), over.mean(0).round(3).tolist())),
                 "overhead_per_file_mean_bytes": float(over.sum(1).mean()),
                 "overhead_per_file_max_bytes": float(over.sum(1).max()),
+                "overhead_per_file_p99_bytes": float(np.percentile(over.sum(1), 99)),
+                "share_files_overhead_le_2_bytes": float(np.mean(over.sum(1) <= 2)),
                 "payload_over_ideal": float(paid.sum() / ideal.sum()),
                 "container_per_file_mean_bytes": float((files - paid.sum(1)).mean()),
                 "container_basic_alone_mean_bytes": float((basic - paid[:, 0]).mean())}
