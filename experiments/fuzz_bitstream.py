@@ -7,6 +7,7 @@ cuts). Each case is read with the model's key (fingerprint byte, keyed CRCs) and
 worker process with a watchdog, so crashes and hangs are counted, not fatal.
 
     python experiments/fuzz_bitstream.py --cases 10000
+    python experiments/fuzz_bitstream.py --cases 100000 --kinds layer     # the damage-detection rate alone
 
 Outcomes: ok_intact (accepted, decodes to the original's layers), ok_undetected (accepted,
 decodes to something else), BitstreamError, other:<exception>, crash, timeout. The summary ends
@@ -21,7 +22,7 @@ import random
 import sys
 import time
 
-from fuzz_supervisor import mutate, report, supervise
+from fuzz_supervisor import KINDS, mutate, report, supervise
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SIZES = [16, 24, 40]
@@ -58,7 +59,7 @@ def make_bases(seed: int):
     return bases
 
 
-def run_case(case: int, seed: int, bases, entropy: bool) -> tuple[str, str]:
+def run_case(case: int, seed: int, bases, entropy: bool, kinds=KINDS) -> tuple[str, str]:
     import torch
 
     from stylecodec.bitstream import BitstreamError, unpack
@@ -66,7 +67,7 @@ def run_case(case: int, seed: int, bases, entropy: bool) -> tuple[str, str]:
 
     rng = random.Random(seed * 1_000_003 + case)
     original, steps, decoded = bases[rng.randrange(len(bases))]
-    kind, data = mutate(rng, original, _key(), N_QUALITIES)
+    kind, data = mutate(rng, original, _key(), N_QUALITIES, kinds)
     try:
         header, payloads = unpack(data, _key())
         if header.quality >= N_QUALITIES or header.resolution != 256:
@@ -87,13 +88,13 @@ def run_case(case: int, seed: int, bases, entropy: bool) -> tuple[str, str]:
         return kind, f"other:{type(e).__name__}"
 
 
-def worker(start: int, stop: int, seed: int, entropy: bool) -> None:
+def worker(start: int, stop: int, seed: int, entropy: bool, kinds) -> None:
     sys.path.insert(0, ROOT)
     bases = make_bases(seed)
     print("ready", flush=True)
     for case in range(start, stop):
         t = time.perf_counter()
-        kind, outcome = run_case(case, seed, bases, entropy)
+        kind, outcome = run_case(case, seed, bases, entropy, kinds)
         print(case, kind, outcome, f"{(time.perf_counter() - t) * 1e3:.3f}", flush=True)
 
 
@@ -103,16 +104,20 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--timeout", type=float, default=10.0, help="seconds per case before it counts as a hang")
     ap.add_argument("--no-entropy", action="store_true", help="fuzz the container only")
+    ap.add_argument("--kinds", default=",".join(KINDS), help=f"mutations to draw from (default: all of {','.join(KINDS)})")
     ap.add_argument("--worker", nargs=2, type=int, metavar=("START", "STOP"), help=argparse.SUPPRESS)
     args = ap.parse_args()
+    kinds = [k for k in args.kinds.split(",") if k]
+    if not kinds or set(kinds) - set(KINDS):
+        ap.error(f"--kinds: one or more of {','.join(KINDS)}")
     if args.worker:
-        worker(*args.worker, args.seed, not args.no_entropy)
+        worker(*args.worker, args.seed, not args.no_entropy, kinds)
         return 0
 
     t0 = time.time()
     outcomes, by_kind, times = supervise(
         lambda case: [sys.executable, os.path.abspath(__file__), "--worker", str(case), str(args.cases),
-                     "--seed", str(args.seed)] + (["--no-entropy"] if args.no_entropy else []),
+                     "--seed", str(args.seed), "--kinds", ",".join(kinds)] + (["--no-entropy"] if args.no_entropy else []),
         args.cases, args.timeout, start_timeout=300)
     print(f"{args.cases} cases in {time.time() - t0:.1f} s (entropy decoding: {not args.no_entropy})")
     report(outcomes, by_kind, times, ("ok_intact", "ok_undetected"))

@@ -42,11 +42,12 @@ def _records(data: bytes) -> list[tuple[int, int]]:
     return out
 
 
-def mutate(rng: random.Random, data: bytes, key, n_qualities: int) -> tuple[str, bytes]:
-    """(kind, damaged stream) from a valid 3-layer stream ``data`` of the model with ``key``."""
+def mutate(rng: random.Random, data: bytes, key, n_qualities: int, kinds=KINDS) -> tuple[str, bytes]:
+    """(kind, damaged stream) from a valid 3-layer stream ``data`` of the model with ``key``; the
+    kind is drawn from ``kinds``."""
     from stylecodec.bitstream import ModelKey, StreamHeader, extract, pack, unpack
 
-    kind = rng.choice(KINDS)
+    kind = rng.choice(kinds)
     b = bytearray(data)
     header, payloads = unpack(data)
     records = _records(data)
@@ -122,7 +123,7 @@ def report(outcomes: collections.Counter, by_kind: dict, times: list[float], ok_
         print(f"  {kind:18s} " + ", ".join(f"{k} {v}" for k, v in sorted(by_kind[kind].items())))
     for prefix, what in (("layer", "random single-layer damage (1-4 payload bytes, CRCs as they were)"),
                          ("payload", "one payload damaged, CRCs recomputed (the decoder's own checks)")):
-        rows = [c for k, c in by_kind.items() if k.startswith(prefix)]
+        rows = [c for k, c in by_kind.items() if k.startswith(prefix) and k[len(prefix)].isdigit()]
         total = sum(sum(c.values()) for c in rows)
         caught = sum(c["BitstreamError"] for c in rows)
         intact = sum(c["ok_intact"] for c in rows)

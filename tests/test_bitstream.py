@@ -45,8 +45,9 @@ def test_layout_and_size():
     assert container_bytes([0, 200, 70_000 % 65536]) == 3 + 3 + 1 + 2
 
 
-def test_worked_example_of_the_spec():
-    """docs/bitstream.md section 6: these exact bytes."""
+def test_fixed_container_bytes():
+    """The container around fixed payloads, byte for byte (the spec's worked example with coded payloads:
+    tests/test_entropy.py::test_worked_example_of_the_spec)."""
     key = ModelKey(hashlib.sha256(b"stylecodec worked example").digest())
     data = pack(StreamHeader(resolution=256, quality=3), [b"\x12\x34\x56", b"\x78", b"\x9a\xbc"], key)
     assert data.hex(" ") == "a2 27 6f 03 fb 12 34 56 01 92 78 7d 9a bc"

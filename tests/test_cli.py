@@ -90,6 +90,20 @@ def test_stream_tools_start_without_torch(tmp_path):
     assert dst.read_bytes() == pack(StreamHeader(resolution=256, quality=3), [b"\x01\x02"], key)
 
 
+def test_version_1_files_are_refused_in_one_line(tmp_path, capsys):
+    """A version 1 stream (docs/bitstream.md, section 9): every command that reads streams exits 1
+    with one line that names the version."""
+    v1 = tmp_path / "old.sfc"
+    v1.write_bytes(bytes.fromhex("5346431c630684" "0cff" "e2ff6e322e0000005b1e2212" "0460" "60f8b463" "08c6"
+                                 "6c2dc811575b3a0c"))
+    for argv in (["inspect", str(v1)], ["extract", str(v1), "-o", str(tmp_path / "x.sfc"), "--layers", "basic"],
+                 ["decompress", str(v1), "-o", str(tmp_path / "x.png")], ["analyze", str(v1)]):
+        assert main(argv) == 1, argv
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "bitstream version 1" in err and "version 2" in err, (argv, err)
+    assert not (tmp_path / "x.sfc").exists() and not (tmp_path / "x.png").exists()
+
+
 def test_thread_choice_follows_the_load(monkeypatch):
     """Torch threads: OMP_NUM_THREADS when set, else the available CPUs minus the 1-minute load, >= 1."""
     from stylecodec import threads
