@@ -7,9 +7,10 @@
 
 Per image (torch threads: --threads, default 2): encode time (read + align + E + analysis, then
 entropy coding) at --quality (default: the highest), decode time (entropy decoding, then
-synthesis transforms + G), and for every quality the whole-file bytes, the rANS payload
-bytes and the ideal bytes (sum of −log2 p under the coding tables / 8). The coding overhead
-is payload / ideal; container bytes (7 + 2 per layer) are reported separately.
+synthesis transforms + G), and for every quality the whole-file bytes, the payload bytes per
+layer and the ideal bytes (sum of −log2 p under the coding tables / 8). The coding overhead is
+payload − ideal (per layer and per file) and payload / ideal; container bytes (bitstream version 2:
+3 header + 1 CRC per layer + 1 length per layer but the last) are reported separately.
 Images: the last N files (sorted by name) of --images (default ../shared/data/utkface).
 """
 from __future__ import annotations
@@ -71,7 +72,7 @@ def main() -> int:
     codec.decompress(codec.compress(paths[0], quality=q_time))          # warm-up (allocators, tables)
 
     enc_pre, enc_code, dec_entropy, dec_synth = [], [], [], []
-    per_q = {q: {"file": [], "payload": [], "ideal": []} for q in codec.quality_range}
+    per_q = {q: {"file": [], "payload": [], "ideal": [], "layers": []} for q in codec.quality_range}
     for path in paths:
         t0 = time.perf_counter()
         with torch.no_grad():
@@ -92,8 +93,10 @@ def main() -> int:
             stats: list = []
             data = codec.compress_latents(ys, q, stats)[0]
             per_q[q]["file"].append(len(data))
-            per_q[q]["payload"].append(sum(len(p) for p in unpack(data)[1]))
+            payloads = unpack(data)[1]
+            per_q[q]["payload"].append(sum(len(p) for p in payloads))
             per_q[q]["ideal"].append(sum(stats[0]["ideal_bits"]) / 8)
+            per_q[q]["layers"].append([len(p) - b / 8 for p, b in zip(payloads, stats[0]["ideal_bits"])])
 
     r = codec.resolution
     print(f"model {args.model} ({r}x{r}, fingerprint 0x{codec.fingerprint:04x}), {len(paths)} images from "
@@ -104,12 +107,14 @@ def main() -> int:
     for name, xs in (("encode total", enc), ("  read+align+E+analysis", enc_pre), ("  entropy coding", enc_code),
                      ("decode total", dec), ("  entropy decoding", dec_entropy), ("  synthesis + G", dec_synth)):
         print(f"  {name:24s} {_summary(xs)}")
-    print("rate per quality (means over images): file bytes, bpp, rANS payload bytes, ideal bytes, payload/ideal")
+    print("rate per quality (means over images): file bytes, bpp, payload bytes, ideal bytes, payload/ideal, "
+          "coder bytes above the ideal per layer")
     for q, d in per_q.items():
         f, p, i = (statistics.mean(d[k]) for k in ("file", "payload", "ideal"))
         ratio = sum(d["payload"]) / max(sum(d["ideal"]), 1e-9)
+        per_layer = " / ".join(f"{statistics.mean(x):+.2f}" for x in zip(*d["layers"]))
         print(f"  q{q:<2d} {f:7.2f} B  {8 * f / r ** 2:.5f} bpp  payload {p:6.2f} B  ideal {i:6.2f} B  "
-              f"ratio {ratio:5.2f}  (+{p - i:.2f} B coder, +{f - p:.2f} B container)")
+              f"ratio {ratio:5.3f}  (+{p - i:.2f} B coder: {per_layer}; +{f - p:.2f} B container)")
     return 0
 
 

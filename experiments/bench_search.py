@@ -175,7 +175,7 @@ def _where(prof: cProfile.Profile, n: int) -> dict:
     parts = {"read .sfc prefix (file open + read)": ("bitstream.py", "read_basic_prefix"),
              "container (unpack, CRC)": ("bitstream.py", "unpack"),
              "LSET means/scales (float64, fixed-order sums)": ("lset.py", "params_for_group"),
-             "rANS decode + snapping (per stream, per group)": ("gaussian.py", "decode"),
+             "range decoding + re-encoding check + snapping (per stream, per group)": ("gaussian.py", "decode"),
              "analysis heads (MLP, batched)": ("heads.py", "forward")}
     total = sum(v[3] for k, v in st.stats.items() if k[2] == "index_batch")
     out = {"total_ms_per_stream": 1e3 * total / n}

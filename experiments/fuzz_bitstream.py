@@ -1,33 +1,39 @@
 """Fuzz the stream reader (and, by default, the entropy decoder behind it).
 
-Valid 3-layer streams are made with the real coder, then damaged (truncation, bit flips,
-overwrites, insertions, appended or random bytes, valid layer cuts). Each case is decoded
-in a worker process with a watchdog, so crashes and hangs are counted, not fatal.
+Valid 3-layer streams are made with the real coder, then damaged (the mutations of
+fuzz_supervisor.py: truncation, bit flips, overwrites, insertions, appended or random bytes,
+random single-layer damage, payloads and header fields re-packed with valid CRCs, valid layer
+cuts). Each case is read with the model's key (fingerprint byte, keyed CRCs) and decoded in a
+worker process with a watchdog, so crashes and hangs are counted, not fatal.
 
     python experiments/fuzz_bitstream.py --cases 10000
-
-The mutation "payload" damages one layer's payload and re-packs the stream with valid CRCs
-(what a CRC collision or a deliberate edit looks like), so it tests the entropy decoder's
-own checks: complete streams are re-encoded and compared; truncated ones get range checks.
+    python experiments/fuzz_bitstream.py --cases 100000 --kinds layer     # the damage-detection rate alone
 
 Outcomes: ok_intact (accepted, decodes to the original's layers), ok_undetected (accepted,
-decodes to something else), BitstreamError, other:<exception>, crash, timeout.
+decodes to something else), BitstreamError, other:<exception>, crash, timeout. The summary ends
+with the detection rate of random single-layer damage.
 """
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import random
 import sys
 import time
 
-from fuzz_supervisor import supervise
+from fuzz_supervisor import KINDS, mutate, report, supervise
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SIZES = [16, 24, 40]
-FINGERPRINT = 0xBEEF
 N_BASES = 32
-KINDS = ["truncate", "layer_cut", "flip1", "flips", "overwrite", "insert", "append", "random", "payload"]
+N_QUALITIES = 6
+
+
+def _key():
+    from stylecodec.bitstream import ModelKey
+
+    return ModelKey(hashlib.sha256(b"fuzz_bitstream").digest())
 
 
 def make_bases(seed: int):
@@ -48,64 +54,12 @@ def make_bases(seed: int):
                 decoded.append(enc.encode(m + torch.randn(len(chunk), generator=gen) * s, m, s))
                 steps.append((m, s))
             enc.end_layer()
-        data = pack(StreamHeader(256, b % 32, FINGERPRINT), enc.finish())
+        data = pack(StreamHeader(256, b % N_QUALITIES), enc.finish(), _key())
         bases.append((data, steps, decoded))
     return bases
 
 
-def mutate(rng: random.Random, data: bytes) -> tuple[str, bytes]:
-    from stylecodec.bitstream import extract, pack, unpack
-
-    kind = rng.choice(KINDS)
-    b = bytearray(data)
-    if kind == "truncate":
-        return kind, data[:rng.randrange(len(data))]
-    if kind == "layer_cut":
-        n = rng.randint(1, 3)
-        if rng.random() < 0.5:
-            return kind, extract(data, n)
-        _, payloads = unpack(data)
-        return kind, data[:len(data) - sum(2 + len(p) for p in payloads[n:])]
-    if kind == "payload":
-        header, payloads = unpack(data)
-        payloads = payloads[:rng.choice([1, 2, 3, 3, 3])]
-        k = rng.randrange(len(payloads))
-        p = bytearray(payloads[k])
-        how = rng.choice(["flip", "overwrite", "cut", "extend", "random"])
-        if how == "flip" and p:
-            i = rng.randrange(8 * len(p))
-            p[i // 8] ^= 1 << (i % 8)
-        elif how == "overwrite" and p:
-            p[rng.randrange(len(p))] = rng.getrandbits(8)
-        elif how == "cut" and p:
-            del p[rng.randrange(len(p)):]
-        elif how == "extend":
-            p += bytes(rng.getrandbits(8) for _ in range(rng.randint(1, 8)))
-        else:
-            p = bytearray(rng.getrandbits(8) for _ in range(rng.randint(0, 40)))
-        payloads[k] = bytes(p)
-        packed = pack(type(header)(header.resolution, header.quality, header.fingerprint), payloads)
-        return f"payload{len(payloads)}of3", packed
-    if kind in ("flip1", "flips"):
-        for _ in range(1 if kind == "flip1" else rng.randint(2, 8)):
-            i = rng.randrange(8 * len(b))
-            b[i // 8] ^= 1 << (i % 8)
-    elif kind == "overwrite":
-        i = rng.randrange(len(b))
-        b[i:i + rng.randint(1, 8)] = bytes(rng.getrandbits(8) for _ in range(rng.randint(1, 8)))
-    elif kind == "insert":
-        i = rng.randrange(len(b) + 1)
-        b[i:i] = bytes(rng.getrandbits(8) for _ in range(rng.randint(1, 8)))
-    elif kind == "append":
-        b += bytes(rng.getrandbits(8) for _ in range(rng.randint(1, 64)))
-    else:
-        b = bytearray(rng.getrandbits(8) for _ in range(rng.randint(0, 120)))
-        if rng.random() < 0.7:
-            b[:7] = data[:7]
-    return kind, bytes(b)
-
-
-def run_case(case: int, seed: int, bases, entropy: bool) -> tuple[str, str]:
+def run_case(case: int, seed: int, bases, entropy: bool, kinds=KINDS) -> tuple[str, str]:
     import torch
 
     from stylecodec.bitstream import BitstreamError, unpack
@@ -113,9 +67,11 @@ def run_case(case: int, seed: int, bases, entropy: bool) -> tuple[str, str]:
 
     rng = random.Random(seed * 1_000_003 + case)
     original, steps, decoded = bases[rng.randrange(len(bases))]
-    kind, data = mutate(rng, original)
+    kind, data = mutate(rng, original, _key(), N_QUALITIES, kinds)
     try:
-        _, payloads = unpack(data, expected_fingerprint=FINGERPRINT)
+        header, payloads = unpack(data, _key())
+        if header.quality >= N_QUALITIES or header.resolution != 256:
+            raise BitstreamError("a header field this model does not have")
         intact = payloads == unpack(original)[1][:len(payloads)]
         if entropy:
             dec, out = gaussian.StreamDecoder(payloads, SIZES), []
@@ -132,13 +88,13 @@ def run_case(case: int, seed: int, bases, entropy: bool) -> tuple[str, str]:
         return kind, f"other:{type(e).__name__}"
 
 
-def worker(start: int, stop: int, seed: int, entropy: bool) -> None:
+def worker(start: int, stop: int, seed: int, entropy: bool, kinds) -> None:
     sys.path.insert(0, ROOT)
     bases = make_bases(seed)
     print("ready", flush=True)
     for case in range(start, stop):
         t = time.perf_counter()
-        kind, outcome = run_case(case, seed, bases, entropy)
+        kind, outcome = run_case(case, seed, bases, entropy, kinds)
         print(case, kind, outcome, f"{(time.perf_counter() - t) * 1e3:.3f}", flush=True)
 
 
@@ -148,28 +104,23 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--timeout", type=float, default=10.0, help="seconds per case before it counts as a hang")
     ap.add_argument("--no-entropy", action="store_true", help="fuzz the container only")
+    ap.add_argument("--kinds", default=",".join(KINDS), help=f"mutations to draw from (default: all of {','.join(KINDS)})")
     ap.add_argument("--worker", nargs=2, type=int, metavar=("START", "STOP"), help=argparse.SUPPRESS)
     args = ap.parse_args()
+    kinds = [k for k in args.kinds.split(",") if k]
+    if not kinds or set(kinds) - set(KINDS):
+        ap.error(f"--kinds: one or more of {','.join(KINDS)}")
     if args.worker:
-        worker(*args.worker, args.seed, not args.no_entropy)
+        worker(*args.worker, args.seed, not args.no_entropy, kinds)
         return 0
 
     t0 = time.time()
     outcomes, by_kind, times = supervise(
         lambda case: [sys.executable, os.path.abspath(__file__), "--worker", str(case), str(args.cases),
-                     "--seed", str(args.seed)] + (["--no-entropy"] if args.no_entropy else []),
+                     "--seed", str(args.seed), "--kinds", ",".join(kinds)] + (["--no-entropy"] if args.no_entropy else []),
         args.cases, args.timeout, start_timeout=300)
     print(f"{args.cases} cases in {time.time() - t0:.1f} s (entropy decoding: {not args.no_entropy})")
-    for name in ("ok_intact", "ok_undetected", "BitstreamError", "crash", "timeout"):
-        print(f"  {name:15s} {outcomes.pop(name, 0)}")
-    for name, n in sorted(outcomes.items()):
-        print(f"  {name:15s} {n}")
-    print("by mutation:")
-    for kind in sorted(by_kind):
-        print(f"  {kind:10s} " + ", ".join(f"{k} {v}" for k, v in sorted(by_kind[kind].items())))
-    if times:
-        times.sort()
-        print(f"per case: median {times[len(times) // 2]:.2f} ms, max {times[-1]:.2f} ms")
+    report(outcomes, by_kind, times, ("ok_intact", "ok_undetected"))
     return 0
 
 

@@ -10,7 +10,8 @@ file fits), with both budgets ``--bpp 0.01 --basic-bpp 0.003`` (the highest qual
 file and basic layer alone both fit) and as ``stylecodec compress`` does without rate options
 (``Codec.compress(face)``: the model's own budget), then measures the whole file, the
 basic layer extracted alone (`stylecodec extract --layers basic`), basic + middle, and each
-layer's rANS payload. Every byte of each file counts (header and layer records included);
+layer's payload; at the default setting also the entropy coder's bytes above the ideal (−log2 p
+under the coding tables) per layer and per file, and the container bytes. Every byte of each file counts (header and layer records included);
 bpp = 8 bytes / R². Prints means, maxima, the share of faces within 0.01 bpp (whole file) and
 0.003 bpp (basic alone) and the qualities the budgets chose, and writes them as JSON. No
 decoding, no quality metrics (see `stylecodec eval`).
@@ -68,7 +69,12 @@ def main() -> int:
         fit, both = stream(fit_q), stream(both_q)
         fit_q, both_q = (fit_q if fit_ok else None), (both_q if both_ok else None)
         _, payloads = unpack(data)
-        rows.append({"file": len(data), "basic": len(extract(data, 1)), "middle": len(extract(data, 2)),
+        stats: list = []
+        q_def = unpack(default)[0].quality
+        assert codec.compress_latents(ys, q_def, stats)[0] == default, "Codec.compress and compress_latents differ"
+        rows.append({"default_ideal_bits": [float(b) for b in stats[0]["ideal_bits"]],
+                     "default_payload": [len(p) for p in unpack(default)[1]],
+                     "file": len(data), "basic": len(extract(data, 1)), "middle": len(extract(data, 2)),
                      "payload": [len(p) for p in payloads], "fit_file": len(fit), "fit_q": fit_q,
                      "both_file": len(both), "both_basic": len(extract(both, 1)), "both_middle": len(extract(both, 2)),
                      "both_q": both_q, "both_payload": [len(p) for p in unpack(both)[1]],
@@ -82,6 +88,26 @@ def main() -> int:
 
     pay = np.array([row["payload"] for row in rows], np.float64)
     both_pay = np.array([row["both_payload"] for row in rows], np.float64)
+
+    def coder_overhead(rows) -> dict:
+        """Entropy-coder bytes above the ideal (−log2 p under the coding tables) and container bytes,
+        at the default setting: means per layer and per file, payload / ideal over all faces."""
+        ideal = np.array([row["default_ideal_bits"] for row in rows], np.float64) / 8
+        paid = np.array([row["default_payload"] for row in rows], np.float64)
+        files = np.array([row["default_file"] for row in rows], np.float64)
+        basic = np.array([row["default_basic"] for row in rows], np.float64)
+        over = paid - ideal
+        return {"what": "payload bytes - ideal bytes (sum of -log2 p under the coding tables / 8)",
+                "ideal_mean_bytes": dict(zip(("basic", "middle", "enhanced"), ideal.mean(0).round(3).tolist())),
+                "payload_mean_bytes": dict(zip(("basic", "middle", "enhanced"), paid.mean(0).round(3).tolist())),
+                "overhead_mean_bytes": dict(zip(("basic", "middle", "enhanced"), over.mean(0).round(3).tolist())),
+                "overhead_per_file_mean_bytes": float(over.sum(1).mean()),
+                "overhead_per_file_max_bytes": float(over.sum(1).max()),
+                "overhead_per_file_p99_bytes": float(np.percentile(over.sum(1), 99)),
+                "share_files_overhead_le_2_bytes": float(np.mean(over.sum(1) <= 2)),
+                "payload_over_ideal": float(paid.sum() / ideal.sum()),
+                "container_per_file_mean_bytes": float((files - paid.sum(1)).mean()),
+                "container_basic_alone_mean_bytes": float((basic - paid[:, 0]).mean())}
 
     def hist(key):
         qs = [row[key] for row in rows]
@@ -110,7 +136,8 @@ def main() -> int:
                "basic_plus_middle": stat("default_middle"), "qualities": hist("default_q"),
                "share_file_le_0.01bpp": float(np.mean([8 * row["default_file"] / r ** 2 <= 0.01 for row in rows])),
                "share_basic_le_0.003bpp": float(np.mean([8 * row["default_basic"] / r ** 2 <= 0.003 for row in rows])),
-               "mean_quality": float(np.mean([row["default_q"] for row in rows]))},
+               "mean_quality": float(np.mean([row["default_q"] for row in rows])),
+               "coder": coder_overhead(rows)},
            "seconds": round(secs, 1), "threads": args.threads}
     print(json.dumps(res, indent=2))
     if args.out:

@@ -3,7 +3,7 @@
     python experiments/rate_per_quality.py --model pretrained/default.pt --limit 200
 
 For the first ``--limit`` held-out faces (files sorted by name, the last ``--val-count`` are
-validation; loaded as the codec trains on them) and every quality: the whole file, each layer's rANS
+validation; loaded as the codec trains on them) and every quality: the whole file, each layer's
 payload, and each layer's ideal bytes (−log2 p under the coding tables, no coder overhead). Prints the
 means and on how many faces a quantity falls somewhere when the quality rises; then the same for
 the sample face (``samples/``, centre square).

@@ -6,7 +6,7 @@ checks that there is no cycle):
 1. ``errors``, ``paths``, ``files``, ``safe_unpickle``, ``threads`` (torch's thread count), ``layers``
    (LAYER_NAMES, the layer split), ``images`` (reading faces, the centre square)
 2. ``bitstream`` (the one container definition), ``rate`` (the rate-budget rule)
-3. ``gan/``, ``encoder/``, ``entropy/`` (LSET, rANS, the group coder), ``assets/`` (third-party
+3. ``gan/``, ``encoder/``, ``entropy/`` (LSET, range coding, the group coder), ``assets/`` (third-party
    networks), ``anchors/``, ``data``
 4. ``model`` (StyleCodecModel), ``analysis/`` (heads), ``metrics/``
 5. ``zoo`` (model registry, checkpoint format, heads storage, :class:`~stylecodec.zoo.LoadedModel`)

@@ -104,7 +104,7 @@ def _done(path: Path, codec, request: RateRequest) -> bytes | None:
     """The existing stream if it is valid for this model and what ``request`` gives, else None."""
     try:
         data = path.read_bytes()
-        header, _ = unpack(data, expected_fingerprint=codec.fingerprint)
+        header, _ = unpack(data, codec.key)
     except (OSError, BitstreamError):
         return None
     return data if request.served_by(data, header.quality, codec.resolution, codec.quality_range[0]) else None

@@ -1,28 +1,34 @@
 """The public, versioned stylecodec container (spec: ``docs/bitstream.md``).
 
-Layout of version 1 (all multi-byte integers big-endian)::
+Layout of version 2 (multi-byte integers big-endian)::
 
-    0..2  magic  b"SFC"
-    3     version (high nibble) | declared layer count n (2 bits) | 00 (reserved)
-    4     log2(resolution) - 5 (high 3 bits) | quality index (low 5 bits)
-    5..6  model fingerprint (u16)
+    0     0xA2: format (high nibble 0xA) | version 2 (low nibble)
+    1     fingerprint: the first byte of the model's SHA-256 (its 16-bit fingerprint's high byte)
+    2     log2(resolution) - 5 (bits 7-5) | quality index 0..7 (bits 4-2) | declared layer count n (bits 1-0)
     then, for each layer i = 0 (basic), 1 (middle), 2 (enhanced) that is present:
-          length L_i (LEB128 varint, minimal, <= MAX_LAYER_BYTES) | CRC-8 | L_i payload bytes
+          i < n - 1:  length L_i (LEB128 varint, minimal, <= MAX_LAYER_BYTES) | C_i | L_i payload bytes
+          i = n - 1:  C_i | payload: the rest of the stream (its length is the stream's)
 
-The header is 7 bytes; each layer adds 2 bytes while its payload is under 128 bytes, so a
-3-layer stream carries 13 bytes of container overhead.
+A basic-only stream carries 4 bytes of container, a 3-layer stream 8 (payloads under 128 bytes).
 
-Truncation rule: the header *declares* n layers; a stream that ends exactly on a layer
-boundary after at least the basic layer is valid and holds that prefix of layers (this is
-what a stream physically cut after a layer looks like). A stream that ends inside a
-layer's length, CRC or payload is a truncated layer (an error, unless the caller asks to
-drop the incomplete layer); bytes after the n declared layers are trailing garbage.
-:func:`extract` rewrites the declared count, so ``extract(s, k)`` is byte-identical to
-``pack`` of the first k payloads; the CRCs do not cover the count bits, so they survive.
+Checks: C_i = CRC-8 (SMBus) of [bytes 0..2 with the count bits zeroed, i, varint(L_i), payload]
+XOR K_i, the key byte 2 + i of the model's SHA-256. The key makes the CRCs a second model check:
+a stream of another model passes the fingerprint byte with probability 2^-8 and then each layer's
+CRC with probability 2^-8 (independent key bytes). Without the model (``key=None``: inspect,
+extract) the structure is read and the CRCs are carried unchecked; they do not depend on whether
+a length is written, so extracting or cutting a stream keeps them valid.
 
-Layer i's CRC-8 (SMBus: poly 0x07, init 0, no reflection) covers header bytes 3..6 (count
-bits zeroed), the byte i, the length varint and the payload: damage to the header, a
-layer moved to another slot, or a changed length are all detected.
+Truncation rule: the header *declares* n layers; a stream that ends exactly on a layer boundary
+after at least the basic layer holds that prefix of layers (what a stream physically cut after a
+layer looks like; a present layer has at least its CRC byte). A stream that ends inside an
+explicit length, before a CRC or inside a payload of known length is a truncated layer. The last
+layer's length is implicit, so a cut inside it, or bytes appended to it, read as damage to it,
+caught by its CRC (2^-8 miss) and by the decoder's re-encoding check. :func:`extract` rewrites the
+declared count and drops the new last layer's length: ``extract(s, k)`` is byte-identical to
+``pack`` of the first k payloads.
+
+Version 1 streams (``b"SFC"``, CompressAI rANS payloads) are refused with a message that names the
+version (re-encode the image).
 """
 from __future__ import annotations
 
@@ -37,22 +43,23 @@ from .errors import StylecodecError
 from .layers import LAYER_NAMES
 
 __all__ = [
-    "BitstreamError", "StreamHeader", "pack", "unpack", "extract", "describe", "fingerprint", "basic_prefix",
-    "read_basic_prefix", "container_bytes", "crc8", "MAGIC", "VERSION", "MAX_LAYERS", "MAX_LAYER_BYTES",
-    "HEADER_BYTES",
+    "BitstreamError", "StreamHeader", "ModelKey", "pack", "unpack", "extract", "describe", "fingerprint",
+    "model_digest", "basic_prefix", "read_basic_prefix", "container_bytes", "crc8", "FORMAT", "VERSION",
+    "MAX_LAYERS", "MAX_LAYER_BYTES", "HEADER_BYTES", "MAX_QUALITY", "V1_MAGIC",
 ]
 
-MAGIC = b"SFC"
-VERSION = 1
+FORMAT = 0xA                     # high nibble of byte 0
+VERSION = 2
+V1_MAGIC = b"SFC"                # version 1's first bytes
 MAX_LAYERS = len(LAYER_NAMES)
-HEADER_BYTES = 7
+HEADER_BYTES = 3
 MAX_LAYER_BYTES = 65535          # hard cap per layer payload; a varint above it is rejected
 MAX_VARINT_BYTES = 3             # enough for MAX_LAYER_BYTES
 MAX_STREAM_BYTES = HEADER_BYTES + MAX_LAYERS * (MAX_VARINT_BYTES + 1 + MAX_LAYER_BYTES)
 MIN_LOG2_RES, MAX_LOG2_RES = 5, 12   # resolution 32 .. 4096, coded in 3 bits
-MAX_QUALITY = 31                     # 5 bits
-_COUNT_MASK = 0b0000_1100           # layer-count bits inside byte 3
-_RESERVED_MASK = 0b0000_0011
+MAX_QUALITY = 7                      # 3 bits
+_COUNT_MASK = 0b0000_0011            # declared layer count inside byte 2
+KEY_OFFSET = 2                       # layer i's CRC key is byte KEY_OFFSET + i of the model digest
 
 
 class BitstreamError(StylecodecError, ValueError):
@@ -63,13 +70,43 @@ class BitstreamError(StylecodecError, ValueError):
 class StreamHeader:
     """Header fields. ``n_layers`` is the count declared in the header (``None`` in
     :func:`pack` means "the number of payloads"); ``resolution`` is the coded face side in
-    pixels (a power of two, 32..4096); ``quality`` the rate-point index (0..31)."""
+    pixels (a power of two, 32..4096); ``quality`` the rate-point index (0..7); ``fingerprint``
+    the stream's fingerprint byte (the first byte of the model's SHA-256; ``None`` in :func:`pack`:
+    the key's)."""
 
     resolution: int
     quality: int
-    fingerprint: int
+    fingerprint: int | None = None
     n_layers: int | None = None
     version: int = VERSION
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelKey:
+    """A model as its streams know it: the SHA-256 of its weights (:func:`model_digest`). Byte 0 is
+    the stream's fingerprint byte, bytes 0..1 the model's 16-bit :func:`fingerprint` (shown by the
+    CLI, kept with analysis heads and indexes), byte 2 + i keys layer i's CRC."""
+
+    digest: bytes
+
+    def __post_init__(self):
+        if not isinstance(self.digest, bytes) or len(self.digest) != 32:
+            raise ValueError("a model key is the 32-byte SHA-256 of the model's weights")
+
+    @property
+    def tag(self) -> int:
+        return self.digest[0]
+
+    @property
+    def fingerprint(self) -> int:
+        return int.from_bytes(self.digest[:2], "big")
+
+    def crc_key(self, layer: int) -> int:
+        return self.digest[KEY_OFFSET + layer]
+
+    @classmethod
+    def from_state_dict(cls, state_dict: Mapping[str, object]) -> "ModelKey":
+        return cls(model_digest(state_dict))
 
 
 def _crc8_table() -> list[int]:
@@ -104,11 +141,11 @@ def _varint(n: int) -> bytes:
             return bytes(out)
 
 
-def _layer_crc(masked_header: bytes, i: int, length_field: bytes, payload: bytes) -> int:
-    return crc8(payload, crc8(masked_header + bytes([i]) + length_field))
+def _layer_crc(masked_header: bytes, i: int, length: int, payload: bytes, key: ModelKey) -> int:
+    return crc8(payload, crc8(masked_header + bytes([i]) + _varint(length))) ^ key.crc_key(i)
 
 
-def _header_bytes(header: StreamHeader, n_layers: int) -> bytes:
+def _header_bytes(header: StreamHeader, n_layers: int, key: ModelKey) -> bytes:
     if header.version != VERSION:
         raise BitstreamError(f"cannot write bitstream version {header.version}: this writer makes version {VERSION}")
     if not 1 <= n_layers <= MAX_LAYERS:
@@ -119,29 +156,34 @@ def _header_bytes(header: StreamHeader, n_layers: int) -> bytes:
         raise BitstreamError(f"resolution {res} is not a power of two in {1 << MIN_LOG2_RES}..{1 << MAX_LOG2_RES}")
     if not 0 <= int(header.quality) <= MAX_QUALITY:
         raise BitstreamError(f"quality index {header.quality} outside 0..{MAX_QUALITY}")
-    if not 0 <= int(header.fingerprint) <= 0xFFFF:
-        raise BitstreamError(f"fingerprint {header.fingerprint} is not a 16-bit value")
-    b3 = (VERSION << 4) | (n_layers << 2)
-    b4 = ((log2 - MIN_LOG2_RES) << 5) | int(header.quality)
-    return MAGIC + bytes([b3, b4]) + int(header.fingerprint).to_bytes(2, "big")
+    if header.fingerprint is not None and int(header.fingerprint) != key.tag:
+        raise BitstreamError(f"header fingerprint byte 0x{int(header.fingerprint):02x} is not the key's 0x{key.tag:02x}")
+    b2 = ((log2 - MIN_LOG2_RES) << 5) | (int(header.quality) << 2) | n_layers
+    return bytes([(FORMAT << 4) | VERSION, key.tag, b2])
 
 
-def pack(header: StreamHeader, payloads: Sequence[bytes]) -> bytes:
+def _masked(head: bytes) -> bytes:
+    return head[:2] + bytes([head[2] & ~_COUNT_MASK & 0xFF])
+
+
+def pack(header: StreamHeader, payloads: Sequence[bytes], key: ModelKey) -> bytes:
     """Write a stream: ``payloads`` are the layer byte strings in order basic, middle, enhanced
-    (a prefix of them). The declared count is ``len(payloads)``."""
+    (a prefix of them), ``key`` the model's (its fingerprint byte and CRC keys). The declared count
+    is ``len(payloads)``."""
     n = len(payloads)
     if header.n_layers is not None and header.n_layers != n:
         raise BitstreamError(f"header declares {header.n_layers} layers but {n} payloads were given")
-    head = _header_bytes(header, n)
-    masked = bytes([head[3] & ~_COUNT_MASK & 0xFF]) + head[4:]
+    head = _header_bytes(header, n, key)
+    masked = _masked(head)
     out = bytearray(head)
     for i, payload in enumerate(payloads):
         payload = bytes(payload)
         if len(payload) > MAX_LAYER_BYTES:
             raise BitstreamError(f"layer {i} ({LAYER_NAMES[i]}) payload of {len(payload)} bytes "
                                  f"exceeds the cap of {MAX_LAYER_BYTES}")
-        length_field = _varint(len(payload))
-        out += length_field + bytes([_layer_crc(masked, i, length_field, payload)]) + payload
+        if i < n - 1:
+            out += _varint(len(payload))
+        out += bytes([_layer_crc(masked, i, len(payload), payload, key)]) + payload
     return bytes(out)
 
 
@@ -168,7 +210,24 @@ def _read_varint(data: bytes, pos: int, i: int) -> tuple[int, int]:
                          f"(length exceeds the cap of {MAX_LAYER_BYTES} bytes)")
 
 
-def _parse(data, expected_fingerprint, allow_partial):
+def _check_start(data: bytes) -> None:
+    """Format, version and header length, from the first bytes."""
+    if not data:
+        raise BitstreamError(f"truncated header: 0 of {HEADER_BYTES} bytes")
+    if data[:len(V1_MAGIC)] == V1_MAGIC or (len(data) < len(V1_MAGIC) and V1_MAGIC.startswith(data)):
+        raise BitstreamError(f"bitstream version 1 (a stream starting \"SFC\") is no longer read: this decoder reads "
+                             f"version {VERSION}; encode the image again")
+    if data[0] >> 4 != FORMAT:
+        raise BitstreamError(f"bad magic 0x{data[0]:02x}: not a stylecodec stream (expected 0x{(FORMAT << 4) | VERSION:02x})")
+    version = data[0] & 0x0F
+    if version != VERSION:
+        newer = " (newer than this decoder; upgrade stylecodec)" if version > VERSION else ""
+        raise BitstreamError(f"unsupported bitstream version {version}{newer}; this decoder reads version {VERSION}")
+    if len(data) < HEADER_BYTES:
+        raise BitstreamError(f"truncated header: {len(data)} of {HEADER_BYTES} bytes")
+
+
+def _parse(data, key: ModelKey | None, allow_partial: bool):
     """Returns (header, payloads, layer_spans) where spans are (start, end) of each layer record."""
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise BitstreamError(f"a bitstream is bytes, got {type(data).__name__}")
@@ -176,34 +235,28 @@ def _parse(data, expected_fingerprint, allow_partial):
     if size > MAX_STREAM_BYTES:
         raise BitstreamError(f"stream of {size} bytes exceeds the cap of {MAX_STREAM_BYTES} bytes")
     data = bytes(data)
-    if len(data) < len(MAGIC) or data[:len(MAGIC)] != MAGIC:
-        if len(data) < len(MAGIC) and MAGIC.startswith(data):
-            raise BitstreamError(f"truncated header: {len(data)} of {HEADER_BYTES} bytes")
-        raise BitstreamError(f"bad magic {data[:3]!r}: not a stylecodec stream (expected {MAGIC!r})")
-    if len(data) > 3:
-        version = data[3] >> 4
-        if version != VERSION:
-            newer = " (newer than this decoder; upgrade stylecodec)" if version > VERSION else ""
-            raise BitstreamError(f"unsupported bitstream version {version}{newer}; "
-                                 f"this decoder reads version {VERSION}")
-    if len(data) < HEADER_BYTES:
-        raise BitstreamError(f"truncated header: {len(data)} of {HEADER_BYTES} bytes")
-    b3, b4 = data[3], data[4]
-    if b3 & _RESERVED_MASK:
-        raise BitstreamError(f"reserved header bits set (byte 3 = 0x{b3:02x}): damaged or unsupported stream")
-    n = (b3 & _COUNT_MASK) >> 2
+    _check_start(data)
+    b2 = data[2]
+    n = b2 & _COUNT_MASK
     if n == 0:
         raise BitstreamError("header declares 0 layers: damaged stream")
-    header = StreamHeader(resolution=1 << (MIN_LOG2_RES + (b4 >> 5)), quality=b4 & 0x1F,
-                          fingerprint=int.from_bytes(data[5:7], "big"), n_layers=n)
-    masked = bytes([b3 & ~_COUNT_MASK & 0xFF]) + data[4:HEADER_BYTES]
-    payloads: list[bytes] = []
+    header = StreamHeader(resolution=1 << (MIN_LOG2_RES + (b2 >> 5)), quality=(b2 >> 2) & 0x07,
+                          fingerprint=data[1], n_layers=n)
+    records: list[tuple[int, bytes]] = []           # (CRC, payload)
     spans: list[tuple[int, int]] = []
     pos = HEADER_BYTES
     for i in range(n):
         if pos == len(data):
             break                                   # cut on a layer boundary: a valid prefix
         start = pos
+        if i == n - 1:                              # the last layer: its CRC, then the rest
+            if len(data) - pos - 1 > MAX_LAYER_BYTES:
+                raise BitstreamError(f"layer {i} ({LAYER_NAMES[i]}) length {len(data) - pos - 1} exceeds the cap of "
+                                     f"{MAX_LAYER_BYTES} bytes")
+            records.append((data[pos], data[pos + 1:]))
+            spans.append((start, len(data)))
+            pos = len(data)
+            break
         try:
             length, pos = _read_varint(data, pos, i)
             if pos >= len(data):
@@ -215,44 +268,61 @@ def _parse(data, expected_fingerprint, allow_partial):
             if allow_partial and i > 0:
                 break
             raise BitstreamError(str(e)) from None
-        crc = data[pos]
-        payload = data[pos + 1:pos + 1 + length]
-        if _layer_crc(masked, i, data[start:pos], payload) != crc:
-            raise BitstreamError(f"CRC mismatch in layer {i} ({LAYER_NAMES[i]}): header or payload damaged")
+        records.append((data[pos], data[pos + 1:pos + 1 + length]))
         pos += 1 + length
-        payloads.append(payload)
         spans.append((start, pos))
-    else:
-        if pos != len(data):
-            extra = len(data) - pos
-            raise BitstreamError(f"trailing garbage: {extra} byte{'s' if extra != 1 else ''} after the "
-                                 f"{n} declared layer{'s' if n != 1 else ''}")
-    if not payloads:
+    if not records:
         raise BitstreamError("truncated stream: the basic layer is missing (only the header is present)")
-    if expected_fingerprint is not None and header.fingerprint != int(expected_fingerprint):
-        raise BitstreamError(f"wrong model: stream was made by model 0x{header.fingerprint:04x}, "
-                             f"this model is 0x{int(expected_fingerprint):04x} (fingerprint mismatch)")
-    return header, payloads, spans
+    if key is not None:
+        records = _check_model(data, header, records, key, allow_partial)
+        spans = spans[:len(records)]
+    return header, [p for _, p in records], spans
 
 
-def unpack(data: bytes, expected_fingerprint: int | None = None, *,
+def _check_model(data: bytes, header: StreamHeader, records: list, key: ModelKey, allow_partial: bool) -> list:
+    """The fingerprint byte, then each layer's keyed CRC (module docstring)."""
+    if header.fingerprint != key.tag:
+        raise BitstreamError(f"wrong model: stream was made by model 0x{header.fingerprint:02x}.., this model is "
+                             f"0x{key.fingerprint:04x} (fingerprint mismatch)")
+    masked = _masked(data[:HEADER_BYTES])
+    bad = [i for i, (crc, payload) in enumerate(records) if _layer_crc(masked, i, len(payload), payload, key) != crc]
+    if not bad:
+        return records
+    last = len(records) - 1
+    if bad == [last] and last > 0 and allow_partial:
+        return records[:last]                       # an incomplete last layer (partial download)
+    if len(bad) == len(records) > 1:
+        raise BitstreamError(f"CRC mismatch in every layer: header damaged, or the stream was made by another model "
+                             f"whose fingerprint starts with 0x{key.tag:02x} too")
+    i = bad[0]
+    implicit = i == last and header.n_layers == len(records)
+    what = "payload damaged, truncated or extended" if implicit else "header or payload damaged"
+    raise BitstreamError(f"CRC mismatch in layer {i} ({LAYER_NAMES[i]}): {what}")
+
+
+def unpack(data: bytes, key: ModelKey | None = None, *,
            allow_partial: bool = False) -> tuple[StreamHeader, list[bytes]]:
     """Read a stream. Returns the header (``n_layers`` = declared count) and the payloads of
     the layers present (``len(payloads) <= header.n_layers``). Raises :class:`BitstreamError`.
-    ``allow_partial=True`` drops an incomplete last layer (above basic) instead of raising."""
-    header, payloads, _ = _parse(data, expected_fingerprint, allow_partial)
+    ``key``: the model's; its fingerprint byte and the keyed CRCs are checked (without it, only
+    the structure). ``allow_partial=True`` drops an incomplete last layer (above basic) instead of
+    raising: one that ends inside its record, or (with ``key``) a last layer whose CRC fails."""
+    header, payloads, _ = _parse(data, key, allow_partial)
     return header, payloads
 
 
 def container_bytes(payload_bytes: Sequence[int]) -> int:
-    """Bytes of the container around payloads of these sizes: the header plus, per layer, its
-    length varint and CRC (2 bytes while a payload is under 128 bytes)."""
-    return HEADER_BYTES + sum(len(_varint(n)) + 1 for n in payload_bytes)
+    """Bytes of the container around payloads of these sizes: the header, per layer its CRC, and
+    the length varint of every layer but the last (1 byte while a payload is under 128 bytes)."""
+    return HEADER_BYTES + len(payload_bytes) + sum(len(_varint(n)) for n in payload_bytes[:-1])
 
 
 def _basic_end(data: bytes) -> int | None:
-    """End offset of the basic-layer record (header, length varint, CRC, payload) as the first
-    bytes declare it, or None when they do not tell (truncated or malformed: unpack says why)."""
+    """End offset of the basic-layer record as the first bytes declare it (the whole stream when
+    the basic layer is its last), or None when they do not tell (truncated or malformed: unpack
+    says why)."""
+    if len(data) < HEADER_BYTES or data[2] & _COUNT_MASK <= 1:
+        return None
     try:
         length, pos = _read_varint(data, HEADER_BYTES, 0)
     except BitstreamError:
@@ -269,29 +339,40 @@ def basic_prefix(data: bytes) -> bytes:
 
 
 def read_basic_prefix(path: str | os.PathLike) -> bytes:
-    """Read only the header and basic layer of a .sfc file (at most 7 + 3 + 1 + 65535 bytes)."""
+    """Read only the header and basic layer of a .sfc file (at most MAX_STREAM_BYTES)."""
     try:
         with open(path, "rb") as fh:
             head = fh.read(HEADER_BYTES + MAX_VARINT_BYTES)
             end = _basic_end(head)
-            if end is None or end <= len(head):
-                return head if end is None else head[:end]
+            if end is None:
+                return head + fh.read(MAX_STREAM_BYTES + 1 - len(head))
+            if end <= len(head):
+                return head[:end]
             return head + fh.read(end - len(head))
     except OSError as e:
         raise StylecodecError(f"cannot read {path}: {e.strerror or e}") from None
 
 
 def extract(data: bytes, n_layers: int) -> bytes:
-    """Rewrite a stream to its first ``n_layers`` layers (identical to packing them afresh)."""
-    header, payloads = unpack(data)
+    """Rewrite a stream to its first ``n_layers`` layers (identical to packing them afresh with the
+    model's key; needs no model: the CRCs are carried as they are)."""
+    header, payloads, spans = _parse(data, None, False)
     if not 1 <= n_layers <= len(payloads):
         raise BitstreamError(f"cannot extract {n_layers} layers: the stream holds {len(payloads)}")
-    return pack(dataclasses.replace(header, n_layers=None), payloads[:n_layers])
+    data = bytes(data)
+    crcs = [data[start + (end - start - len(p) - 1)] for p, (start, end) in zip(payloads, spans)]
+    out = bytearray(data[:2] + bytes([(data[2] & ~_COUNT_MASK & 0xFF) | n_layers]))
+    for i in range(n_layers):
+        if i < n_layers - 1:
+            out += _varint(len(payloads[i]))
+        out += bytes([crcs[i]]) + payloads[i]
+    return bytes(out)
 
 
-def describe(data: bytes) -> dict:
-    """Fields and byte accounting for ``stylecodec inspect``; raises like :func:`unpack`."""
-    header, payloads, spans = _parse(data, None, False)
+def describe(data: bytes, key: ModelKey | None = None) -> dict:
+    """Fields and byte accounting for ``stylecodec inspect``; raises like :func:`unpack` (with
+    ``key``, the fingerprint byte and CRCs are checked too)."""
+    header, payloads, spans = _parse(data, key, False)
     layers = []
     for i, (payload, (start, end)) in enumerate(zip(payloads, spans)):
         layers.append({"index": i, "name": LAYER_NAMES[i], "payload_bytes": len(payload),
@@ -299,20 +380,19 @@ def describe(data: bytes) -> dict:
     total = len(data)
     payload_bytes = sum(len(p) for p in payloads)
     return {
-        "version": header.version, "fingerprint": f"0x{header.fingerprint:04x}",
+        "version": header.version, "fingerprint": f"0x{header.fingerprint:02x}",
         "resolution": header.resolution, "quality": header.quality,
         "layers_declared": header.n_layers, "layers_present": len(payloads),
         "layers": layers, "header_bytes": HEADER_BYTES, "payload_bytes": payload_bytes,
         "overhead_bytes": total - payload_bytes, "total_bytes": total,
-        "bpp": 8.0 * total / (header.resolution ** 2),
+        "bpp": 8.0 * total / (header.resolution ** 2), "crc_checked": key is not None,
     }
 
 
-def fingerprint(state_dict: Mapping[str, object]) -> int:
-    """16-bit model fingerprint: the first two bytes (big-endian) of a sha256 over the tensors
-    sorted by name, each as name, canonical dtype, shape and little-endian bytes (floating
-    point as float32, integers as int64, bool as uint8). Non-tensor entries are ignored.
-    Identical weights give the same value on any machine and device."""
+def model_digest(state_dict: Mapping[str, object]) -> bytes:
+    """SHA-256 over the tensors sorted by name, each as name, canonical dtype, shape and
+    little-endian bytes (floating point as float32, integers as int64, bool as uint8). Non-tensor
+    entries are ignored. Identical weights give the same digest on any machine and device."""
     import torch     # here, not at module level: reading and extracting streams needs no torch
 
     h = hashlib.sha256()
@@ -331,4 +411,9 @@ def fingerprint(state_dict: Mapping[str, object]) -> int:
             arr, tag = t.to(torch.int64).contiguous().numpy().astype("<i8", copy=False), b"i8"
         h.update(name.encode("utf-8") + b"\0" + tag + repr(tuple(t.shape)).encode() + b"\0")
         h.update(np.ascontiguousarray(arr).tobytes())
-    return int.from_bytes(h.digest()[:2], "big")
+    return h.digest()
+
+
+def fingerprint(state_dict: Mapping[str, object]) -> int:
+    """16-bit model fingerprint: the first two bytes (big-endian) of :func:`model_digest`."""
+    return int.from_bytes(model_digest(state_dict)[:2], "big")

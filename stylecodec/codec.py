@@ -15,7 +15,7 @@ group by group, (μ, σ) from the LSET in float64 on CPU (its exact path), coded
 decoded ``ŷ_c / g`` appended to the LSET context (see :mod:`stylecodec.model`). All these
 float64 operations are correctly rounded or exact, so the decoder repeats them bit for bit.
 
-Decoder: unpack (this model's fingerprint) -> the same loop with the rANS decoder -> layers
+Decoder: unpack (this model's key) -> the same loop with the range decoder -> layers
 not present: LSET greedy means -> synthesis transforms (ŷ_c · inv_gain) -> G.synthesis
 (noise_mode='const') -> uint8. Every decoding failure raises :class:`BitstreamError`.
 """
@@ -31,7 +31,7 @@ import torch
 from PIL import Image
 
 from .analysis.heads import AnalysisHeads, HeadsError, landmarks_to_pixels
-from .bitstream import BitstreamError, StreamHeader, basic_prefix, fingerprint, pack, unpack
+from .bitstream import MAX_QUALITY, BitstreamError, ModelKey, StreamHeader, basic_prefix, pack, unpack
 from .entropy.coder import DECODE_ERRORS, GroupCoder
 from .errors import StylecodecError
 from .images import centre_square, load_image
@@ -70,9 +70,11 @@ class Codec:
         self.model = model.eval()
         self.align = align or centre_square
         self.heads = heads
-        if not 4 <= model.num_qualities <= 32:
-            raise StylecodecError(f"the header codes quality in 5 bits; model has {model.num_qualities} qualities")
-        self.fingerprint = self.loaded.fingerprint if self.loaded is not None else fingerprint(model.state_dict())
+        if not 4 <= model.num_qualities <= MAX_QUALITY + 1:
+            raise StylecodecError(f"the header codes quality in 3 bits (0..{MAX_QUALITY}); model has "
+                                  f"{model.num_qualities} qualities")
+        self.key = ModelKey(self.loaded.digest) if self.loaded is not None else ModelKey.from_state_dict(model.state_dict())
+        self.fingerprint = self.key.fingerprint      # u16, as zoo, the analysis heads and indexes know the model
         self._coder = GroupCoder(copy.deepcopy(model.lset).to("cpu", torch.float64).eval())  # the exact path
         self._gain = model.gain.detach().to("cpu", torch.float64).abs().clamp_min(GAIN_MIN)
         self._inv_gain = model.inv_gain.detach().float().abs().clamp_min(GAIN_MIN)
@@ -175,8 +177,8 @@ class Codec:
         if stats is not None:
             y_hat = self._synthesis_inputs(coded["y_hat"], quality)
             stats.extend({"ideal_bits": b, "y_hat": [y[i] for y in y_hat]} for i, b in enumerate(ideal))
-        header = StreamHeader(resolution=self.resolution, quality=int(quality), fingerprint=self.fingerprint)
-        return [pack(header, payloads) for payloads in coded["strings"]]
+        header = StreamHeader(resolution=self.resolution, quality=int(quality))
+        return [pack(header, payloads, self.key) for payloads in coded["strings"]]
 
     def _synthesis_inputs(self, y_hat_c: Sequence[torch.Tensor], quality: int | torch.Tensor) -> list[torch.Tensor]:
         """ŷ_c of the received layers -> what the synthesis transforms get: ŷ_c · inv_gain, float32.
@@ -187,10 +189,10 @@ class Codec:
     # -- decoder -----------------------------------------------------------------------------
     def read_stream(self, data: bytes) -> tuple[StreamHeader, list[bytes]]:
         """(header, payloads present) of a stream made by THIS model: :func:`~stylecodec.bitstream.unpack`
-        with its fingerprint, then its resolution and quality index checked against the model. The
+        with its key (fingerprint byte, keyed CRCs), then its resolution and quality index checked. The
         one container check of every decoding path (decode_y, analyze, the batched decoding of search);
         raises :class:`BitstreamError`."""
-        header, payloads = unpack(data, expected_fingerprint=self.fingerprint)
+        header, payloads = unpack(data, self.key)
         if header.resolution != self.resolution:
             raise BitstreamError(f"stream codes a {header.resolution}x{header.resolution} face, this model "
                                  f"{self.resolution}x{self.resolution}")

@@ -47,7 +47,7 @@ from typing import Any, Mapping
 import torch
 
 from .analysis.heads import AnalysisHeads, HeadsError
-from .bitstream import fingerprint
+from .bitstream import fingerprint, model_digest
 from .errors import StylecodecError
 from .files import atomic_torch_save
 from .machine_first import KIND as MACHINE_FIRST, MachineFirstModel
@@ -186,6 +186,7 @@ class LoadedModel:
     meta: dict                      # the training record (plain values)
     source: Path                    # the checkpoint file
     heads_entry: dict | None        # ck["heads"] as stored (analysis heads and the codec they belong to), or None
+    digest: bytes                   # bitstream.model_digest of the weights as loaded (fingerprint: its first 2 bytes)
 
     def heads(self) -> AnalysisHeads:
         """The analysis heads stored with the model (eval mode, CPU); raises :class:`HeadsError` when
@@ -216,10 +217,11 @@ def load(name_or_path: str | os.PathLike = "default", device: str | torch.device
         model.load_state_dict(ck["state_dict"], strict=True)
     except Exception as e:  # noqa: BLE001
         raise ModelError(f"{path}: weights do not fit the config ({str(e).splitlines()[0]})") from None
-    fp = fingerprint(model.state_dict())
+    digest = model_digest(model.state_dict())
+    fp = int.from_bytes(digest[:2], "big")
     if fp != ck["fingerprint"]:
         raise ModelError(f"{path}: damaged weights (fingerprint 0x{fp:04x}, recorded 0x{ck['fingerprint']:04x})")
-    return LoadedModel(model.to(device).eval(), fp, ck["meta"], Path(path), ck.get("heads"))
+    return LoadedModel(model.to(device).eval(), fp, ck["meta"], Path(path), ck.get("heads"), digest)
 
 
 # ---------------------------------------------------------------- analysis heads in a checkpoint

@@ -113,13 +113,14 @@ def test_heads_survive_load_and_save_but_not_changed_weights(models, tmp_path):
 def test_analyze_reads_only_the_basic_layer(codec, stream, tmp_path):
     _, payloads = unpack(stream)
     basic_only = extract(stream, 1)
-    cut = stream[:len(basic_only)]                                # physically cut after basic
+    cut = stream[:HEADER_BYTES + 2 + len(payloads[0])]            # physically cut after basic (its length kept)
     res = [codec.analyze(s) for s in (stream, basic_only, cut)]
     for r in res[1:]:
         assert np.array_equal(r["landmarks"], res[0]["landmarks"]) and np.array_equal(r["identity"], res[0]["identity"])
     r = res[0]
     assert r["landmarks"].shape == (68, 2) and r["identity"].shape == (512,) and r["layers_used"] == "basic"
-    assert r["bytes_read"] == HEADER_BYTES + 2 + len(payloads[0]) == len(basic_only) < len(stream)
+    assert r["bytes_read"] == len(cut) == len(basic_only) + 1 < len(stream)
+    assert [x["bytes_read"] for x in res] == [len(cut), len(basic_only), len(cut)]
     assert basic_prefix(stream) == cut
     # bytes past the basic layer are never looked at: damage there changes nothing
     damaged = stream[:len(cut)] + bytes(b ^ 0xFF for b in stream[len(cut):])
@@ -141,7 +142,7 @@ def test_analyze_cli(models, stream, tmp_path, capsys):
     assert main(["analyze", str(path), "--json", "--model", str(models["heads"])]) == 0
     d = json.loads(capsys.readouterr().out)
     assert np.array(d["landmarks"]).shape == (68, 2) and len(d["identity"]) == 512
-    assert d["layers_used"] == "basic" and d["bytes_read"] == len(extract(stream, 1))
+    assert d["layers_used"] == "basic" and d["bytes_read"] == len(basic_prefix(stream)) == len(extract(stream, 1)) + 1
     assert main(["analyze", str(path), "--model", str(models["heads"])]) == 0
     assert "bytes read (header + basic layer)" in capsys.readouterr().out
     assert main(["analyze", str(path), "--model", str(models["plain"])]) == 1

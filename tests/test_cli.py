@@ -76,17 +76,32 @@ def test_every_command_parses_its_arguments_and_runs_its_module(monkeypatch, cap
 def test_stream_tools_start_without_torch(tmp_path):
     """inspect / extract read and cut streams with no model: the CLI builds only the command it
     runs, and the bitstream module imports torch only to fingerprint weights."""
-    from stylecodec.bitstream import StreamHeader, pack
+    from stylecodec.bitstream import ModelKey, StreamHeader, pack
 
+    key = ModelKey(bytes(range(32)))
     src, dst = tmp_path / "a.sfc", tmp_path / "b.sfc"
-    src.write_bytes(pack(StreamHeader(resolution=256, quality=3, fingerprint=0x1234), [b"\x01\x02", b"\x03", b"\x04"]))
+    src.write_bytes(pack(StreamHeader(resolution=256, quality=3), [b"\x01\x02", b"\x03", b"\x04"], key))
     code = ("import sys; from stylecodec.cli import main; "
             f"rc = main(['inspect', {str(src)!r}]) + main(['extract', {str(src)!r}, '-o', {str(dst)!r}, "
             "'--layers', 'basic']); print('torch loaded' if 'torch' in sys.modules else 'no torch'); sys.exit(rc)")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert "quality 3" in r.stdout and r.stdout.strip().endswith("no torch")
-    assert dst.read_bytes() == pack(StreamHeader(resolution=256, quality=3, fingerprint=0x1234), [b"\x01\x02"])
+    assert dst.read_bytes() == pack(StreamHeader(resolution=256, quality=3), [b"\x01\x02"], key)
+
+
+def test_version_1_files_are_refused_in_one_line(tmp_path, capsys):
+    """A version 1 stream (docs/bitstream.md, section 9): every command that reads streams exits 1
+    with one line that names the version."""
+    v1 = tmp_path / "old.sfc"
+    v1.write_bytes(bytes.fromhex("5346431c630684" "0cff" "e2ff6e322e0000005b1e2212" "0460" "60f8b463" "08c6"
+                                 "6c2dc811575b3a0c"))
+    for argv in (["inspect", str(v1)], ["extract", str(v1), "-o", str(tmp_path / "x.sfc"), "--layers", "basic"],
+                 ["decompress", str(v1), "-o", str(tmp_path / "x.png")], ["analyze", str(v1)]):
+        assert main(argv) == 1, argv
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "bitstream version 1" in err and "version 2" in err, (argv, err)
+    assert not (tmp_path / "x.sfc").exists() and not (tmp_path / "x.png").exists()
 
 
 def test_thread_choice_follows_the_load(monkeypatch):

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from stylecodec.bitstream import BitstreamError, extract, unpack
+from stylecodec.bitstream import HEADER_BYTES, BitstreamError, extract, unpack
 from stylecodec.cli import main
 from stylecodec.codec import Codec
 from stylecodec.images import ImageReadError
@@ -54,7 +54,8 @@ def test_round_trip_every_prefix(codec, stream):
     ys = codec.encode_latents(codec.preprocess(_images(1)[0]))
     assert codec.compress_latents(ys, 3, stats)[0] == stream
     header, payloads = unpack(stream)
-    assert (header.resolution, header.quality, header.fingerprint, len(payloads)) == (64, 3, codec.fingerprint, 3)
+    assert (header.resolution, header.quality, header.fingerprint, len(payloads)) == (64, 3, codec.key.tag, 3)
+    assert header.fingerprint == codec.fingerprint >> 8
     ws_all = []
     for k in (1, 2, 3):
         y_hat, received = codec.decode_y(stream, k)
@@ -71,9 +72,9 @@ def test_round_trip_every_prefix(codec, stream):
 
 def test_basic_layer_from_extract_and_from_cut(codec, stream):
     _, payloads = unpack(stream)
-    cut = stream[:len(stream) - sum(2 + len(p) for p in payloads[1:])]   # physically cut after basic
+    cut = stream[:HEADER_BYTES + 2 + len(payloads[0])]     # physically cut after basic
     ex = extract(stream, 1)
-    assert cut != ex and cut[4:] == ex[4:]                 # only the declared count differs
+    assert cut[:2] == ex[:2] and cut[4:] == ex[3:]         # the declared count and the basic length differ
     a, b, c = codec.decode_latents(cut), codec.decode_latents(ex), codec.decode_latents(stream, "basic")
     assert torch.equal(a, b) and torch.equal(a, c)
     assert np.array_equal(codec.decompress(cut, output="array"), codec.decompress(ex, output="array"))
@@ -226,7 +227,8 @@ def test_cli_exit_codes(model_file, stream, tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         main(["compress", str(img_path), "-o", str(out), "--quality", "1", "--bpp", "0.1"])
     assert e.value.code == 2
-    (tmp_path / "bad.sfc").write_bytes(stream[:-3])
+    (tmp_path / "bad.sfc").write_bytes(stream[:-3])         # cut inside the last layer: its CRC
+    (tmp_path / "cut.sfc").write_bytes(stream[:HEADER_BYTES + 4])   # cut inside the basic layer
     (tmp_path / "bad.png").write_bytes(b"garbage")
     capsys.readouterr()
     for argv in (["decompress", str(tmp_path / "bad.sfc"), "-o", str(tmp_path / "x.png"), "--model", str(model_file)],
@@ -236,9 +238,16 @@ def test_cli_exit_codes(model_file, stream, tmp_path, capsys):
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and "Traceback" not in err
     assert not (tmp_path / "x.png").exists() and not (tmp_path / "x.sfc").exists()
-    r = subprocess.run([sys.executable, "-m", "stylecodec.cli", "inspect", str(tmp_path / "bad.sfc")],
+    r = subprocess.run([sys.executable, "-m", "stylecodec.cli", "inspect", str(tmp_path / "cut.sfc")],
                        capture_output=True, text=True, cwd=ROOT, timeout=120)
-    assert r.returncode == 1 and "truncated layer" in r.stderr and "Traceback" not in r.stderr
+    assert r.returncode == 1 and "truncated layer 0" in r.stderr and "Traceback" not in r.stderr
+    assert main(["inspect", str(tmp_path / "bad.sfc")]) == 0                      # no model: structure only
+    assert "CRCs not checked" in capsys.readouterr().out
+    assert main(["inspect", str(tmp_path / "bad.sfc"), "--model", str(model_file)]) == 1
+    err = capsys.readouterr().err
+    assert "CRC mismatch in layer 2 (enhanced)" in err and err.count("\n") == 1
+    assert main(["inspect", str(out), "--model", str(model_file)]) == 0
+    assert "CRCs checked" in capsys.readouterr().out
 
 
 _CHILD = """
@@ -356,6 +365,7 @@ def test_golden_streams_are_the_same_on_every_machine():
     assert digests == GOLDEN["streams"]
 
 
-# Written with `python -m pytest` on the development machine (x86_64, torch 2.14.1), 1 and 2 threads alike.
+# Written with `python -m pytest` on the development machine (x86_64, torch 2.14.1, constriction 0.5.0), bitstream
+# version 2; 1 and 2 threads alike (version 1's CompressAI rANS streams were 10 bytes longer each).
 GOLDEN = {"fingerprint": 4035,
-          "streams": {0: "59b465873bef146c", "len0": [25, 25, 25], 5: "232bf1ca96b74a41", "len5": [33, 37, 33]}}
+          "streams": {0: "60dcbf236fc43a47", "len0": [15, 15, 15], 5: "24e219ae2024018e", "len5": [24, 27, 23]}}

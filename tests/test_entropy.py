@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from stylecodec.bitstream import BitstreamError
-from stylecodec.entropy import gaussian
+from stylecodec.entropy import gaussian, range_coder
 
 SIZES = [16, 24, 40]                 # elements of basic / middle / enhanced in these tests
 
@@ -115,33 +115,40 @@ def test_layered_stream_decodes_any_prefix_of_layers(present):
     assert all(torch.equal(a, b) for a, b in zip(out, decoded))
 
 
-def test_damage_to_a_complete_stream_is_detected():
-    payloads, steps, _ = encode_layers(seed=3)
-    joined = b"".join(payloads)
-    undetected = 0
-    for bit in range(8 * len(joined)):
-        b = bytearray(joined)
-        b[bit // 8] ^= 1 << (bit % 8)
-        cuts = np.cumsum([0] + [len(p) for p in payloads])
-        damaged = [bytes(b[cuts[i]:cuts[i + 1]]) for i in range(3)]
-        try:
-            decode_layers(damaged, steps)
-            undetected += 1
-        except BitstreamError:
-            pass
-    assert undetected == 0
+def test_damage_the_decoder_alone_catches():
+    """Without the container's CRC, the decoder still catches part of the damage to any layer it
+    decodes (a payload must be exactly what the encoder writes for its decoded symbols, and a valid
+    range-coded string): always an appended byte, about half of the single-bit flips (printed). A
+    minimal termination leaves little redundancy; the CRC-8 is the main check (docs/bitstream.md)."""
+    caught = flips = 0
+    for seed in range(3):
+        payloads, steps, _ = encode_layers(seed=seed)
+        for k in range(3):
+            for extra in (b"\0", b"\x01", b"\xff"):
+                with pytest.raises(BitstreamError, match=f"in layer {k}"):
+                    decode_layers(payloads[:k] + [payloads[k] + extra], steps)
+            for bit in range(8 * len(payloads[k])):
+                b = bytearray(payloads[k])
+                b[bit // 8] ^= 1 << (bit % 8)
+                flips += 1
+                try:
+                    decode_layers(payloads[:k] + [bytes(b)] + payloads[k + 1:], steps)
+                except BitstreamError as e:
+                    assert f"in layer {k}" in str(e)
+                    caught += 1
+    print(f"single-bit flips caught by the decoder alone: {caught} of {flips}")
+    assert caught > 0.3 * flips
 
 
 def test_garbage_never_crashes_the_decoder():
     """Random, all-0xFF and all-zero payloads: the decoder raises BitstreamError (and nothing else)
-    or returns every group of the layers present, in range and the same on a second decode; a
-    complete garbage stream (all three layers) is always rejected: its payloads are not what the
-    encoder writes for the decoded symbols. (A garbage prefix of 1-2 layers cannot be told from a
-    real one: only the symbols' range can be checked there.)"""
+    or returns every group of the layers present, in range and the same on a second decode. Garbage
+    passes only where it is exactly what the encoder writes for the symbols it decodes to (e.g. an
+    empty payload: the all-zero value decodes to each table's first symbol)."""
     rng = np.random.default_rng(0)
     _, steps, _ = encode_layers(seed=4)
     groups_per_layer = len(steps) // len(SIZES)
-    outcomes = {n: {"rejected": 0, "decoded": 0} for n in (1, 2, 3)}
+    outcomes = {"rejected": 0, "decoded": 0, "decoded_nonempty": 0}
     for trial in range(300):
         n = int(rng.integers(1, 4))
         fill = [lambda k: rng.integers(0, 256, k), lambda k: np.full(k, 255), lambda k: np.zeros(k)][trial % 3]
@@ -149,16 +156,17 @@ def test_garbage_never_crashes_the_decoder():
         try:
             out = decode_layers(payloads, steps)
         except BitstreamError:
-            outcomes[n]["rejected"] += 1
+            outcomes["rejected"] += 1
             continue
-        outcomes[n]["decoded"] += 1
+        outcomes["decoded"] += 1
+        outcomes["decoded_nonempty"] += any(payloads)
         assert len(out) == groups_per_layer * n
         for y_hat, (m, _, _) in zip(out, steps):
             assert y_hat.shape == m.shape and torch.isfinite(y_hat).all()
             assert (y_hat - gaussian.snap_means(m)).abs().max() <= gaussian.SYMBOL_MAX
         assert all(torch.equal(a, b) for a, b in zip(decode_layers(payloads, steps), out))
-    assert outcomes[3]["decoded"] == 0 and outcomes[3]["rejected"] > 50, outcomes
-    assert outcomes[1]["decoded"] + outcomes[2]["decoded"] > 100, outcomes
+    print("garbage outcomes:", outcomes)
+    assert outcomes["rejected"] > 280, outcomes
 
 
 def params_from_network(batch: int, threads: int, dtype=torch.float32, device: str = "cpu"):
@@ -265,46 +273,60 @@ def test_likelihood_matches_the_coded_model():
 
 
 def test_overhead_of_the_coder():
-    """Bytes actually written versus the ideal cost under the same tables (printed for the report)."""
+    """Bytes actually written versus the ideal cost under the coded tables (printed for the report):
+    each layer is terminated on its own at about 0.3 B above its ideal."""
     rows = []
     for seed in range(40):
         payloads, steps, _ = encode_layers(seed)
-        ideal = sum(gaussian.ideal_bits(y, m, s).sum().item() for m, s, y in steps) / 8
-        separate = 0
-        for k in range(3):
-            part = steps[4 * k:4 * k + 4]
-            separate += len(gaussian.encode(torch.cat([y for _, _, y in part]), torch.cat([m for m, _, _ in part]),
-                                     torch.cat([s for _, s, _ in part])))
-        rows.append((sum(map(len, payloads)), separate, ideal, len(payloads[0])))
-    total, separate, ideal, basic = np.mean(rows, axis=0)
-    print(f"\n3 layers {SIZES}: one string {total:.2f} B, three strings {separate:.2f} B, ideal {ideal:.2f} B, "
-          f"ratio {total / ideal:.3f}; basic prefix {basic:.2f} B")
-    assert total - ideal < 8 and separate > total
+        ideal = [sum(gaussian.ideal_bits(y, m, s).sum().item() for m, s, y in steps[4 * k:4 * k + 4]) / 8
+                 for k in range(3)]
+        rows.append([len(p) - i for p, i in zip(payloads, ideal)] + [sum(ideal)])
+    per_layer = np.mean(rows, axis=0)[:3]
+    ideal = np.mean(rows, axis=0)[3]
+    print(f"\n3 layers {SIZES}: bytes above the ideal per layer {per_layer.round(3).tolist()}, per file "
+          f"{per_layer.sum():.2f} B, ideal {ideal:.2f} B, ratio {(ideal + per_layer.sum()) / ideal:.3f}")
+    assert (per_layer < 0.6).all() and per_layer.sum() < 1.5
+    assert all(sum(r[:3]) < 3 for r in rows)
 
 
-def test_tiny_streams_do_not_corrupt_the_heap():
+def test_termination_is_the_shortest():
+    """The payload is the shortest string the decoder accepts: neither it without its last byte
+    nor that plus one decodes to the same symbols, and it never ends in a zero byte."""
+    alphabet = gaussian._alphabet()
+    for seed in range(30):
+        y, m, s = gaussian_sample(12, seed=seed)
+        data = gaussian.encode(y, m, s)
+        codes: list = []
+        for v, k in zip(gaussian.quantize(y, m).tolist(), gaussian.scale_indexes(s).tolist()):
+            gaussian._codes(v, k, codes)
+        assert range_coder._decodes_to(alphabet, data, codes) and not data.endswith(b"\0")
+        if data:
+            shorter = data[:-1]
+            plus = range_coder._plus_one(shorter) if shorter else None
+            assert not range_coder._decodes_to(alphabet, shorter, codes)
+            assert plus is None or not range_coder._decodes_to(alphabet, plus, codes)
+
+
+def test_lift_is_exact_and_the_coder_is_the_reference():
+    """The 24-bit tables are integer functions of the 16-bit ones; the coder writes the reference
+    bytes; the pins the streams depend on."""
+    for cdf in gaussian.tables().cdfs[::7]:
+        f = np.diff(np.asarray(cdf, dtype=np.int64))
+        f24 = range_coder.lift(f)
+        assert f24.sum() == 1 << 24 and (f24 >= 1).all() and (np.abs(f24 - 256 * f) <= f * len(f) / 2 ** 16 + 2).all()
+    assert range_coder.self_check() == range_coder.CODER_SHA256
+    nibbles = range_coder.lift([4096] * 16)
+    assert (nibbles == 1 << 20).all()                                       # escape nibbles: exactly 4 bits
+    assert importlib.metadata.version("constriction") == range_coder.CONSTRICTION_VERSION
+    assert importlib.metadata.version("compressai") == "1.2.8"              # its pmf_to_quantized_cdf made the tables
+
+
+def test_tiny_streams_round_trip():
     for n in range(1, 9):
         y, m, s = gaussian_sample(n, seed=100 + n, spread=50.0)
         s = torch.full_like(s, 0.11)
-        for _ in range(20):
+        for _ in range(5):
             assert torch.equal(gaussian.decode(gaussian.encode(y, m, s), m, s), gaussian.dequantize(gaussian.quantize(y, m), m))
-
-
-@pytest.mark.filterwarnings("ignore::FutureWarning")          # compressai's torch.jit.script use
-def test_payload_equals_compressai_gaussian_conditional():
-    """Interop: the payload is a prefix of what CompressAI's own GaussianConditional.compress writes."""
-    gen = torch.Generator().manual_seed(3)
-    m = gaussian.snap_means(torch.randn(64, generator=gen) * 3).float()
-    s = torch.rand(64, generator=gen) * 3 + 0.1
-    y = m + torch.randint(-3, 4, (64,), generator=gen).float()
-    payload = gaussian.encode(y, m, s)
-    gc = gaussian.gaussian_conditional()
-    reference = gc.compress(y[None], gaussian.scale_indexes(s)[None].int(), means=m[None])[0]
-    assert reference.startswith(payload) and len(reference) - len(payload) <= 4
-    from compressai.ans import BufferedRansEncoder, RansDecoder   # the public API is the module the coder loaded
-    ans = gaussian._compressai_ext("ans")
-    assert BufferedRansEncoder is ans.BufferedRansEncoder and RansDecoder is ans.RansDecoder
-    assert importlib.metadata.version("compressai") == "1.2.8"      # the pin the streams depend on
 
 
 def test_empty_layers_and_shape_checks():
@@ -325,7 +347,9 @@ def test_empty_layers_and_shape_checks():
 
 def test_worked_example_of_the_spec():
     """docs/bitstream.md section 6, byte for byte."""
-    from stylecodec.bitstream import StreamHeader, extract, pack
+    import hashlib
+
+    from stylecodec.bitstream import ModelKey, StreamHeader, extract, pack
 
     gen = torch.Generator().manual_seed(2024)
     enc = gaussian.StreamEncoder()
@@ -334,6 +358,7 @@ def test_worked_example_of_the_spec():
         s = torch.rand(n, generator=gen) * 1.5 + 0.1
         enc.encode(m + torch.randn(n, generator=gen) * s, m, s)
         enc.end_layer()
-    data = pack(StreamHeader(resolution=256, quality=3, fingerprint=0x0684), enc.finish())
-    assert data.hex() == ("5346431c630684" "0cffe2ff6e322e0000005b1e2212" "046060f8b463" "08c66c2dc811575b3a0c")
-    assert extract(data, 1).hex() == "534643146306840cffe2ff6e322e0000005b1e2212"
+    key = ModelKey(hashlib.sha256(b"stylecodec worked example").digest())
+    data = pack(StreamHeader(resolution=256, quality=3), enc.finish(), key)
+    assert data.hex(" ") == ("a2 27 6f 04 c5 ff 47 19 69 05 72 a4 6b 43 61 47 97 76 ad b1 a4 1a dc c7 67 42")
+    assert extract(data, 1).hex(" ") == "a2 27 6d c5 ff 47 19 69"

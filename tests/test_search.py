@@ -4,6 +4,7 @@ Tiny RANDOM models built here (mechanics only; the default model's figures are i
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
 import signal
@@ -17,7 +18,7 @@ import pytest
 import torch
 
 from stylecodec.analysis.heads import AnalysisHeads
-from stylecodec.bitstream import BitstreamError, extract, pack, unpack
+from stylecodec.bitstream import HEADER_BYTES, BitstreamError, ModelKey, extract, pack, unpack
 from stylecodec.cli import main
 from stylecodec.codec import Codec
 from stylecodec.model import StyleCodecModel, tiny_config
@@ -66,8 +67,10 @@ def _streams(codec: Codec, n: int, seed: int = 0) -> list[bytes]:
 
 
 def _foreign(stream: bytes) -> bytes:
+    """The stream's payloads as another model's (another fingerprint byte and CRC keys)."""
     header, payloads = unpack(stream)
-    return pack(dataclasses.replace(header, fingerprint=header.fingerprint ^ 0x5A5A, n_layers=None), payloads)
+    other = ModelKey(bytes([header.fingerprint ^ 0x5A]) + hashlib.sha256(b"foreign").digest()[1:])
+    return pack(dataclasses.replace(header, fingerprint=None, n_layers=None), payloads, other)
 
 
 def _write(folder: Path, streams: list[bytes], prefix: str = "f") -> list[str]:
@@ -97,8 +100,8 @@ def test_batched_basic_decoding_equals_decode_y(models, which):
 def test_identity_batch_dimension_errors_and_codec_identity(models, codec):
     streams = _streams(codec, 6)
     damaged = bytearray(streams[1])
-    damaged[10] ^= 0xFF                                       # inside the basic layer: CRC mismatch
-    bad = [b"not a stream", bytes(damaged), _foreign(streams[2]), streams[3][:9]]
+    damaged[HEADER_BYTES + 2] ^= 0xFF                         # inside the basic layer: CRC mismatch
+    bad = [b"not a stream", bytes(damaged), _foreign(streams[2]), streams[3][:HEADER_BYTES + 1]]
     res = identity_batch(codec, streams + bad)
     assert res.ok == list(range(6)) and sorted(res.errors) == [6, 7, 8, 9]
     assert "bad magic" in res.errors[6] and "CRC" in res.errors[7] and "wrong model" in res.errors[8]

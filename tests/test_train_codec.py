@@ -19,7 +19,7 @@ from stylecodec.errors import StylecodecError
 from stylecodec.gan import build_generator, save_checkpoint
 from stylecodec.model import tiny_config
 from stylecodec.train import common
-from stylecodec.train.codec import CONTAINER_BYTES, CodecTrainer, RateController, resolve_config, train_codec
+from stylecodec.train.codec import BASIC_CONTAINER_BYTES, CONTAINER_BYTES, CodecTrainer, RateController, resolve_config, train_codec
 from stylecodec.train.losses import CodecObjective, LossWeights, StandInIdentity, build_identity, rate_multipliers
 from stylecodec.zoo import load, read_checkpoint
 
@@ -151,10 +151,12 @@ def test_rate_controller_steers_to_the_budget():
     with_margin = RateController(81, eta=0.1, overhead_bytes=6.0, margin_bytes=3.0)
     assert with_margin.budget_bits == 8 * (81 - 3 - CONTAINER_BYTES - 6)
     with pytest.raises(StylecodecError, match="no payload"):
-        RateController(19, eta=0.1)
+        RateController(CONTAINER_BYTES + 1, eta=0.1)                        # the coder's 1 byte leaves nothing
+    assert RateController(CONTAINER_BYTES + 2, eta=0.1).budget_bits == 8
     assert not RateController(None, eta=0.1).enabled
-    basic = RateController(24, eta=0.1, overhead_bytes=6.0, container_bytes=9, log_scale=RateController.LOW)
-    assert basic.budget_bits == 8 * (24 - 9 - 6) and basic.scale == pytest.approx(math.exp(-5))
+    basic = RateController(24, eta=0.1, overhead_bytes=0.5, container_bytes=4, log_scale=RateController.LOW)
+    assert basic.budget_bits == 8 * (24 - 4 - 0.5) and basic.scale == pytest.approx(math.exp(-5))
+    assert (CONTAINER_BYTES, BASIC_CONTAINER_BYTES) == (8, 4)                 # bitstream version 2
 
 
 def test_config_rules(assets):
@@ -203,7 +205,7 @@ def test_pretrain_encoder_checkpoints_resumes_and_exports(assets, tmp_path: Path
     codec = Codec(loaded)
     face = Image.open(Path(assets["data"]) / "000.png")
     data = codec.compress(face)
-    assert data[:3] == b"SFC" and codec.decompress(data).size == (64, 64)
+    assert data[0] == 0xA2 and codec.decompress(data).size == (64, 64)               # bitstream version 2
     assert codec.decompress(data, layers="basic").size == (64, 64)
 
 
@@ -231,17 +233,18 @@ def test_basic_layer_budget_raises_its_own_rate_weight(assets, tmp_path: Path):
     run = tmp_path / "basic"
     given = {**FAST, "mode": "finetune", "prior": assets["prior"], "model_json": assets["model_json"],
              "data": assets["data"], "out": str(run), "identity": "standin", "perceptual": "none",
-             "rate_control": 0.5, "target_bytes": 81, "target_basic_bpp": 0.034, "kimg": 0.006}
+             "rate_control": 0.5, "target_bytes": 81, "target_basic_bpp": 0.014, "kimg": 0.006}
     with pytest.raises(StylecodecError, match="--target-basic-bpp 0.003 at 64x64: .* no payload"):
         train_codec({**given, "target_basic_bpp": 0.003})  # 1 byte: less than the container
-    assert train_codec(given) == 0                       # basic target: int(0.034 * 64² / 8) = 17 bytes
+    assert train_codec(given) == 0                       # basic target: int(0.014 * 64² / 8) = 7 bytes: 8 bits
+                                                         # after the container (4), the coder (1), the margin (1)
     ck = common.load_checkpoint(common.latest_checkpoint(run))
     assert ck["rate_basic"]["log_scale"] > -5.0 and ck["stats"]["Rate/basic_control_scale"] > math.exp(-5)
     trained = load(run / "model.pt")
-    assert trained.meta["rate_control"]["basic_target_bytes"] == 17
+    assert trained.meta["rate_control"]["basic_target_bytes"] == 7
     # the targets become the model's default per-face budget (target_bytes 81 at 64²: 648 bits / 4096 px)
-    assert trained.model.config["rate_budget"] == {"bpp": 81 * 8 / 64 ** 2, "basic_bpp": 0.034}
-    assert Codec(trained).default_budget == (81 * 8 / 64 ** 2, 0.034)
+    assert trained.model.config["rate_budget"] == {"bpp": 81 * 8 / 64 ** 2, "basic_bpp": 0.014}
+    assert Codec(trained).default_budget == (81 * 8 / 64 ** 2, 0.014)
     off = resolve_config({**given, "target_basic_bpp": 0.0, "out": str(tmp_path / "off")})
     assert not off.target_basic_bpp
     with pytest.raises(StylecodecError, match="target-basic-bpp"):

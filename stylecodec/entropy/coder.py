@@ -24,7 +24,7 @@ Quantisers (``quant`` of :meth:`forward`; see :data:`QUANTISERS`):
   mbt2018 does).
 - ``"mixed"``: rate and context as "noise", ŷ_c rounded as "ste".
 - ``"ste"``: the coder emulated, group by group: rounded around the snapped mean, straight-through.
-- exact coding (:meth:`compress` / :meth:`decompress`): CompressAI's rANS
+- exact coding (:meth:`compress` / :meth:`decompress`): one range-coded payload per layer
   (:class:`~stylecodec.entropy.gaussian.StreamEncoder` / ``StreamDecoder``), group by group through
   an :class:`~stylecodec.entropy.lset.LSETCursor` (each token runs once). Give it a float64 CPU
   LSET: every operation is then correctly rounded or exact, so encoder and decoder derive the
@@ -208,7 +208,7 @@ class GroupCoder:
     # -- the bitstream -----------------------------------------------------------------------------
     @torch.no_grad()
     def compress(self, ys: Sequence[torch.Tensor], gains: torch.Tensor, ideal: list | None = None) -> dict:
-        """Every layer of ``ys`` (y_l [N, d_l], all num_layers) into one rANS string per row.
+        """Every layer of ``ys`` (y_l [N, d_l], all num_layers) into one payload per layer and row.
 
         Returns {"strings": N lists of per-layer payloads (bytes), "y_hat": ŷ_c per layer [N, d_l]
         float32 (what the decoder gets), "context": ŷ_c / g per layer}. ``ideal`` (a list) receives

@@ -1,4 +1,5 @@
-"""Deterministic Gaussian entropy coding on CompressAI's ``GaussianConditional`` tables and rANS.
+"""Deterministic Gaussian entropy coding: CompressAI's ``GaussianConditional`` tables, range-coded
+with ``constriction`` (:mod:`.range_coder`).
 
 Every element is coded as the integer symbol ``s = round(y - m)`` under a zero-mean
 discretised Gaussian of scale ``σ``; the decoder returns ``ŷ = s + m``. The encoder and
@@ -21,13 +22,12 @@ coded model. CDF tables are built once per process in float64 (``math.erfc``), q
 CompressAI's ``pmf_to_quantized_cdf`` (16-bit), checked against :data:`TABLE_SHA256`, and
 live outside any ``state_dict`` (no CompressAI CDF-buffer loading faults).
 
-Payloads: all layers of an image go into ONE CompressAI rANS string (termination cost paid
-once), cut so that the payloads of layers 0..k are the shortest prefix from which the
-zero-padding decoder returns all symbols of layers 0..k; a stream cut after any layer still
-decodes. Streams of fewer than MIN_CODED_SYMBOLS symbols get zero symbols of the smallest
-scale appended (≈1e-4 bit each): CompressAI's encoder writes past its buffer for 1–3
-symbols. When all layers are present the decoder re-encodes what it decoded and requires the
-identical payloads, so damage a CRC misses is still caught. Spec: ``docs/bitstream.md``.
+Payloads: each layer of an image is its own range-coded string (:mod:`.range_coder`: exact
+24-bit lifts of the 16-bit tables, the shortest termination, ≈ 0.3 bytes above −log2 p per
+layer), so a stream cut after any layer decodes, and the decoder re-encodes every layer it
+decoded and requires the identical payload, so damage a CRC misses is still caught. Symbols
+outside a table use CompressAI's escape (4-bit nibbles, coded with exact 1/16 probabilities).
+Spec: ``docs/bitstream.md``.
 """
 from __future__ import annotations
 
@@ -48,12 +48,12 @@ import torch
 from ..bitstream import BitstreamError
 from ..errors import StylecodecError
 from ..layers import LAYER_NAMES
+from . import range_coder
 
 __all__ = [
     "StreamEncoder", "StreamDecoder", "tables", "snap_means", "scale_indexes",
-    "quantize", "dequantize", "encode", "decode", "likelihood", "ideal_bits", "gaussian_conditional",
-    "SCALE_MIN", "SCALE_MAX", "SCALE_LEVELS", "MEAN_STEP", "MEAN_MAX", "SYMBOL_MAX",
-    "MIN_CODED_SYMBOLS", "TABLE_SHA256",
+    "quantize", "dequantize", "encode", "decode", "likelihood", "ideal_bits",
+    "SCALE_MIN", "SCALE_MAX", "SCALE_LEVELS", "MEAN_STEP", "MEAN_MAX", "SYMBOL_MAX", "TABLE_SHA256",
 ]
 
 SCALE_MIN, SCALE_MAX, SCALE_LEVELS = 0.11, 256.0, 64
@@ -63,25 +63,18 @@ MEAN_MAX = 2.0 ** 12
 SYMBOL_MAX = 2 ** 15              # |s| is clamped to this when quantising
 TAIL_MASS = 1e-9                  # CompressAI's default
 TAIL_MULTIPLIER = 6.1094102048693975   # -Φ^-1(TAIL_MASS / 2), as scipy computes it
-PRECISION = 16                    # compressai.ans is compiled for 16-bit frequencies
-MIN_CODED_SYMBOLS = 8
+PRECISION = 16                    # the tables' frequencies (the range coder codes their exact 24-bit lifts)
 TABLE_SHA256 = "e6ce16ead1d31c88d81df73d650bf02968b81310006122a3f4072c0806141b6e"
 
 
-# CompressAI is pinned (compressai==1.2.8: setup.cfg, requirements-nodeps.txt): the streams are
-# its rANS coder's output and the CDFs come from its pmf_to_quantized_cdf, so another version may
-# write other bytes (tests/test_codec.py's golden streams would say so). Its two compiled modules
-# are loaded from their files rather than imported:
-# - compressai.ans (RansEncoder, BufferedRansEncoder, RansDecoder) is public API, but `import
-#   compressai.ans` runs compressai/__init__.py first, which imports compressai.datasets and
-#   torch_geometric: measured here 11-15 s in a fresh process and +1.8-2.1 s after torch and timm
-#   (`python -X importtime -c "import compressai.ans"`), on every `stylecodec compress`; the file
-#   itself loads in about a millisecond. It is registered under its public name, so compressai's
-#   own `from compressai.ans import ...` reuses this very module (tests/test_entropy.py checks it).
-# - compressai._CXX.pmf_to_quantized_cdf has no public API (its only caller in CompressAI is the
-#   private EntropyModel._pmf_to_cdf).
+# CompressAI is pinned (compressai==1.2.8: setup.cfg, requirements-nodeps.txt): the CDF tables come
+# from its pmf_to_quantized_cdf (checked against TABLE_SHA256). Its compiled module compressai._CXX
+# (no public API: its only caller in CompressAI is the private EntropyModel._pmf_to_cdf) is loaded
+# from its file rather than imported: `import compressai` imports compressai.datasets and
+# torch_geometric, measured here 11-15 s in a fresh process and +1.8-2.1 s after torch and timm;
+# the file itself loads in about a millisecond. It is registered under its public name.
 def _compressai_ext(name: str):
-    """CompressAI's compiled module ``compressai.<name>`` ("ans", "_CXX"), loaded from its file
+    """CompressAI's compiled module ``compressai.<name>`` (here "_CXX"), loaded from its file
     without running ``compressai/__init__`` (see the comment above)."""
     full = f"compressai.{name}"
     if full in sys.modules:
@@ -155,20 +148,6 @@ def tables() -> Tables:
     return t
 
 
-def gaussian_conditional():
-    """A CompressAI ``GaussianConditional`` holding these tables, for interoperability checks
-    (imports all of CompressAI; coding here never needs it)."""
-    from compressai.entropy_models import GaussianConditional     # here: the whole package takes 2-15 s to import
-
-    t = tables()
-    gc = GaussianConditional([float(v) for v in t.levels], scale_bound=float(t.levels[0]))
-    width = max(t.cdf_lengths)
-    gc._quantized_cdf = torch.tensor([list(c) + [0] * (width - len(c)) for c in t.cdfs], dtype=torch.int32)
-    gc._cdf_length = torch.tensor(t.cdf_lengths, dtype=torch.int32)
-    gc._offset = torch.tensor(t.offsets, dtype=torch.int32)
-    return gc
-
-
 # ---- snapping (exact, CPU float64) -------------------------------------------------------------
 
 def _f64(x) -> torch.Tensor:
@@ -208,77 +187,54 @@ def dequantize(symbols, means, dtype: torch.dtype = torch.float32) -> torch.Tens
     return y.reshape(means.shape).to(means.device)
 
 
-# ---- rANS with CompressAI ---------------------------------------------------------------------
+# ---- range coding (constriction, exact 24-bit lifts of the tables) ------------------------------
 
-def _sub_table(indexes: Sequence[int]):
-    """Only the CDF rows used (pybind copies every row passed): local indexes, cdfs, lengths, offsets."""
+NIBBLE_TABLE = SCALE_LEVELS       # table index of the escape nibbles (16 equal weights: exactly 4 bits each)
+ESCAPE_NIBBLES_MAX = 5            # |s| <= SYMBOL_MAX needs at most 5 nibbles; more is damage
+
+
+@functools.lru_cache(maxsize=None)
+def _alphabet() -> range_coder.Alphabet:
+    """The 64 scale tables and the nibble table as range-coder models (built once per process,
+    after checking the tables and the coder against their references)."""
     t = tables()
-    used = sorted(set(indexes))
-    local = {k: i for i, k in enumerate(used)}
-    return ([local[k] for k in indexes], [list(t.cdfs[k]) for k in used],
-            [t.cdf_lengths[k] for k in used], [t.offsets[k] for k in used])
+    range_coder.self_check()
+    freqs = [np.diff(np.asarray(c, dtype=np.int64)) for c in t.cdfs]
+    return range_coder.Alphabet(freqs + [[1 << (range_coder.TABLE_BITS - 4)] * 16])
 
 
-def _n_pad(n_symbols: int) -> int:
-    """Zero symbols appended after the last layer (CompressAI's encoder overruns its buffer
-    for fewer than 4 symbols; 8 leaves a margin)."""
-    return max(0, MIN_CODED_SYMBOLS - n_symbols) if n_symbols else 0
-
-
-def _safe_stream(data: bytes, n_symbols: int) -> bytes:
-    """``data`` plus enough zero bytes that CompressAI's unchecked decoder stays in bounds
-    whatever ``data`` holds: it reads 2 words to start, then per symbol at most 1 word plus
-    one per escape nibble; escape nibbles are bounded by 17 per symbol once the reads hit
-    zeros, plus 32 words per byte of ``data`` (every nibble of data = 15)."""
-    return data + bytes(4 * (8 + 280 * n_symbols + 32 * len(data)))
-
-
-def _rans_decode(data: bytes, indexes: list[int]) -> list[int]:
-    if not indexes:
-        return []
-    loc, cdfs, lengths, offsets = _sub_table(indexes)
-    dec = _compressai_ext("ans").RansDecoder()
-    return list(dec.decode_with_indexes(_safe_stream(data, len(indexes)), loc, cdfs, lengths, offsets))
-
-
-def _split(raw: bytes, symbols: list[int], indexes: list[int], ends: list[int]) -> list[bytes]:
-    """Cut the rANS string into layer payloads. ``ends[k]`` is the number of symbols in
-    layers 0..k. The prefix kept for layers 0..k is the shortest one, found by dropping bytes
-    from the end while the (zero-padding) decoder still returns those symbols."""
-    cuts, n = [], len(raw)
-    for end in reversed(ends):
-        while n > 0 and _rans_decode(raw[:n - 1], indexes[:end]) == symbols[:end]:
-            n -= 1
-        cuts.append(n)
-    cuts.reverse()
-    return [raw[a:b] for a, b in zip([0] + cuts[:-1], cuts)]
-
-
-def _encode_layers(symbols: list[int], indexes: list[int], layer_ends: list[int]) -> list[bytes]:
-    """Canonical payloads for all layers (one-shot; the reference the decoder compares to)."""
-    pad = _n_pad(len(symbols))
-    syms, idx = symbols + [0] * pad, indexes + [0] * pad
-    if not syms:
-        return [b"" for _ in layer_ends]
-    loc, cdfs, lengths, offsets = _sub_table(idx)
-    raw = _compressai_ext("ans").RansEncoder().encode_with_indexes(syms, loc, cdfs, lengths, offsets)
-    return _split(raw, syms, idx, layer_ends[:-1] + [len(syms)])
+def _codes(symbol: int, level: int, out: list) -> None:
+    """Append the codes (table, index) of one symbol under scale level ``level``: its index in the
+    table, or the escape index followed by nibbles (CompressAI's scheme: the nibble count in base-15
+    digits, then the value -2v-1 (v < 0) or 2(v - top) (v >= top), least significant nibble first)."""
+    t = tables()
+    top = t.cdf_lengths[level] - 2
+    v = symbol - t.offsets[level]
+    if 0 <= v < top:
+        out.append((level, v))
+        return
+    out.append((level, top))
+    raw = -2 * v - 1 if v < 0 else 2 * (v - top)
+    n = (raw.bit_length() + 3) // 4
+    count = n
+    while count >= 15:
+        out.append((NIBBLE_TABLE, 15))
+        count -= 15
+    out.append((NIBBLE_TABLE, count))
+    out.extend((NIBBLE_TABLE, (raw >> (4 * j)) & 15) for j in range(n))
 
 
 class StreamEncoder:
-    """Codes all layers of one image into ONE rANS string, cut into per-layer payloads such
-    that the payloads of layers 0..k alone decode layers 0..k (rANS decodes from the front).
-    This pays the coder's termination overhead once per stream, not once per layer.
+    """Codes the layers of one image, each layer into its own terminated range-coded payload
+    (:mod:`.range_coder`: the shortest bytes that decode to its symbols), so any prefix of the
+    layers decodes alone and each layer pays about 0.3 bytes of termination.
 
     Per group (any number of elements, for causal / autoregressive models):
     ``ŷ = enc.encode(y, means, scales)`` (ŷ feeds the parameters of later groups); call
     ``enc.end_layer()`` after each layer's groups, then ``payloads = enc.finish()``."""
 
     def __init__(self):
-        self._enc = _compressai_ext("ans").BufferedRansEncoder()
-        self._symbols: list[int] = []
-        self._indexes: list[int] = []
-        self._layer_ends: list[int] = []
+        self._layers: list[list[tuple[int, int]]] = [[]]
         self._done = False
 
     def encode(self, y, means, scales) -> torch.Tensor:
@@ -288,32 +244,22 @@ class StreamEncoder:
         s, idx = quantize(y, means).tolist(), scale_indexes(scales).tolist()
         if len(s) != len(idx):
             raise ValueError(f"{len(s)} latents but {len(idx)} scales")
-        if s:
-            loc, cdfs, lengths, offsets = _sub_table(idx)
-            self._enc.encode_with_indexes(s, loc, cdfs, lengths, offsets)
-        self._symbols += s
-        self._indexes += idx
+        for v, k in zip(s, idx):
+            _codes(v, k, self._layers[-1])
         return dequantize(s, means)
 
     def end_layer(self) -> None:
         """Close the current layer (a layer may be empty)."""
-        self._layer_ends.append(len(self._symbols))
+        self._layers.append([])
 
     def finish(self) -> list[bytes]:
         """One payload per layer (a trailing unclosed layer is closed)."""
         if self._done:
             raise RuntimeError("StreamEncoder.finish() was already called")
         self._done = True
-        if not self._layer_ends or self._layer_ends[-1] != len(self._symbols):
-            self.end_layer()
-        pad = _n_pad(len(self._symbols))
-        if not self._symbols:
-            return [b"" for _ in self._layer_ends]
-        syms, idx = self._symbols + [0] * pad, self._indexes + [0] * pad
-        if pad:
-            loc, cdfs, lengths, offsets = _sub_table(idx[-pad:])
-            self._enc.encode_with_indexes(syms[-pad:], loc, cdfs, lengths, offsets)
-        return _split(self._enc.flush(), syms, idx, self._layer_ends[:-1] + [len(syms)])
+        layers = self._layers[:-1] if len(self._layers) > 1 and not self._layers[-1] else self._layers
+        alphabet = _alphabet()
+        return [range_coder.encode(alphabet, codes) for codes in layers]
 
 
 class StreamDecoder:
@@ -321,34 +267,67 @@ class StreamDecoder:
     mirroring :class:`StreamEncoder`: ``ŷ = dec.decode(means, scales)``, then ``dec.finish()``.
 
     ``layer_sizes`` gives the element count of *every* layer of the model; ``payloads`` holds
-    the first ``len(payloads)`` layers. When all layers are present, :meth:`finish` re-encodes
-    the decoded symbols and requires the identical payloads, so damage that a CRC missed is
-    still detected; with layers missing only the range of the symbols can be checked."""
+    the first ``len(payloads)`` layers. :meth:`finish` re-encodes each layer's decoded symbols and
+    requires its payload back byte for byte (the termination is canonical), so damage that a CRC
+    missed is still detected in every layer present, and the work per layer is bounded (at most
+    1 + 1 + ESCAPE_NIBBLES_MAX codes per symbol)."""
 
     def __init__(self, payloads: Sequence[bytes], layer_sizes: Sequence[int]):
         if not 0 < len(payloads) <= len(layer_sizes):
             raise ValueError(f"{len(payloads)} payloads for a model of {len(layer_sizes)} layers")
+        self._alphabet = _alphabet()
         self._payloads = [bytes(p) for p in payloads]
-        self._sizes = [int(n) for n in layer_sizes]
-        self._complete = len(payloads) == len(layer_sizes)
-        self._n = sum(self._sizes[:len(payloads)])
-        self._symbols: list[int] = []
-        self._indexes: list[int] = []
+        self._ends = list(itertools.accumulate(int(n) for n in layer_sizes[:len(payloads)]))
+        self._n = self._ends[-1]
+        self._count = 0
+        self._layer = -1
+        self._codes: list[list[tuple[int, int]]] = []
+        self._dec: range_coder.Decoder | None = None
         self._done = False
-        self._dec = _compressai_ext("ans").RansDecoder()
-        self._dec.set_stream(_safe_stream(b"".join(self._payloads), self._n + _n_pad(sum(self._sizes))))
 
     @property
     def remaining(self) -> int:
         """Symbols of the present layers not decoded yet."""
-        return self._n - len(self._symbols)
+        return self._n - self._count
 
     def _fail(self, what: str) -> BitstreamError:
-        k = 0
-        while k + 1 < len(self._sizes) and sum(self._sizes[:k + 1]) <= len(self._symbols):
-            k += 1
+        k = max(self._layer, 0)
         name = LAYER_NAMES[k] if k < len(LAYER_NAMES) else str(k)
-        return BitstreamError(f"entropy-coded data damaged near layer {k} ({name}): {what}")
+        return BitstreamError(f"entropy-coded data damaged in layer {k} ({name}): {what}")
+
+    def _next_layer(self) -> None:
+        while self._layer < 0 or self._count == self._ends[self._layer]:   # skips empty layers
+            self._layer += 1
+            self._codes.append([])
+            self._dec = range_coder.Decoder(self._alphabet, self._payloads[self._layer])
+
+    def _read(self, table: int) -> int:
+        try:
+            index = self._dec.decode(table)
+        except range_coder.InvalidPayload:
+            raise self._fail("not a valid range-coded string") from None
+        self._codes[-1].append((table, index))
+        return index
+
+    def _symbol(self, level: int) -> int:
+        t = tables()
+        top = t.cdf_lengths[level] - 2
+        v = self._read(level)
+        if v == top:                                        # escape: nibble count, then the nibbles
+            n = 0
+            while True:
+                c = self._read(NIBBLE_TABLE)
+                n += c
+                if n > ESCAPE_NIBBLES_MAX:
+                    raise self._fail("a symbol is out of range")
+                if c < 15:
+                    break
+            raw = sum(self._read(NIBBLE_TABLE) << (4 * j) for j in range(n))
+            v = -(raw + 1) // 2 if raw & 1 else top + raw // 2
+        s = v + t.offsets[level]
+        if abs(s) > SYMBOL_MAX:
+            raise self._fail("a symbol is out of range")
+        return s
 
     def decode(self, means, scales) -> torch.Tensor:
         """ŷ of the next group, shaped like ``means`` on its device."""
@@ -361,13 +340,10 @@ class StreamDecoder:
         if len(idx) > self.remaining:
             raise ValueError(f"asked for {len(idx)} symbols but only {self.remaining} remain in the present layers")
         s: list[int] = []
-        if idx:
-            loc, cdfs, lengths, offsets = _sub_table(idx)
-            s = list(self._dec.decode_stream(loc, cdfs, lengths, offsets))
-            if any(abs(v) > SYMBOL_MAX for v in s):
-                raise self._fail("a symbol is out of range")
-        self._symbols += s
-        self._indexes += idx
+        for k in idx:
+            self._next_layer()
+            s.append(self._symbol(k))
+            self._count += 1
         return dequantize(s, means)
 
     def finish(self) -> None:
@@ -377,19 +353,12 @@ class StreamDecoder:
         self._done = True
         if self.remaining:
             raise ValueError(f"{self.remaining} symbols of the present layers were not decoded")
-        if not self._complete:
-            return
-        pad = _n_pad(self._n)
-        if pad and any(_rans_decode_tail(self._dec, pad)):
-            raise self._fail("non-zero padding symbols")
-        ends = list(itertools.accumulate(self._sizes))
-        if _encode_layers(self._symbols, self._indexes, ends) != self._payloads:
-            raise self._fail("the payloads are not what the encoder writes for the decoded symbols")
-
-
-def _rans_decode_tail(dec, n: int) -> list[int]:
-    loc, cdfs, lengths, offsets = _sub_table([0] * n)
-    return list(dec.decode_stream(loc, cdfs, lengths, offsets))
+        while len(self._codes) < len(self._payloads):      # trailing empty layers
+            self._codes.append([])
+        for k, (codes, payload) in enumerate(zip(self._codes, self._payloads)):
+            if range_coder.encode(self._alphabet, codes) != payload:
+                self._layer = k
+                raise self._fail("the payload is not what the encoder writes for the decoded symbols")
 
 
 def encode(y, means, scales) -> bytes:
@@ -463,21 +432,15 @@ def likelihood(y: torch.Tensor, means: torch.Tensor, scales: torch.Tensor, mode:
 
 
 def ideal_bits(y, means, scales) -> torch.Tensor:
-    """Exact cost in bits, per element (flat float64), of coding y with the quantised tables:
-    −log2 of the 16-bit frequency, plus the escape nibbles of out-of-table symbols. The rANS
-    payload is this sum plus the coder's flush/termination overhead."""
-    t = tables()
+    """Exact cost in bits, per element (flat float64), of coding y: −log2 of the probabilities the
+    range coder codes with (the 24-bit lifts of the tables: :func:`.range_coder.lift`), escape
+    nibbles included (4 bits each). A layer's payload is its sum plus the termination (≈ 0.3 B)."""
+    alphabet = _alphabet()
     s = quantize(y, means).tolist()
     idx = scale_indexes(scales).tolist()
     bits = []
     for v, k in zip(s, idx):
-        cdf, top = t.cdfs[k], t.cdf_lengths[k] - 2
-        value = v - t.offsets[k]
-        if 0 <= value < top:
-            bits.append(PRECISION - math.log2(cdf[value + 1] - cdf[value]))
-            continue
-        raw = -2 * value - 1 if value < 0 else 2 * (value - top)
-        n_nibbles = (raw.bit_length() + 3) // 4
-        bits.append(PRECISION - math.log2(cdf[top + 1] - cdf[top]) + 4 * (n_nibbles // 15 + 1 + n_nibbles))
+        codes: list = []
+        _codes(v, k, codes)
+        bits.append(range_coder.ideal_bits(alphabet, codes))
     return torch.tensor(bits, dtype=torch.float64)
-

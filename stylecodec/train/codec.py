@@ -18,7 +18,8 @@ and budget = 8·(target_bytes − margin − container bytes − coder overhead)
 whole three-layer file lands ``rate_margin`` (3) bytes under ``target_bytes`` on average (81 = 0.01 bpp
 at 256²), so typical faces stay at or under it. The targets become the model's ``rate_budget``:
 ``Codec.compress`` by default takes, per face, the highest quality within them. The coder
-overhead (rANS words beyond −log2 p) starts at 6 bytes and is re-measured by each real-coder check.
+overhead (range-coder bytes beyond −log2 p, ≈ 0.3 per layer) starts at 1 byte and is re-measured by each
+real-coder check (the whole file's for the file budget, the basic layer's for the basic budget).
 
 Intervals are in optimiser steps, the budget in kimg (thousands of training images). Writes
 RUN_DIR/ckpt-<step>.pt (resumable: ``--resume auto``), config.json, tb/, samples/*.png and at
@@ -411,8 +412,10 @@ class CodecTrainer:
                 payload = sum(sum(map(len, p)) for p in payloads) / len(payloads)
                 ideal = sum(sum(i["ideal_bits"]) for i in info) / len(info) / 8
                 self.rate.calibrate(payload, ideal)
-                self.rate_basic.overhead = self.rate.overhead
+                self.rate_basic.calibrate(sum(len(p[0]) for p in payloads) / len(payloads),
+                                          sum(i["ideal_bits"][0] for i in info) / len(info) / 8)
                 stats["Val/coder/overhead_bytes"] = self.rate.overhead
+                stats["Val/coder/overhead_bytes_basic"] = self.rate_basic.overhead
         return stats
 
     @torch.no_grad()
@@ -497,11 +500,10 @@ class CodecTrainer:
     def _sync_rate(self) -> None:
         """Rank 0's rate-controller state (re-calibrated by its coder checks) to every rank."""
         if self.info.distributed:
-            t = torch.tensor([self.rate.log_scale, self.rate.overhead, self.rate_basic.log_scale],
-                             dtype=torch.float64, device=self.dev)
+            t = torch.tensor([self.rate.log_scale, self.rate.overhead, self.rate_basic.log_scale,
+                              self.rate_basic.overhead], dtype=torch.float64, device=self.dev)
             torch.distributed.broadcast(t, src=0)
-            self.rate.log_scale, self.rate.overhead, self.rate_basic.log_scale = t.tolist()
-            self.rate_basic.overhead = self.rate.overhead
+            self.rate.log_scale, self.rate.overhead, self.rate_basic.log_scale, self.rate_basic.overhead = t.tolist()
 
     def _log_tick(self, log: common.RunLogger, bar, acc: dict[str, list], seconds: float, images: int) -> dict[str, float]:
         stats = {k: float(s) / c for k, (s, c) in acc.items()}
