@@ -12,8 +12,8 @@ import tempfile
 import numpy as np
 import pytest
 
-from stylecodec.anchors import (ANCHORS, AnchorError, DownscaledAnchor, available_anchors, downscaled, get_anchor,
-                                sweep)
+from stylecodec.anchors import (ANCHORS, EXTERNAL_ANCHORS, AnchorError, DownscaledAnchor, available_anchors,
+                                downscaled, get_anchor, sweep)
 from stylecodec.anchors import base
 from stylecodec.anchors.base import (pack_yuv420, rgb_to_yuv420, run_ffmpeg, run_tool, unpack_yuv420,
                                      yuv420_to_rgb)
@@ -21,6 +21,7 @@ from stylecodec.anchors.hevc import HevcAnchor
 from stylecodec.anchors.nal import parse_annexb, parse_obus, split_annexb
 from stylecodec.anchors.vvc import VtmAnchor, VvcAnchor, VvencAppAnchor
 from stylecodec.errors import StylecodecError
+from stylecodec.eval.choices import ANCHOR_NAMES, EXTERNAL_ANCHOR_NAMES
 
 
 def synthetic_face(size: int = 128, seed: int = 0) -> np.ndarray:
@@ -120,7 +121,10 @@ def test_round_trip_at_high_quality(face128, name, q, min_db):
     assert enc.meta["encode_s"] > 0 and enc.meta["decode_s"] > 0
 
 
-@pytest.mark.parametrize("name", sorted(ANCHORS))
+VIDEO_AND_IMAGE = sorted(set(ANCHORS) - {"linear"})     # the linear prior needs training faces: test_linear_anchor.py
+
+
+@pytest.mark.parametrize("name", VIDEO_AND_IMAGE)
 def test_bytes_fall_with_coarser_quality(face64, name):
     a = fast(name)
     qs = a.sweep_values[:: max(1, len(a.sweep_values) // 4)] + (a.sweep_values[-1],)
@@ -133,8 +137,9 @@ def test_bytes_fall_with_coarser_quality(face64, name):
 
 
 def test_registry_and_availability():
-    assert set(ANCHORS) == {"vvc", "hevc", "av1", "jxl", "jpeg"}
-    avail = available_anchors(ANCHORS)
+    assert set(ANCHORS) == {"vvc", "hevc", "av1", "jxl", "jpeg", "linear"}
+    assert (tuple(ANCHORS), tuple(EXTERNAL_ANCHORS)) == (ANCHOR_NAMES, EXTERNAL_ANCHOR_NAMES)   # the CLI's names
+    avail = available_anchors(VIDEO_AND_IMAGE)
     assert all(reason is None for reason in avail.values()), avail
     with pytest.raises(AnchorError, match="unknown anchor"):
         get_anchor("h264")

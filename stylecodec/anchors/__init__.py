@@ -12,6 +12,8 @@ hevc       libx265 (H.265)     qp 0..51    preset slower, tune psnr, ipratio=1
 av1        libaom-av1          crf 0..63   allintra, still picture, cpu-used 1
 jxl        libjxl              distance    0 (lossless) .. 15
 jpeg       Pillow              quality     1..95 (higher is better)
+linear     eigenfaces + ours   point       0..6 (higher is better): PCA of training faces,
+                                           coded with stylecodec.entropy (:mod:`.linear`)
 vvencapp   vvencFFapp (ext.)   qp 0..63    when installed; same settings as vvc
 vtm        VTM EncoderApp      qp 0..63    when installed; pass cfg=encoder_intra_vtm.cfg
 =========  ==================  ==========  ======================================
@@ -22,7 +24,10 @@ UTKFace, 0.012-0.014 bpp) and 80-85 B at 128x128; SPS + PPS + start codes take a
 59 B of that. :func:`sweep` codes one image at every quality of an anchor's sweep.
 
 Owns: the anchor codecs (one module each), the NAL parsing of their streams (:mod:`.nal`).
-May import: ``stylecodec.errors``, numpy, Pillow and imageio-ffmpeg; nothing else of the package.
+May import: ``stylecodec.errors``, numpy, Pillow and imageio-ffmpeg; the linear-prior anchor
+(:mod:`.linear`) also ``entropy.gaussian`` (the project's coder), ``data`` (the training faces),
+``paths``, ``files``, ``bitstream`` (its error type), torch and scipy, inside its functions (so
+importing the anchors stays light); nothing else of the package.
 """
 from __future__ import annotations
 
@@ -36,6 +41,7 @@ from .base import Anchor, AnchorError, EncodedImage, check_image
 from .hevc import HevcAnchor
 from .jpeg import JpegAnchor
 from .jxl import JxlAnchor
+from .linear import LinearAnchor
 from .vvc import VtmAnchor, VvcAnchor, VvencAppAnchor
 
 __all__ = ["ANCHORS", "EXTERNAL_ANCHORS", "Anchor", "AnchorError", "EncodedImage", "DownscaledAnchor",
@@ -47,6 +53,7 @@ ANCHORS: dict[str, type[Anchor]] = {
     "av1": Av1Anchor,
     "jxl": JxlAnchor,
     "jpeg": JpegAnchor,
+    "linear": LinearAnchor,
 }
 
 EXTERNAL_ANCHORS: dict[str, type[Anchor]] = {

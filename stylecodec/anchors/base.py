@@ -260,7 +260,9 @@ class Anchor(ABC):
     ``quality_name`` names the quality parameter, ``q_range`` its (min, max), and
     ``higher_is_better`` whether a larger value means better quality (JPEG quality)
     rather than coarser (QP, CRF, distance). ``sweep_values`` runs from best quality to
-    coarsest, so bytes fall along it.
+    coarsest, so bytes fall along it. ``optional``: it needs something a machine may lack (the
+    linear prior: training faces), so an evaluation leaves it out with a note when
+    :meth:`check_available` fails, where a missing video encoder stops the run.
     """
 
     name: str = "anchor"
@@ -269,6 +271,7 @@ class Anchor(ABC):
     higher_is_better: bool = False
     sweep_values: tuple[float, ...] = ()
     timeout_s: float = DEFAULT_TIMEOUT_S
+    optional: bool = False
     ffmpeg_encoder: str | None = None
     ffmpeg_decoder: str | None = None
 

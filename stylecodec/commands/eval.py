@@ -13,7 +13,7 @@ from pathlib import Path
 
 from ..batch import find_images, parse_shard, select_shard
 from ..errors import StylecodecError
-from ..eval.choices import LFW_ENTRIES, METRIC_GROUPS, lfw_entries
+from ..eval.choices import DEFAULT_ANCHORS, EXTERNAL_ANCHOR_NAMES, LFW_ENTRIES, METRIC_GROUPS, lfw_entries
 from ._rate import positive_float
 
 # Library imports sit inside the functions: the CLI imports only what the command it runs needs
@@ -28,8 +28,10 @@ def add_eval_arguments(parser: argparse.ArgumentParser, images_required: bool = 
         parser.add_argument("--out", required=True, metavar="RUN_DIR", help="run folder (created; re-runs resume)")
     parser.add_argument("--model", default="default", metavar="NAME|PATH" + ("|none" if images_required else ""),
                         help="codec model (default: default)" + ("; 'none' runs the anchors only" if images_required else ""))
-    parser.add_argument("--anchors", default="vvc,hevc,av1,jxl,jpeg", metavar="LIST",
-                        help="anchors to compare with (default: vvc,hevc,av1,jxl,jpeg; also vvencapp, vtm)")
+    parser.add_argument("--anchors", default=",".join(DEFAULT_ANCHORS), metavar="LIST",
+                        help=f"anchors to compare with (default: {','.join(DEFAULT_ANCHORS)}; also "
+                             f"{', '.join(EXTERNAL_ANCHOR_NAMES)}; linear = eigenfaces, fitted once on the "
+                             "training faces and cached, left out with a note where they are absent)")
     parser.add_argument("--qualities", default="all", metavar="all|LIST", help="stylecodec quality indices")
     parser.add_argument("--qps", action="append", metavar="SPEC",
                         help="anchor sweeps, e.g. 'vvc=37:63:2;jpeg=10,5,1' (a bare list is VVC's; repeatable)")

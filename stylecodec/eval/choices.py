@@ -1,12 +1,19 @@
-"""What ``stylecodec eval`` can be asked for: metric groups and LFW entries. A module of names only
-(no torch), so the CLI builds ``eval`` / ``demo`` parsers without importing the harness."""
+"""What ``stylecodec eval`` can be asked for: anchors, metric groups and LFW entries. A module of names
+only (no torch), so the CLI builds ``eval`` / ``demo`` parsers without importing the harness."""
 from __future__ import annotations
 
 from typing import Sequence
 
 from ..errors import StylecodecError
 
-__all__ = ["METRIC_GROUPS", "LFW_ENTRIES", "lfw_entries"]
+__all__ = ["ANCHOR_NAMES", "EXTERNAL_ANCHOR_NAMES", "DEFAULT_ANCHORS", "METRIC_GROUPS", "LFW_ENTRIES", "lfw_entries"]
+
+# the registries of stylecodec.anchors (ANCHORS, EXTERNAL_ANCHORS), by name; tests check they agree
+ANCHOR_NAMES = ("vvc", "hevc", "av1", "jxl", "jpeg", "linear")
+EXTERNAL_ANCHOR_NAMES = ("vvencapp", "vtm")
+# what a run compares with unless --anchors says otherwise: every built-in anchor, the linear prior
+# (eigenfaces) included, so every report shows what the learned prior adds
+DEFAULT_ANCHORS = ANCHOR_NAMES
 
 # group name -> result columns it fills
 METRIC_GROUPS = {

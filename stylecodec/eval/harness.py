@@ -22,11 +22,13 @@ import torch
 from tqdm import tqdm
 
 from ..align import FaceAligner
+from ..anchors import AnchorError
 from ..batch import find_images, select_shard, shard_tag
 from ..codec import Codec
 from ..errors import StylecodecError
 from ..files import write_atomic
 from ..images import ImageReadError, centre_square, load_image
+from .choices import DEFAULT_ANCHORS
 from .coding import code_anchor, code_stylecodec, error_row, head_landmarks, style_keys, targets_from_sweep
 from .common import read_json, slug, write_json, write_png
 from .measure import Measurer, Reference, head_nme
@@ -45,7 +47,7 @@ class EvalConfig:
     images: str | os.PathLike
     out: str | os.PathLike
     model: str | None = "default"            # None or "none": anchors only, at ``resolution``
-    anchors: list[str] = field(default_factory=lambda: ["vvc", "hevc", "av1", "jxl", "jpeg"])
+    anchors: list[str] = field(default_factory=lambda: list(DEFAULT_ANCHORS))
     qps: dict[str, list[float]] = field(default_factory=dict)
     downscale: list[float] = field(default_factory=lambda: [2.0, 4.0])
     qualities: str | None = None             # "all" / None or "0,2,5"
@@ -187,8 +189,16 @@ def run_eval(cfg: EvalConfig) -> dict:
     mine = select_shard(names, cfg.shard)
     specs = anchor_specs(cfg.anchors, cfg.qps, cfg.downscale)
     anchors = {s.codec: s.build() for s in specs}
-    for s in specs:
-        anchors[s.codec].check_available()
+    notes = []
+    for s in list(specs):
+        try:
+            anchors[s.codec].check_available()
+        except AnchorError as e:
+            if not anchors[s.codec].optional:
+                raise
+            notes.append(f"anchor {s.codec} not run: {e}")      # e.g. the linear prior without training faces
+            warnings.warn(notes[-1], stacklevel=2)
+            specs.remove(s)
     qualities = parse_qualities(cfg.qualities, codec.quality_range) if codec is not None else []
     align = getattr(align_fn, "__name__", None) or f"{type(align_fn).__name__}({getattr(align_fn, 'mode', '')})"
     old = read_json(out / "run.json", {}) or {}
@@ -211,7 +221,7 @@ def run_eval(cfg: EvalConfig) -> dict:
     measurer = Measurer(cfg.skip_metrics)
     ctx = {"cfg": cfg, "codec": codec, "align": align_fn, "specs": specs, "anchors": anchors, "qualities": qualities,
            "measurer": measurer, "res": codec.resolution if codec is not None else cfg.resolution,
-           "head_ok": codec is not None and hasattr(codec, "analyze"), "notes": []}
+           "head_ok": codec is not None and hasattr(codec, "analyze"), "notes": notes}
     new = 0
     with warnings.catch_warnings():
         warnings.simplefilter("once")

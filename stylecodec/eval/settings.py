@@ -3,7 +3,8 @@ stylecodec qualities (``--qualities``) and rate targets (``--bpp-targets``).
 
 Default sweeps aim at the lowest rates, a few points each (CPU time grows with every point):
 VVC QP 37..61 step 4 plus its floor 63; VVC after downscaling (x2, x4): QP 45..63 step 6;
-HEVC QP 37..51; AV1 CRF 40..63; JPEG XL distance 3..15; JPEG quality 30..1.
+HEVC QP 37..51; AV1 CRF 40..63; JPEG XL distance 3..15; JPEG quality 30..1; the linear prior
+(eigenfaces) at all its rate points (about 20..120 bytes).
 """
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import re
 from dataclasses import dataclass
 
 from ..anchors import ANCHORS, EXTERNAL_ANCHORS, downscaled, get_anchor
+from ..anchors.linear import DEFAULT_POINTS as _LINEAR_POINTS
 from ..errors import StylecodecError
 
 __all__ = ["DEFAULT_SWEEPS", "DOWNSCALE_SWEEP", "AnchorSpec", "anchor_specs", "parse_qps", "parse_qualities",
@@ -23,6 +25,7 @@ DEFAULT_SWEEPS: dict[str, tuple[float, ...]] = {
     "av1": (40, 48, 56, 63),
     "jxl": (3.0, 6.0, 10.0, 15.0),
     "jpeg": (30, 15, 5, 1),
+    "linear": tuple(range(len(_LINEAR_POINTS) - 1, -1, -1)),
 }
 DOWNSCALE_SWEEP: tuple[float, ...] = (45, 51, 57, 63)
 

@@ -159,7 +159,8 @@ def _closest(entries: list[dict], key: str, value: float) -> dict | None:
 def headline(table: list[dict], info: dict, target: float | None = None, override: int | None = None) -> list[dict]:
     """Rows (entry + "label") of the headline table: stylecodec basic / +middle / all at the rate
     target (per image, when the run has one) and/or at the headline quality (always when no
-    target, else only when given by ``override`` or the model's ``default_quality``); VVC at its
+    target, else only when given by ``override`` or the model's ``default_quality``); the linear
+    prior at its largest rate point whose mean bytes do not exceed stylecodec all's; VVC at its
     floor (QP 63), at its lowest rate (downscaled), and at the VVC setting whose LPIPS-Alex /
     identity cosine is closest to stylecodec all's."""
     by = {(e["codec"], e["setting"]): e for e in table}
@@ -185,6 +186,13 @@ def headline(table: list[dict], info: dict, target: float | None = None, overrid
                 if setting.startswith("bpp") and info.get("basic_bpp") is not None and b:
                     how += f"; basic layer <= {info['basic_bpp']:g} bpp, met by {b.get('met', 0):.0%}"
                 out.append({**e, "label": f"{DISPLAY[c]} ({how})"})
+    linear = [e for e in table if e["family"] == "linear" and e["point"] == "sweep" and e["n"]
+              and math.isfinite(e["bytes"])]
+    if whole and linear and math.isfinite(whole["bytes"]):
+        fit = [e for e in linear if e["bytes"] <= whole["bytes"]]
+        e = max(fit, key=lambda e: e["bytes"]) if fit else min(linear, key=lambda e: e["bytes"])
+        how = "at most the same bytes" if fit else "its fewest bytes, more than stylecodec's"
+        out.append({**e, "label": f"Linear prior (eigenfaces), {how} ({e['setting']})"})
     vvc = [e for e in table if e["family"] == "vvc" and e["point"] == "sweep" and e["n"]]
     floor = by.get(("vvc", f"qp{VVC_FLOOR_QP}"))
     if floor:
