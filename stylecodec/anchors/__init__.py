@@ -106,13 +106,16 @@ class DownscaledAnchor(Anchor):
         self.name = f"{inner.name}_down{self.factor:g}"
         self.quality_name, self.q_range = inner.quality_name, inner.q_range
         self.higher_is_better, self.sweep_values = inner.higher_is_better, inner.sweep_values
-        self.timeout_s = inner.timeout_s
+        self.timeout_s, self.optional = inner.timeout_s, inner.optional
 
     def coded_shape(self, shape: tuple[int, int]) -> tuple[int, int]:
         return max(2, round(shape[0] / self.factor)), max(2, round(shape[1] / self.factor))
 
     def check_available(self) -> None:
         self.inner.check_available()
+
+    def prepare(self) -> None:
+        self.inner.prepare()
 
     def encode(self, img: np.ndarray, q: float) -> EncodedImage:
         img = check_image(img)

@@ -281,6 +281,10 @@ class Anchor(ABC):
             if codec and codec not in ffmpeg_codecs(kind):
                 raise AnchorError(f"{self.name}: the bundled FFmpeg ({ffmpeg_exe()}) has no {codec} {kind[:-1]}")
 
+    def prepare(self) -> None:
+        """Load or build what :meth:`encode` / :meth:`decode` need (the linear prior's PCA), so that it
+        is not timed as the first image's encoding; AnchorError when that fails. Nothing by default."""
+
     def check_q(self, q: float) -> None:
         lo, hi = self.q_range
         if not lo <= q <= hi:

@@ -233,6 +233,9 @@ class LinearAnchor(Anchor):
     def check_available(self) -> None:
         self.fit_names()
 
+    def prepare(self) -> None:
+        self.model()
+
     def cache_path(self) -> Path:
         from ..paths import cache_root
 

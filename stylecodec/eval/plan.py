@@ -19,7 +19,7 @@ LFW_MIN_PAIRS = 40              # ... at least 4 per fold ...
 LFW_ALL_PAIRS = 6000            # ... at most the whole protocol
 METRICS_S_PER_ROW = 1.2
 CODEC_S_PER_ROW = {"stylecodec": 0.2, "vvc": 1.4, "vvencapp": 1.4, "vtm": 60.0, "hevc": 0.1, "av1": 0.25,
-                   "jxl": 0.1, "jpeg": 0.0}
+                   "jxl": 0.1, "jpeg": 0.0, "linear": 0.02}     # linear: + its one-time PCA fit (2-5 min, cached)
 LFW_S_PER_PAIR = 1.5
 START_S = 15.0                  # imports, model, report
 
