@@ -24,8 +24,9 @@ Coding one image at rate point (K, Δ):
 3. the file is ``[1-byte header] + payload``; the header holds the rate point index (high 3 bits,
    so at most 8 points) and a CRC-5 (x^5 + x^2 + 1, :func:`crc5`) of the index and the payload
    (low 5 bits): every single-bit error and every burst of up to 5 bits is detected, other damage
-   with probability 31/32, whatever the entropy coder's own checks (bitstream v1's rANS re-encode
-   catches nearly all damage; a range coder with the shortest termination accepts most strings).
+   with probability 31/32. The coder alone is not enough: the range coder with the shortest
+   termination (bitstream v2) decodes most damaged strings into other symbols (measured: half of
+   the single-bit flips of a 15-byte payload and a truncated one pass its re-encode check).
 
 Decoding checks the header, decodes the K symbols with
 :class:`~stylecodec.entropy.gaussian.StreamDecoder` (which re-encodes them and requires the same
@@ -62,10 +63,11 @@ __all__ = ["LinearAnchor", "LinearModel", "DEFAULT_POINTS", "HEADER_BYTES", "MAX
            "model_key", "pixels_unit"]
 
 # (K, Δ) per rate point, fewest bytes first (see the module docstring for how they were chosen).
-# Chosen for the rANS coder of bitstream v1 (6.6 B termination overhead per payload, measured by the
-# script): on the 500 tuning faces 18.9, 28.7, 42.8, 57.1, 74.1, 98.1 and 118.8 B per file on average.
+# Chosen for the range coder of bitstream v2 (0.38 B termination overhead per payload, measured by
+# the script; v1's rANS took 6.6 B): on the 500 tuning faces 18.7, 29.8, 44.6, 59.2, 80.0, 92.4 and
+# 113.1 B per file on average. Re-run the script when the coder's overhead changes.
 DEFAULT_POINTS: tuple[tuple[int, float], ...] = (
-    (32, 5.66), (96, 6.73), (128, 4.0), (192, 3.36), (224, 2.38), (320, 2.0), (384, 1.68),
+    (64, 6.73), (128, 5.66), (128, 2.83), (256, 3.36), (384, 2.83), (320, 2.0), (384, 1.68),
 )
 HEADER_BYTES = 1
 MAX_POINTS = 8              # the header's 3 bits of rate point index
