@@ -89,10 +89,18 @@ def main():
     folds = np.array([int(r["fold"]) for r in rows])
     heads = codec.analysis_heads()
 
-    def head_identity(data: list[bytes]) -> np.ndarray:
+    def head_out(data: list[bytes], key: str) -> np.ndarray:
+        """The heads' output from the basic layers (batched decoding, as stylecodec index does)."""
+        out = []
         with torch.no_grad():
-            return np.stack([heads(heads.features(codec.decode_y(s, "basic")[0]))["identity"][0].numpy()
-                             for s in data])
+            for i in range(0, len(data), 512):
+                y_hat, ok, errors = codec.decode_basic_batch(data[i:i + 512])
+                assert len(ok) == len(data[i:i + 512]), errors
+                out.append(heads(heads.features(y_hat))[key].numpy())
+        return np.concatenate(out)
+
+    def head_identity(data: list[bytes]) -> np.ndarray:
+        return head_out(data, "identity")
 
     def acc(emb):
         sim = (emb[a_i] * emb[b_i]).sum(1)
@@ -127,7 +135,7 @@ def main():
     for q in list(codec.quality_range) + ["default"]:
         data = [s[c if q == "default" else q] for s, c in zip(streams, choice)]
         sizes = np.array([stream_sizes(d) for d in data])
-        lm = np.stack([codec.analyze(d)["landmarks"] for d in data])
+        lm = head_out(data, "landmarks") * codec.resolution - 0.5          # pixels of the R x R face
         e = nme(lm[found], ref[found])
         dec = np.stack([codec.decompress(d, output="array") for d in data[:200]]).astype(np.float64)
         mse = ((dec - faces[:200]) ** 2).mean((1, 2, 3))

@@ -31,14 +31,14 @@ import torch
 from PIL import Image
 
 from .analysis.heads import AnalysisHeads, HeadsError, landmarks_to_pixels
-from .bitstream import MAX_QUALITY, BitstreamError, ModelKey, StreamHeader, basic_prefix, pack, unpack
+from .bitstream import MAX_QUALITY, MAX_STREAM_BYTES, BitstreamError, ModelKey, StreamHeader, basic_prefix, pack, unpack
 from .entropy.coder import DECODE_ERRORS, GroupCoder
 from .errors import StylecodecError
 from .images import centre_square, load_image
 from .layers import parse_layers
 from .machine_first import MachineFirstModel
 from .model import GAIN_MIN, StyleCodecModel
-from .rate import RateRequest, budget_text, choose_quality, resolve, stream_sizes
+from .rate import RateRequest, budget_text, choose_quality, resolve, stream_sizes, within_budget
 from .zoo import LoadedModel, load
 
 __all__ = ["Codec"]
@@ -154,8 +154,16 @@ class Codec:
         from the highest down until one fits."""
         ys = self.encode_latents(self.preprocess(image, aligned))
         stream = functools.cache(lambda q: self.compress_latents(ys, q)[0])
-        q, fits = choose_quality(self.quality_range, lambda q: stream_sizes(stream(q)), self.resolution, bpp,
-                                 basic_bpp)
+
+        def sizes(q: int) -> tuple[int, int]:
+            # A basic layer over its budget rules the quality out before the whole stream is coded
+            # (the basic layer alone is cheap: a static first layer runs no transformer).
+            basic = len(self.compress_latents(ys, q, n_layers=1)[0])
+            if basic_bpp is not None and not within_budget(0, basic, self.resolution, None, basic_bpp):
+                return MAX_STREAM_BYTES, basic
+            return stream_sizes(stream(q))
+
+        q, fits = choose_quality(self.quality_range, sizes, self.resolution, bpp, basic_bpp)
         return stream(q), fits
 
     @torch.no_grad()
@@ -164,8 +172,10 @@ class Codec:
         ys = self.model.transforms.analyse(ws.to(self.device, torch.float32))
         return self.compress_latents([y.to("cpu", torch.float64) for y in ys], quality)
 
-    def compress_latents(self, ys: Sequence[torch.Tensor], quality: int, stats: list | None = None) -> list[bytes]:
-        """Unscaled latents y_l [N, d_l] -> one stream per row. ``stats`` (a list) receives per row
+    def compress_latents(self, ys: Sequence[torch.Tensor], quality: int, stats: list | None = None,
+                         n_layers: int | None = None) -> list[bytes]:
+        """Unscaled latents y_l [N, d_l] -> one stream per row (of its first ``n_layers`` layers: default
+        all; a prefix is byte-identical to ``extract`` of the whole stream). ``stats`` (a list) receives per row
         {"ideal_bits": [per layer]} (−log2 p under the coding tables, without coder overhead) and
         {"y_hat": [per layer [d_l] float32]}: the synthesis inputs a decoder of all layers gets."""
         if quality not in self.quality_range:
@@ -173,7 +183,7 @@ class Codec:
                                   f"got {quality!r}")
         ys = [torch.as_tensor(y).to("cpu", torch.float64) for y in ys]
         ideal: list | None = [] if stats is not None else None
-        coded = self._coder.compress(ys, self._gain[quality], ideal)
+        coded = self._coder.compress(ys, self._gain[quality], ideal, n_layers)
         if stats is not None:
             y_hat = self._synthesis_inputs(coded["y_hat"], quality)
             stats.extend({"ideal_bits": b, "y_hat": [y[i] for y in y_hat]} for i, b in enumerate(ideal))
@@ -246,7 +256,7 @@ class Codec:
         stream; bytes past the basic layer are never looked at; no pixels are made).
 
         Returns {"landmarks": float32 (68, 2) (x, y) pixels of the R x R aligned face, "identity":
-        float32 (512,) unit vector, "layers_used": "basic", "bytes_read": n}. Raises
+        float32 unit vector (the model's identity space; 128-d SFace space for machine-first models), "layers_used": "basic", "bytes_read": n}. Raises
         :class:`BitstreamError` for damaged / foreign streams and
         :class:`~stylecodec.analysis.heads.HeadsError` when the model has no heads."""
         if not isinstance(data, (bytes, bytearray, memoryview)):
@@ -254,7 +264,9 @@ class Codec:
         prefix = basic_prefix(data)
         self.read_stream(prefix)                                    # container errors before the heads load
         heads = self.analysis_heads()
-        y_hat, _ = self.decode_y(prefix, "basic")
+        y_hat, ok, errors = self.decode_basic_batch([prefix], predict=heads.inputs != "basic")
+        if not ok:                                                  # the LSET predicts higher layers only if
+            raise BitstreamError(errors[0])                         # the heads read them
         out = heads(heads.features(y_hat))
         lm = landmarks_to_pixels(out["landmarks"][0].float().cpu().numpy(), self.resolution)
         return {"landmarks": lm.astype(np.float32), "identity": out["identity"][0].float().cpu().numpy(),

@@ -174,3 +174,21 @@ def test_streams_and_decodes_equal_across_threads_and_processes():
     runs = [subprocess.run([sys.executable, "-c", _SCRIPT.format(tests=tests, threads=t)], capture_output=True,
                            text=True, check=True).stdout for t in (1, 2)]
     assert runs[0] == runs[1] and runs[0].count("|") == 2
+
+
+def test_basic_prefix_coded_alone_equals_extract_and_budget_choice_unchanged():
+    codec = Codec(tiny_model())
+    x = torch.cat([codec.preprocess(f, aligned=True) for f in faces(3)])
+    ys = codec.encode_latents(x)
+    for q in codec.quality_range:
+        whole = codec.compress_latents(ys, q)
+        assert codec.compress_latents(ys, q, n_layers=1) == [extract(s, 1) for s in whole]
+    # the budget search (basic layer sized alone first) picks what coding every quality whole picks
+    from stylecodec.rate import choose_quality, stream_sizes
+    for f in faces(3, seed=5):
+        for basic_bpp in (0.02, 0.04, 0.08):
+            ys1 = codec.encode_latents(codec.preprocess(f, aligned=True))
+            ref, _ = choose_quality(codec.quality_range, lambda q: stream_sizes(codec.compress_latents(ys1, q)[0]),
+                                    32, 0.5, basic_bpp)
+            data, _ = codec.compress_within(f, 0.5, basic_bpp, aligned=True)
+            assert data == codec.compress_latents(ys1, ref)[0]

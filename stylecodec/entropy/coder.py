@@ -207,17 +207,23 @@ class GroupCoder:
 
     # -- the bitstream -----------------------------------------------------------------------------
     @torch.no_grad()
-    def compress(self, ys: Sequence[torch.Tensor], gains: torch.Tensor, ideal: list | None = None) -> dict:
-        """Every layer of ``ys`` (y_l [N, d_l], all num_layers) into one payload per layer and row.
+    def compress(self, ys: Sequence[torch.Tensor], gains: torch.Tensor, ideal: list | None = None,
+                 n_layers: int | None = None) -> dict:
+        """The first ``n_layers`` (default: all) layers of ``ys`` (y_l [N, d_l], all num_layers) into one
+        payload per layer and row. Each layer is its own range-coded string, so the payloads of a
+        prefix equal those of the whole stream's first layers (a basic layer alone, coded without
+        running the transformer when the LSET's first layer is static, sizes the basic budget).
 
         Returns {"strings": N lists of per-layer payloads (bytes), "y_hat": ŷ_c per layer [N, d_l]
         float32 (what the decoder gets), "context": ŷ_c / g per layer}. ``ideal`` (a list) receives
         per row the ideal bits per layer (−log2 p under the coding tables, no coder overhead)."""
         self._check(ys, gains)
         assert len(ys) == self.num_layers, len(ys)
+        n_layers = self.num_layers if n_layers is None else n_layers
+        assert 1 <= n_layers <= self.num_layers, n_layers
         n = ys[0].shape[0]
         encoders = [StreamEncoder() for _ in range(n)]
-        bits = [[0.0] * self.num_layers for _ in range(n)]
+        bits = [[0.0] * n_layers for _ in range(n)]
 
         def encode(layer: int) -> Quantise:
             def q(y, m, s, a):
@@ -234,7 +240,7 @@ class GroupCoder:
             for enc in encoders:
                 enc.end_layer()
 
-        out = self._code_layers(LSETCursor(self.lset, n), ys, gains, self.num_layers, n, encode, end_layer)
+        out = self._code_layers(LSETCursor(self.lset, n), ys, gains, n_layers, n, encode, end_layer)
         if ideal is not None:
             ideal.extend(bits)
         return {"strings": [enc.finish() for enc in encoders], "y_hat": out["y_hat"], "context": out["context"]}
