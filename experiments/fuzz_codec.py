@@ -1,6 +1,6 @@
 """Fuzz the full decoder (Codec.decompress / decode_latents) with damaged and garbage streams.
 
-Valid streams of a model (random W+ near w_avg, random qualities) are damaged (the mutations of
+Valid streams of a model (random W+ near w_avg or random whitened latents, random qualities) are damaged (the mutations of
 fuzz_supervisor.py: truncation, bit flips, overwrites, insertions, appended / random bytes, random
 single-layer damage, header fields and layer payloads re-packed with valid CRCs, valid layer cuts)
 and decoded in a worker process with a watchdog, so crashes and hangs are counted, not fatal.
@@ -38,17 +38,32 @@ def tiny_model(path: str) -> None:
     save_model(StyleCodecModel(tiny_config()), path, {"note": "random weights (fuzzing only)"})
 
 
+def _latents(codec, data: bytes, layers) -> "torch.Tensor":
+    """The decoded latents as one tensor: Ŵ+ for a W+ codec, else every layer's ŷ concatenated."""
+    import torch
+
+    if hasattr(codec.model, "transforms"):
+        return codec.decode_latents(data, layers)
+    return torch.cat(codec.decode_y(data, layers)[0], 1)
+
+
 def make_bases(codec, seed: int):
-    """[(stream, {k: (Ŵ+ at k layers, image at k layers)})] for N_BASES random W+."""
+    """[(stream, {k: (latents at k layers, image at k layers)})] for N_BASES random latents (W+ near
+    w_avg for a W+ codec; whitened N(0, 1) latents for a machine-first one)."""
     import torch
 
     gen = torch.Generator().manual_seed(seed)
-    w_avg = codec.model.G.mapping.w_avg.detach().cpu()
     bases = []
     for b in range(N_BASES):
-        ws = w_avg + torch.randn(1, codec.model.G.num_ws, w_avg.numel(), generator=gen)
-        data = codec.compress_ws(ws, b % codec.model.num_qualities)[0]
-        ref = {k: (codec.decode_latents(data, k), codec.decompress(data, k, output="array")) for k in (1, 2, 3)}
+        q = b % codec.model.num_qualities
+        if hasattr(codec.model, "G"):
+            w_avg = codec.model.G.mapping.w_avg.detach().cpu()
+            ws = w_avg + torch.randn(1, codec.model.G.num_ws, w_avg.numel(), generator=gen)
+            data = codec.compress_ws(ws, q)[0]
+        else:
+            ys = [torch.randn(1, d, generator=gen, dtype=torch.float64) for d in codec.model.latent_dims]
+            data = codec.compress_latents(ys, q)[0]
+        ref = {k: (_latents(codec, data, k), codec.decompress(data, k, output="array")) for k in (1, 2, 3)}
         bases.append((data, ref))
     return bases
 
@@ -66,7 +81,7 @@ def run_case(codec, bases, case: int, seed: int) -> tuple[str, str]:
     k = layers if isinstance(layers, int) else ("basic", "middle", "enhanced").index(layers) + 1
     try:
         if rng.random() < 0.5:
-            ws = codec.decode_latents(bad, layers)
+            ws = _latents(codec, bad, layers)
             candidates = [ref[j][0] for j in range(1, k + 1)]
             intact = any(torch.equal(ws, c) for c in candidates)
         else:
