@@ -248,7 +248,7 @@ def test_coded_faces_budget_miss_codes_once(codec, monkeypatch):
 def test_harness_lfw_entries_share_the_verify_lfw_pieces(detectors, codec, shared_dir, tmp_path):
     from stylecodec.anchors import AnchorError, get_anchor
     from stylecodec.errors import StylecodecError
-    from stylecodec.eval.lfw import run_lfw, select_pairs
+    from stylecodec.eval.lfw import run_lfw, select_pairs, verify_lfw
     from stylecodec.metrics.verification import default_pairs_csv, read_pairs
 
     try:
@@ -257,15 +257,18 @@ def test_harness_lfw_entries_share_the_verify_lfw_pieces(detectors, codec, share
         pytest.skip(str(e))
     res = run_lfw(codec, tmp_path, n_pairs=4, quality=0, progress=False)
     assert res["n_pairs"] == 4 and [e["codec"] for e in res["entries"]] == ["original", "aligned", "stylecodec-basic",
-                                                                               "vvc"]
-    basic, vvc = res["entries"][2], res["entries"][3]
+                                                                               "stylecodec-head", "vvc"]
+    basic, head, vvc = res["entries"][2], res["entries"][3], res["entries"][4]
+    # the head entry: both images coded at the same setting, identity from the basic layers (no pixels)
+    want = verify_lfw(codec, "basic", judge="head", limit_pairs=4, quality=0, progress=False)["accuracy_mean"]
+    assert head["setting"] == basic["setting"] and head["accuracy"] == pytest.approx(want) and head["bpp"] is None
     assert 0 < basic["bpp"] < basic["bpp_other"] and vvc["bpp"] >= vvc["bpp_other"] > 0
     assert all(0 <= e["accuracy"] <= 1 for e in res["entries"])
     all_pairs = read_pairs(default_pairs_csv())
     f0, f1 = sorted({p.fold for p in all_pairs})[:2]
     assert [(p.fold, p.same) for p in select_pairs(all_pairs, 4)] == [(f0, True), (f0, False), (f1, True), (f1, False)]
     assert run_lfw(codec, tmp_path, n_pairs=4, quality=0, progress=False) == res          # reused, not recomputed
-    assert len(list((tmp_path / "lfw_cache").glob("*.npz"))) == 4                          # one per entry
+    assert len(list((tmp_path / "lfw_cache").glob("*.npz"))) == 5                          # one per entry
     (tmp_path / "lfw.json").unlink()                                                       # resumed from the caches
     part = run_lfw(codec, tmp_path, n_pairs=4, quality=0, progress=False, entries=["vvc"])  # e.g. its own process
     assert part["partial"] and part["entries"] == [vvc] and not (tmp_path / "lfw.json").exists()

@@ -21,7 +21,8 @@ METRIC_GROUPS = {
     "facenet": ["id_facenet"], "sface": ["id_sface"], "dlib": ["nme_dlib", "face_ref", "face_dec"],
 }
 
-LFW_ENTRIES = ("original", "aligned", "stylecodec-basic", "vvc")   # the rows of lfw.json, in order
+# the rows of lfw.json, in order; stylecodec-head: identity read from both images' basic layers (no pixels)
+LFW_ENTRIES = ("original", "aligned", "stylecodec-basic", "stylecodec-head", "vvc")
 
 
 def lfw_entries(names: Sequence[str] | None) -> tuple[str, ...]:

@@ -204,28 +204,36 @@ def run_lfw(codec, out_dir: str | os.PathLike, pairs_csv: str | os.PathLike | No
     old = read_json(path)
     if old and old.get("config") == config and not partial:
         return old
-    coder = CodedFaces(codec, 1, q, bpp, basic_bpp, align_cache=cache_root() / "align")
+    memo: dict = {}                                   # each image aligned and compressed once for both entries
+    coder = CodedFaces(codec, 1, q, bpp, basic_bpp, memo, align_cache=cache_root() / "align")
+    head_coder = CodedFaces(codec, 1, q, bpp, basic_bpp, memo, align_cache=cache_root() / "align")
     try:
         vvc_floor = _VvcFloor(get_anchor("vvc"), vvc_qp, coder.aligned)
         runs = [("original", "-", None), ("aligned", f"{r}x{r}, no coding", coder.aligned),
                 ("stylecodec-basic", f"q{q}" if q is not None else target_setting(bpp, basic_bpp), coder),
+                ("stylecodec-head", f"q{q}" if q is not None else target_setting(bpp, basic_bpp), None),
                 ("vvc", f"qp{vvc_qp}", vvc_floor)]
         embed_fn = pixel_embedder("sface", cache=True)
         # what each entry's embeddings depend on (not the number of pairs: a longer run reuses a shorter one's)
         depends = {"original": ("pairs_csv",), "aligned": ("pairs_csv", "align"),
                    "vvc": ("pairs_csv", "align", "vvc_qp"),
                    "stylecodec-basic": tuple(k for k in config if k != "n_pairs")}
+        depends["stylecodec-head"] = depends["stylecodec-basic"]
         entries = []
         for codec_name, setting, fn in runs:
             if codec_name not in wanted:
                 continue
-            key = {k: config[k] for k in depends[codec_name]} | {"resolution": r, "judge": "sface"}
+            head = codec_name == "stylecodec-head"
+            key = {k: config[k] for k in depends[codec_name]} | {"resolution": r, "judge": "head" if head else "sface"}
             tag = hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:10]
             cache = Path(out_dir) / "lfw_cache" / f"{tag}-{slug(f'{codec_name}_{setting}')}.npz"
-            res = lfw_verification(embed_fn, pairs, csv_path.parent / "lfw", transform_a=fn, batch_size=32,
+            # the head entry codes both images and reads their identity from the basic layer (no pixels)
+            fn_embed = (lambda imgs: np.stack([codec.analyze(head_coder.stream(im))["identity"] for im in imgs])) \
+                if head else embed_fn
+            res = lfw_verification(fn_embed, pairs, csv_path.parent / "lfw", transform_a=fn, batch_size=32,
                                    progress=progress, cache=cache)
             e = {"codec": codec_name, "setting": setting, "accuracy": res.mean, "std": res.std, "bpp": None}
-            if codec_name == "stylecodec-basic":
+            if codec_name == "stylecodec-basic":       # the head entry codes at the same setting (its bytes: these)
                 e.update(bytes=float(np.mean(coder.bpps)) * r ** 2 / 8, bpp=float(np.mean(coder.bpps)),
                          bpp_other=float(np.mean(coder.file_bpps)))
             elif codec_name == "vvc":
@@ -235,10 +243,13 @@ def run_lfw(codec, out_dir: str | os.PathLike, pairs_csv: str | os.PathLike | No
             entries.append(e)
     finally:
         coder.save()
+        head_coder.save()
     result = {"config": config, "n_pairs": len(pairs), "judge": "SFace", "align": ALIGN_NAME,
               "align_fallbacks": coder.fallbacks, "target_misses": coder.over_budget, "entries": entries,
               "note": ("bpp of stylecodec-basic: the header + basic layer stream (bpp_other: the whole file); "
-                       "of vvc: the whole stream (bpp_other: slice data only)")}
+                       "of vvc: the whole stream (bpp_other: slice data only). stylecodec-head: both images coded, "
+                       "identity read from their basic layers by the model's analysis head (no pixels, not the "
+                       "SFace judge)")}
     if partial:
         return result | {"partial": True}
     write_json(path, result)

@@ -44,8 +44,10 @@ def _md_table(entries: list[dict], first: tuple[str, str], cols: list[tuple[str,
 
 
 def headline_columns(head: list[dict]) -> list[tuple[str, str]]:
-    """(key, label) of the headline's metric columns; LFW accuracy only when some row has it."""
-    return _COLS + ([("lfw_accuracy", "LFW acc.")] if any("lfw_accuracy" in e for e in head) else [])
+    """(key, label) of the headline's metric columns; LFW accuracy (pixels, and the basic layer's identity
+    head) only when some row has it."""
+    return _COLS + [(k, label) for k, label in (("lfw_accuracy", "LFW acc."), ("lfw_head_accuracy", "LFW acc. (head)"))
+                    if any(k in e for e in head)]
 
 
 def headline_markdown(head: list[dict]) -> str:
@@ -64,6 +66,9 @@ def attach_lfw(head: list[dict], lfw: dict | None) -> str:
         e = by.get((h["codec"], h["setting"]))
         if e is not None:
             h["lfw_accuracy"] = e["accuracy"]
+        e = by.get(("stylecodec-head", h["setting"])) if h["codec"] == "stylecodec-basic" else None
+        if e is not None:
+            h["lfw_head_accuracy"] = e["accuracy"]
     ref = {e["codec"]: e["accuracy"] for e in lfw["entries"] if e["codec"] in ("original", "aligned")}
     if not any("lfw_accuracy" in h for h in head):
         return (f"LFW ({lfw['n_pairs']} pairs) was measured at other settings than the headline's; "
@@ -71,7 +76,8 @@ def attach_lfw(head: list[dict], lfw: dict | None) -> str:
     return (f"LFW acc.: 10-fold verification accuracy on {lfw['n_pairs']} LFW pairs (judge {lfw['judge']}), image_a "
             "decoded from that row's stream (stylecodec: the basic layer alone), image_b original; the same pairs "
             f"give {fmt(ref.get('original'))} with both originals and {fmt(ref.get('aligned'))} with image_a aligned "
-            "but not coded. Details in the LFW section.")
+            "but not coded. LFW acc. (head): both images coded, identity read from their basic layers by the "
+            "model's analysis head, no pixels. Details in the LFW section.")
 
 
 def _bd_markdown(bd: list[dict], n_images: int) -> str:
