@@ -202,7 +202,8 @@ def run_lfw(codec, out_dir: str | os.PathLike, pairs_csv: str | os.PathLike | No
     partial = set(wanted) != set(LFW_ENTRIES)
     path = Path(out_dir) / "lfw.json"
     old = read_json(path)
-    if old and old.get("config") == config and not partial:
+    if old and old.get("config") == config and not partial and \
+            [e["codec"] for e in old.get("entries", [])] == list(wanted):      # (a run before an entry existed: redo)
         return old
     memo: dict = {}                                   # each image aligned and compressed once for both entries
     coder = CodedFaces(codec, 1, q, bpp, basic_bpp, memo, align_cache=cache_root() / "align")
