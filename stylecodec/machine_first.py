@@ -31,7 +31,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .entropy.coder import GroupCoder, QUANTISERS
+from .entropy.coder import QUANTISERS
+from .entropy.gains import QualityGains
 from .entropy.lset import LSET
 from .layers import LAYER_NAMES
 
@@ -113,7 +114,7 @@ class BasicHeads(nn.Module):
         return {"identity": F.normalize(e, dim=1), "landmarks": lm.view(-1, 68, 2)}
 
 
-class MachineFirstModel(nn.Module):
+class MachineFirstModel(QualityGains, nn.Module):
     """See the module docstring. Buffers hold the PCA models (set by :meth:`set_pca`); ``gain`` /
     ``inv_gain`` [Q, D] and the LSET are parameters; ``refiner`` is optional."""
 
@@ -141,26 +142,6 @@ class MachineFirstModel(nn.Module):
             self.refiner = Refiner(dims, self.pixel_resolution, **cfg["refiner"])
         self.heads = BasicHeads(self)
         self._features = None
-
-    # -- plumbing shared with StyleCodecModel --------------------------------------------------
-    def gains(self, quality, n: int | None = None, dtype: torch.dtype | None = None):
-        """(g, g_inv), each [N, D], positive; quality: int or int64 [N]."""
-        from .model import GAIN_MIN
-
-        q = torch.as_tensor(quality, device=self.gain.device, dtype=torch.long)
-        if q.ndim == 0:
-            q = q.expand(1 if n is None else n)
-        if int(q.min()) < 0 or int(q.max()) >= self.num_qualities:
-            raise ValueError(f"quality must be in 0..{self.num_qualities - 1}, got {q.tolist()}")
-        g, gi = self.gain[q].abs().clamp_min(GAIN_MIN), self.inv_gain[q].abs().clamp_min(GAIN_MIN)
-        return (g, gi) if dtype is None else (g.to(dtype), gi.to(dtype))
-
-    def layer_slice(self, layer: int) -> slice:
-        return slice(self.offsets[layer], self.offsets[layer + 1])
-
-    @property
-    def coder(self) -> GroupCoder:
-        return GroupCoder(self.lset)
 
     # -- the PCA models ---------------------------------------------------------------------------
     @torch.no_grad()

@@ -49,7 +49,8 @@ import torch
 from torch import nn
 
 from .encoder import GradualStyleEncoder
-from .entropy.coder import GroupCoder, QUANTISERS
+from .entropy.coder import QUANTISERS
+from .entropy.gains import GAIN_MIN, QualityGains
 from .entropy.lset import LSET
 from .entropy.transforms import LayerTransforms
 from .gan import build_generator, load_checkpoint, num_ws_for
@@ -57,7 +58,6 @@ from .layers import LAYER_NAMES, LayerSplit
 
 __all__ = ["StyleCodecModel", "default_config", "tiny_config", "make_config", "GAIN_MIN", "QUANT_MODES"]
 
-GAIN_MIN = 1e-4
 QUANT_MODES = tuple(QUANTISERS)                     # ("noise", "ste", "mixed"): see stylecodec.entropy.coder
 
 _DEFAULT: dict[str, Any] = {
@@ -132,7 +132,7 @@ def tiny_config() -> dict:
     })
 
 
-class StyleCodecModel(nn.Module):
+class StyleCodecModel(QualityGains, nn.Module):
     """All networks of the codec; see the module docstring for the forward contract."""
 
     def __init__(self, config: Mapping | None = None):
@@ -168,24 +168,6 @@ class StyleCodecModel(nn.Module):
         """Load a generator checkpoint (``stylecodec.gan.save_checkpoint``) into G, then sync w_avg."""
         self.G.load_state_dict(load_checkpoint(path).state_dict())
         self.sync_w_avg()
-
-    def gains(self, quality, n: int | None = None, dtype: torch.dtype | None = None):
-        """(g, g_inv), each [N, D] (D = sum d_l), positive; quality: int or int64 [N]."""
-        q = torch.as_tensor(quality, device=self.gain.device, dtype=torch.long)
-        if q.ndim == 0:
-            q = q.expand(1 if n is None else n)
-        if int(q.min()) < 0 or int(q.max()) >= self.num_qualities:
-            raise ValueError(f"quality must be in 0..{self.num_qualities - 1}, got {q.tolist()}")
-        g, gi = self.gain[q].abs().clamp_min(GAIN_MIN), self.inv_gain[q].abs().clamp_min(GAIN_MIN)
-        return (g, gi) if dtype is None else (g.to(dtype), gi.to(dtype))
-
-    def layer_slice(self, layer: int) -> slice:
-        return slice(self.offsets[layer], self.offsets[layer + 1])
-
-    @property
-    def coder(self) -> GroupCoder:
-        """The group coder on this model's LSET (training: float32, differentiable)."""
-        return GroupCoder(self.lset)
 
     # -- training forward ----------------------------------------------------------------------
     def forward(self, x: torch.Tensor, quality, n_layers: int = 3, render: bool = True,
