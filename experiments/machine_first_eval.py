@@ -29,15 +29,10 @@ from stylecodec.analysis.face_teachers import flip_identity, utkface_teachers
 from stylecodec.codec import Codec
 from stylecodec.data import default_data_root, pixel_array
 from stylecodec.eval.lfw_features import lfw_names, lfw_teachers
+from stylecodec.metrics.nme import nme_per_image as nme
 from stylecodec.metrics.verification import kfold_accuracy
 from stylecodec.bitstream import extract
 from stylecodec.rate import stream_sizes
-
-
-def nme(pred: np.ndarray, ref: np.ndarray) -> np.ndarray:
-    """68-point NME normalised by the outer-eye-corner distance (points 36, 45), per face."""
-    d = np.linalg.norm(ref[:, 36] - ref[:, 45], axis=1)
-    return np.linalg.norm(pred - ref, axis=2).mean(1) / d
 
 
 def lfw_aligned(names: list[str], root) -> np.ndarray:

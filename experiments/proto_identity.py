@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from stylecodec.metrics.nme import nme_per_image as nme
 from stylecodec.metrics.verification import kfold_accuracy
 from stylecodec.paths import cache_root, shared_dir
 
@@ -151,12 +152,6 @@ def main():
         acc = verify(rec.numpy(), names_l, rows)[0]
         print(f"learned d={a.dim} lam={lam:g}: {bits / 8:5.1f} B  cos {cos:.3f}  LFW {acc:.2f} %  ({time.time() - t0:.0f} s)")
 
-
-
-def nme(pred: np.ndarray, ref: np.ndarray) -> np.ndarray:
-    """68-point NME normalised by the inter-ocular distance (outer eye corners 36, 45)."""
-    d = np.linalg.norm(ref[:, 36] - ref[:, 45], axis=1)
-    return np.linalg.norm(pred - ref, axis=2).mean(1) / d
 
 
 def shape_pca(utk: dict, n_val: int = 1000) -> None:

@@ -33,6 +33,7 @@ from stylecodec.analysis.face_teachers import flip_identity, utkface_teachers
 from stylecodec.data import default_data_root, pixel_array
 from stylecodec.eval.lfw_features import lfw_names, lfw_teachers
 from stylecodec.machine_first import quality_gains
+from stylecodec.metrics.nme import nme_per_image as nme
 from stylecodec.metrics.verification import kfold_accuracy
 from stylecodec.paths import cache_root
 from stylecodec.train.machine_first import QUALITY_TABLE
@@ -74,11 +75,6 @@ def emulate(model, ys: list[torch.Tensor], q: int, chunk: int = 2048) -> tuple[n
         ids.append(h["identity"].numpy())
         lms.append(h["landmarks"].numpy())
     return np.concatenate(b), np.concatenate(ids), np.concatenate(lms)
-
-
-def nme(pred: np.ndarray, ref: np.ndarray) -> np.ndarray:
-    d = np.linalg.norm(ref[:, 36] - ref[:, 45], axis=1)
-    return np.linalg.norm(pred - ref, axis=2).mean(1) / d
 
 
 def main() -> int:
