@@ -24,7 +24,7 @@ from stylecodec.model import StyleCodecModel, tiny_config
 from stylecodec.zoo import save_model
 
 FAST = ["--align", "off", "--quiet", "--threads", "1", "--lfw", "none"]
-METRIC_COLS = ["psnr", "ms_ssim", "lpips_alex", "lpips_vgg", "id_facenet", "id_sface", "nme_dlib"]
+METRIC_COLS = ["psnr", "ms_ssim", "lpips_alex", "lpips_vgg", "id_facenet", "id_sface", "dist_dlib", "nme_dlib"]
 GROUP = {col: group for group, cols in METRIC_GROUPS.items() for col in cols}
 
 
@@ -357,7 +357,7 @@ def test_head_nme_when_the_codec_has_heads(model_file, images, tmp_path):
     codec = Codec.from_pretrained(model_file)
     codec.heads = heads.AnalysisHeads(basic_dim=codec.model.latent_dims[0], hidden=16, depth=1)
     run_eval(EvalConfig(images, tmp_path, codec=codec, anchors=[], downscale=[], qualities="0", thumbs=0,
-                        skip_metrics=("ms_ssim", "lpips_alex", "lpips_vgg", "facenet", "sface", "dlib"),
+                        skip_metrics=("ms_ssim", "lpips_alex", "lpips_vgg", "facenet", "sface", "dlib_resnet", "dlib"),
                         progress=False))
     rows = read_rows(tmp_path / "results.csv")
     assert all(math.isfinite(r["nme_head"]) == (r["codec"] == "stylecodec-basic") for r in rows)

@@ -1,4 +1,4 @@
-"""Identity and landmark networks: facenet conversion vs OpenCV, SFace, dlib 68, MTCNN 5.
+"""Identity and landmark networks: facenet conversion vs OpenCV, SFace, dlib ResNet, dlib 68, MTCNN 5.
 
 All need third-party weights (marked ``assets``; skipped with the reason when they cannot be
 fetched). The LFW checks use 50 same + 50 different standard pairs from ../shared.
@@ -140,6 +140,34 @@ def test_sface_separates_lfw_pairs(sface_judge, lfw_pairs):
     emb = sface_judge.embed(a[:4])
     assert emb.shape == (4, 128) and emb.dtype == np.float32
     assert not sface_judge.last_fallback.any()
+
+
+@pytest.fixture(scope="module")
+def dlib_judge():
+    from stylecodec.assets.dlib_resnet import DlibResNetJudge
+
+    return _skip_unavailable("dlib ResNet descriptor (face-recognition-models, dlib-bin)", DlibResNetJudge)
+
+
+def test_dlib_resnet_separates_lfw_pairs(dlib_judge, lfw_pairs):
+    from stylecodec.metrics.identity import identity_cosine
+
+    a, b, same = lfw_pairs
+    cos = identity_cosine(a, b, judge="dlib")
+    _, _, auc = _separation(cos, same)
+    assert auc > 0.95, auc
+    raw_a, raw_b = dlib_judge.embed(a, unit=False), dlib_judge.embed(b, unit=False)
+    assert dlib_judge.last_fallback.sum() <= 2        # HOG misses a few raw LFW frames
+    dist = np.linalg.norm(raw_a - raw_b, axis=1)
+    # dlib's documented rule: the same person below 0.6 (99.38 % on LFW by its authors)
+    assert ((dist < 0.6) == same).mean() > 0.9, ((dist < 0.6) == same).mean()
+
+
+def test_dlib_resnet_falls_back_on_noise(dlib_judge):
+    noise = np.random.default_rng(0).integers(0, 256, (2, 96, 128, 3), dtype=np.uint8)
+    emb = dlib_judge.embed(noise)
+    assert dlib_judge.last_fallback.tolist() == [True, True]
+    assert np.allclose(np.linalg.norm(emb, axis=1), 1, atol=1e-5)
 
 
 def test_sface_falls_back_on_noise(sface_judge):

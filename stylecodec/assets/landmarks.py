@@ -57,12 +57,18 @@ def fetch_mtcnn() -> list[Path]:
     return [_checked(folder / name, digest) for name, digest in MTCNN_SHA256.items()]
 
 
-@functools.cache
-def _dlib_models():
+def import_dlib():
+    """The dlib module; AssetError when it is not installed."""
     try:
         import dlib     # here: dlib is optional (GPU boxes without it train with --teacher-labels)
     except ImportError as e:
         raise AssetError("dlib is not installed: pip install dlib-bin") from e
+    return dlib
+
+
+@functools.cache
+def _dlib_models():
+    dlib = import_dlib()
     (path,) = fetch_dlib()
     return dlib.get_frontal_face_detector(), dlib.shape_predictor(str(path))
 

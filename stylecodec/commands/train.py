@@ -292,12 +292,15 @@ def _add_refiner(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="run directory (writes RUN_DIR/model.pt, metrics.csv)")
     p.add_argument("--latents", default="", help="latents.npz of the machine-first run (default: computed)")
     p.add_argument("--init-refiner", default="", metavar="PATH",
-                   help="start from the refiner of another machine-first model (e.g. one trained on an older LSET)")
+                   help="start from the refiner of another machine-first model with the same PCA fits up to "
+                        "component signs (e.g. one with an older LSET or quality table); its images seen and "
+                        "CPU hours carry over")
     p.add_argument("--data", default="", help="UTKFace-like image folder (default: ../shared/data/utkface)")
     p.add_argument("--batch", type=int, default=8, help="faces per step (default: %(default)s)")
     p.add_argument("--lr", type=float, default=2e-4, help="Adam learning rate (default: %(default)s)")
     p.add_argument("--w-lpips", type=float, default=1.0, help="LPIPS-Alex weight (default: %(default)s)")
     p.add_argument("--w-id", type=float, default=0.1, help="facenet identity weight (default: %(default)s)")
+    p.add_argument("--w-mse", type=float, default=0.0, help="squared-error weight (default: %(default)s)")
     p.add_argument("--kimg", type=float, default=1000.0, help="stop after this many thousand images")
     p.add_argument("--max-minutes", type=float, default=None, help="stop (and save) after this long")
     p.add_argument("--eval-every", type=int, default=500, help="steps between held-out evaluations")
@@ -312,7 +315,7 @@ def _run_refiner(args: argparse.Namespace) -> int:
 
     cfg = RefinerConfig(model=args.model, out=args.out, latents=args.latents, init_refiner=args.init_refiner,
                         data=args.data, batch=args.batch,
-                        lr=args.lr, w_lpips=args.w_lpips, w_id=args.w_id, kimg=args.kimg,
+                        lr=args.lr, w_lpips=args.w_lpips, w_id=args.w_id, w_mse=args.w_mse, kimg=args.kimg,
                         max_minutes=args.max_minutes, eval_every=args.eval_every, precision=args.precision,
                         resume=None if args.resume == "none" else args.resume, seed=args.seed)
     train_refiner(cfg)

@@ -1,9 +1,11 @@
 """``stylecodec verify-lfw``: LFW 10-fold face verification with coded faces, and their bpp.
 
-    stylecodec verify-lfw --layers basic|middle|enhanced[,...] [--judge sface|facenet|head] [--both]
+    stylecodec verify-lfw --layers basic|middle|enhanced[,...] [--judge sface|dlib|facenet|head] [--both]
                           [--model M] [--limit-pairs N] [--quality Q | --bpp B] [--basic-bpp B] [--json]
 
-Pixel judges (sface, the independent judge of DESIGN.md §3; facenet, the training loss): the
+Pixel judges (sface, the independent judge of DESIGN.md §3; dlib, dlib's ResNet descriptor, which no
+stylecodec model trains with -- the machine-first basic layer codes SFace's embedding, so decoded
+faces of those models are judged by dlib; facenet, the refiner's training loss): the
 first image of every pair is aligned (:func:`stylecodec.align.align`, the step ``compress
 --align on`` uses; centre square where no face is found), compressed, cut to ``--layers``,
 decoded and judged against the original second image; ``--both`` codes both images. Several
@@ -34,7 +36,7 @@ from ._rate import add_rate_arguments, rate_kwargs
 
 # Library imports sit inside run(): `stylecodec verify-lfw --help` and the other commands start
 # without torch (CLI start-up; see stylecodec/commands/__init__.py).
-JUDGES = ("sface", "facenet", "head")
+JUDGES = ("sface", "dlib", "facenet", "head")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

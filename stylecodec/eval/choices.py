@@ -18,7 +18,8 @@ DEFAULT_ANCHORS = ANCHOR_NAMES
 # group name -> result columns it fills
 METRIC_GROUPS = {
     "psnr": ["psnr"], "ms_ssim": ["ms_ssim"], "lpips_alex": ["lpips_alex"], "lpips_vgg": ["lpips_vgg"],
-    "facenet": ["id_facenet"], "sface": ["id_sface"], "dlib": ["nme_dlib", "face_ref", "face_dec"],
+    "facenet": ["id_facenet"], "sface": ["id_sface"], "dlib_resnet": ["dist_dlib"],
+    "dlib": ["nme_dlib", "face_ref", "face_dec"],
 }
 
 # the rows of lfw.json, in order; stylecodec-head: identity read from both images' basic layers (no pixels)

@@ -4,7 +4,7 @@
 - :class:`CodedFaces`: LFW image -> aligned R x R face (:func:`stylecodec.align.align`, the step
   ``compress --align on`` uses; centre square where no face is found, counted) -> stream
   (quality or per-image bpp target) cut to n layers -> decoded face; records the bpp;
-- :func:`pixel_embedder`: a pixel judge (sface or facenet) over images of mixed sizes;
+- :func:`pixel_embedder`: a pixel judge (sface, dlib or facenet) over images of mixed sizes;
 - :func:`run_lfw`: the harness entries (SFace judge, never a training network): one image of each
   pair (``image_a``) replaced by the original, the aligned face without coding (the effect of
   alignment/resizing alone), stylecodec's basic layer alone (header + basic layer: the machine
@@ -24,7 +24,7 @@ from ..anchors import get_anchor
 from ..bitstream import extract, unpack
 from ..errors import StylecodecError
 from ..layers import LAYER_NAMES
-from ..metrics.identity import embed
+from ..metrics.identity import DIMS, embed
 from ..metrics.verification import default_pairs_csv, lfw_verification, read_pairs
 from ..paths import cache_root
 from .align_cache import AlignmentCache, content_key
@@ -135,13 +135,12 @@ class CodedFaces:
 
 
 def pixel_embedder(judge: str, cache: bool = False):
-    """images (list of HxWx3 uint8, sizes may differ) -> embeddings [N, d] of ``judge`` (sface 128-d,
-    facenet 512-d). ``cache``: identical images are embedded once (the uncoded side of the pairs
+    """images (list of HxWx3 uint8, sizes may differ) -> embeddings [N, d] of ``judge`` (d: DIMS). ``cache``: identical images are embedded once (the uncoded side of the pairs
     recurs in every entry of a run)."""
     memo: dict[int, np.ndarray] = {}
 
     def embed_fn(images: list) -> np.ndarray:
-        out = np.zeros((len(images), 128 if judge == "sface" else 512), np.float32)
+        out = np.zeros((len(images), DIMS[judge]), np.float32)
         keys = [hash((im.shape, np.ascontiguousarray(im).tobytes())) if cache else None for im in images]
         todo: dict = {}                                    # images to embed, grouped by shape
         for i, (img, k) in enumerate(zip(images, keys)):

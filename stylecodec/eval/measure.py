@@ -1,18 +1,21 @@
 """Per-row quality measurements: decoded images against the aligned original (DESIGN.md §3).
 
 :class:`Measurer` computes, for one original and a batch of decoded versions of it, PSNR,
-MS-SSIM, LPIPS (AlexNet, VGG), identity cosine (facenet, SFace) and dlib-68 landmark NME; the
+MS-SSIM, LPIPS (AlexNet, VGG), identity cosine (facenet, SFace), dlib ResNet descriptor distance
+and dlib-68 landmark NME; the
 original's embeddings and landmarks are computed once. A metric whose network cannot be
 loaded (weights unobtainable) is switched off with one warning and left empty in the
 results; :attr:`Measurer.unavailable` says why, and the report prints it.
 """
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 
 import numpy as np
 
+from ..assets.dlib_resnet import DlibResNetJudge
 from ..assets.fetch import AssetError
 from ..assets.landmarks import dlib_landmarks68
 from ..metrics.identity import embed
@@ -71,6 +74,7 @@ class Measurer:
                       out)
         self._run("facenet", lambda: [{"id_facenet": v} for v in _identity(ref, dec, "facenet", {})], out)
         self._run("sface", lambda: [{"id_sface": v} for v in _identity(ref, dec, "sface", emb_sface)], out)
+        self._run("dlib_resnet", lambda: [{"dist_dlib": v} for v in _dlib_distance(ref, dec)], out)
         self._run("dlib", lambda: _nme(ref, dec), out)
         return out, emb_sface.get("dec")
 
@@ -109,6 +113,19 @@ def _identity(ref: Reference, dec: np.ndarray, judge: str, keep: dict) -> list[f
     e = _embed(dec, judge)
     keep["dec"] = e.astype(np.float32)
     return [float(np.clip(v, -1.0, 1.0)) for v in e @ ref.cache[key]]
+
+
+def _dlib_distance(ref: Reference, dec: np.ndarray) -> list[float]:
+    """dlib's metric: Euclidean distance of raw ResNet descriptors, original vs each decoded image."""
+    judge = _dlib_judge()
+    if "desc_dlib" not in ref.cache:
+        ref.cache["desc_dlib"] = judge.embed(ref.arr[None], unit=False)[0]
+    return [float(v) for v in np.linalg.norm(judge.embed(dec, unit=False) - ref.cache["desc_dlib"], axis=1)]
+
+
+@functools.cache
+def _dlib_judge() -> DlibResNetJudge:
+    return DlibResNetJudge()
 
 
 def _nme(ref: Reference, dec: np.ndarray) -> list[dict]:

@@ -15,7 +15,9 @@ Columns (empty = not measured):
   per image when parameter sets are agreed in advance (VVC/HEVC slices, AV1 without sequence
   header; = bytes for stylecodec, JPEG, JPEG XL). bpp = 8 * bytes / (width * height).
 - ``psnr`` (dB), ``ms_ssim``, ``lpips_alex``, ``lpips_vgg``: decoded vs the aligned original.
-- ``id_facenet``, ``id_sface``: identity cosine (original, decoded).
+- ``id_facenet``, ``id_sface``: identity cosine (original, decoded). ``dist_dlib``: Euclidean distance
+  of dlib ResNet descriptors (dlib's own metric; the same person below 0.6), the identity judge that
+  no stylecodec model trains with.
 - ``nme_dlib``: NME of dlib-68 on decoded vs dlib-68 on the original; ``nme_head``: NME of the
   base-layer analysis head (stylecodec-basic rows, models with heads) vs dlib on the original.
   ``face_ref`` / ``face_dec``: 1 when dlib detected a face (0: points fitted to the whole frame).
@@ -41,7 +43,7 @@ __all__ = ["COLUMNS", "NUMERIC", "results_path", "read_rows", "load_rows", "writ
 
 COLUMNS = ["image", "codec", "setting", "family", "point", "layers", "q", "width", "height", "bytes", "bpp",
            "payload_bytes", "bpp_payload", "psnr", "ms_ssim", "lpips_alex", "lpips_vgg", "id_facenet",
-           "id_sface", "nme_dlib", "nme_head", "face_ref", "face_dec", "encode_s", "decode_s", "error"]
+           "id_sface", "dist_dlib", "nme_dlib", "nme_head", "face_ref", "face_dec", "encode_s", "decode_s", "error"]
 TEXT = {"image", "codec", "setting", "family", "point", "error"}
 NUMERIC = [c for c in COLUMNS if c not in TEXT]
 

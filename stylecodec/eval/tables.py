@@ -16,7 +16,7 @@ __all__ = ["METRICS", "LABELS", "common_rows", "mean_table", "curves", "pareto",
 # column, label, higher is better
 METRICS = [("psnr", "PSNR dB", True), ("ms_ssim", "MS-SSIM", True), ("lpips_alex", "LPIPS-Alex", False),
            ("lpips_vgg", "LPIPS-VGG", False), ("id_facenet", "ID facenet", True), ("id_sface", "ID SFace", True),
-           ("nme_dlib", "NME dlib", False), ("nme_head", "NME head", False)]
+           ("dist_dlib", "dist dlib", False), ("nme_dlib", "NME dlib", False), ("nme_head", "NME head", False)]
 LABELS = {m: label for m, label, _ in METRICS}
 DISPLAY = {"stylecodec-basic": "stylecodec basic", "stylecodec-middle": "stylecodec +middle",
            "stylecodec-all": "stylecodec all"}

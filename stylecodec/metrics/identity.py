@@ -3,6 +3,8 @@
 judge='facenet': the differentiable CASIA-WebFace FaceNet (also the training loss), on the
 aligned faces resized to 160x160. judge='sface': OpenCV's SFace, which the codec is never
 trained with (the evaluation judge of DESIGN.md §3), with YuNet detection + alignment.
+judge='dlib': dlib's ResNet descriptor (HOG detection, 5-point chip), the judge of decoded faces'
+identity once SFace became a training target of the machine-first basic layer.
 """
 from __future__ import annotations
 
@@ -13,11 +15,13 @@ import numpy as np
 import torch
 
 from ..assets.facenet import load_facenet, preprocess
+from ..assets.dlib_resnet import DlibResNetJudge
 from ..assets.sface import SFaceJudge
 
-__all__ = ["identity_cosine", "JUDGES"]
+__all__ = ["identity_cosine", "embed", "JUDGES", "DIMS"]
 
-JUDGES = ("facenet", "sface")
+JUDGES = ("facenet", "sface", "dlib")
+DIMS = {"facenet": 512, "sface": 128, "dlib": 128}
 
 
 @functools.cache
@@ -30,6 +34,11 @@ def _sface():
     return SFaceJudge()
 
 
+@functools.cache
+def _dlib():
+    return DlibResNetJudge()
+
+
 def _stack(images) -> np.ndarray:
     arr = np.asarray(images) if not isinstance(images, np.ndarray) else images
     arr = arr[None] if arr.ndim == 3 else arr
@@ -39,7 +48,7 @@ def _stack(images) -> np.ndarray:
 
 
 def embed(images, judge: str = "facenet", batch_size: int = 32) -> np.ndarray:
-    """RGB uint8 faces (N,H,W,3) -> (N,D) float32 unit embeddings (D = 512 facenet, 128 sface)."""
+    """RGB uint8 faces (N,H,W,3) -> (N,D) float32 unit embeddings (D: :data:`DIMS`)."""
     images = _stack(images)
     if judge == "facenet":
 
@@ -54,6 +63,13 @@ def embed(images, judge: str = "facenet", batch_size: int = 32) -> np.ndarray:
         if judge_net.last_fallback.any():
             warnings.warn(f"SFace: no face detected in {int(judge_net.last_fallback.sum())} of "
                           f"{len(images)} images; their centre crops were embedded", stacklevel=3)
+        return out
+    if judge == "dlib":
+        judge_net = _dlib()
+        out = judge_net.embed(images)
+        if judge_net.last_fallback.any():
+            warnings.warn(f"dlib: no face detected in {int(judge_net.last_fallback.sum())} of {len(images)} "
+                          f"images; the fallback box was used", stacklevel=3)
         return out
     raise ValueError(f"unknown identity judge {judge!r} (known: {', '.join(JUDGES)})")
 

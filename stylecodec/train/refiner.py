@@ -8,7 +8,7 @@ the bitstream of a face does not change, only what the decoder makes of it). Eac
 2. ŷ as the decoder gets it (``GroupCoder`` emulation: rounded around the LSET's means), and a
    random layer prefix (basic / + middle / all; missing layers predicted by the LSET's means);
 3. x_hat = refiner(eigenface image, ŷ) and the loss
-   ``|x_hat - x|_1 + w_lpips · LPIPS-Alex + w_id · (1 - cos(facenet(x_hat), facenet(x)))``
+   ``|x_hat - x|_1 + w_mse · |x_hat - x|² + w_lpips · LPIPS-Alex + w_id · (1 - cos(facenet(x_hat), facenet(x)))``
    (facenet's embedding of the original: the cached teacher output; the decoded face goes through
    facenet with gradients).
 
@@ -45,7 +45,7 @@ from .machine_first import training_latents
 
 KIND = "stylecodec.refiner"
 
-__all__ = ["RefinerConfig", "train_refiner", "KIND"]
+__all__ = ["RefinerConfig", "train_refiner", "transfer_refiner", "KIND"]
 
 
 @dataclass
@@ -59,6 +59,7 @@ class RefinerConfig:
     batch: int = 8
     lr: float = 2e-4
     w_lpips: float = 1.0
+    w_mse: float = 0.0                       # weight of the squared error (images in [-1, 1]); PSNR's own loss
     w_id: float = 0.1
     prefix_probs: tuple = (0.2, 0.2, 0.6)    # basic / + middle / all layers
     widths: tuple = (32, 64, 128, 192)
@@ -97,6 +98,7 @@ def train_refiner(cfg: RefinerConfig, log=print) -> Path:
     train_names = split_files(list_images(root), "train", cfg.val_count)
     n_train = len(train_names)
     resumed = common.checkpoint_to_resume(out, cfg.resume, KIND, log)
+    init_seen, init_cpu_s = 0, 0.0
     if resumed is not None:
         model = MachineFirstModel(resumed["config"])
         model.load_state_dict(resumed["model"])
@@ -110,11 +112,12 @@ def train_refiner(cfg: RefinerConfig, log=print) -> Path:
         missing, unexpected = model.load_state_dict(base.state_dict(), strict=False)
         assert not unexpected and all(k.startswith("refiner.") for k in missing), (missing, unexpected)
         if cfg.init_refiner:
-            donor = load(cfg.init_refiner).model
-            if getattr(donor, "refiner", None) is None:
-                raise StylecodecError(f"{cfg.init_refiner} has no refiner to start from")
-            model.refiner.load_state_dict(donor.refiner.state_dict())
-            log(f"refiner weights from {cfg.init_refiner}")
+            donor = load(cfg.init_refiner)
+            transfer_refiner(donor.model, model)
+            init_seen = int(donor.meta.get("images_seen", 0))
+            init_cpu_s = float(donor.meta.get("cpu_hours", 0.0)) * 3600
+            log(f"refiner weights from {cfg.init_refiner} ({init_seen} images, {init_cpu_s / 3600:.2f} CPU-h "
+                f"carried over: the learning curve goes on)")
     for name, p in model.named_parameters():
         p.requires_grad_(name.startswith("refiner."))
     P = model.pixel_resolution
@@ -147,6 +150,7 @@ def train_refiner(cfg: RefinerConfig, log=print) -> Path:
         common.set_rng_state(resumed["rng"])
     else:
         common.seed_everything(cfg.seed)
+        step, seen, cpu_s = init_seen // cfg.batch, init_seen, init_cpu_s
     write_bytes(out / "config.json", json.dumps({"train": asdict(cfg), "model": model.config}, indent=1).encode())
     coder = model.coder
     val_latents = _val_latents(model, root, cfg)
@@ -207,6 +211,8 @@ def train_refiner(cfg: RefinerConfig, log=print) -> Path:
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
                 x_hat = model.refiner(x_lin.contiguous(memory_format=torch.channels_last), y_hat).float()
                 loss = (x_hat - x).abs().mean() + cfg.w_lpips * lpips(x_hat, x).float().mean()
+                if cfg.w_mse:
+                    loss = loss + cfg.w_mse * ((x_hat - x) ** 2).mean()
                 if cfg.w_id:
                     tid = target_id[torch.from_numpy(face), torch.from_numpy(mirror.astype(np.int64))]
                     loss = loss + cfg.w_id * (1 - _identity_cos(facenet, x_hat, tid).float()).mean()
@@ -243,3 +249,33 @@ def _val_latents(model: MachineFirstModel, root: Path, cfg: RefinerConfig) -> li
     y0 = model.basic_latent(torch.from_numpy(flip_identity(t)[val]), torch.from_numpy(t["landmarks"][val]))
     x = _unit(pixel_array(root, "val", model.pixel_resolution, cfg.val_count)[:cfg.eval_images])
     return [y0] + model.pixel_latents(x)
+
+
+@torch.no_grad()
+def transfer_refiner(donor: MachineFirstModel, model: MachineFirstModel, min_cos: float = 0.99) -> torch.Tensor:
+    """Copy ``donor``'s refiner into ``model`` (same widths and latent sizes), re-expressed in
+    ``model``'s latent coordinates: two PCA fits of the same data may return a component with the
+    opposite sign (mf0 and the shipped default differ in 85 of their 192 eigenfaces), which flips
+    that whitened latent. The style MLP's input columns of flipped components are negated, so the
+    refiner computes the same function of the face. Raises if a component is not the same up to
+    sign (|cos| < ``min_cos``: a different PCA, not transferable). Returns the signs [d_total]."""
+    if getattr(donor, "refiner", None) is None:
+        raise StylecodecError("the donor model has no refiner to start from")
+    if donor.latent_dims != model.latent_dims or donor.pixel_resolution != model.pixel_resolution:
+        raise StylecodecError(f"donor latents {donor.latent_dims} @ {donor.pixel_resolution}² do not match "
+                              f"{model.latent_dims} @ {model.pixel_resolution}²")
+    signs = []
+    for name in ("id_basis", "shape_basis", "pix_basis"):
+        a, b = getattr(donor, name).double(), getattr(model, name).double()
+        cos = (a * b).sum(1) / (a.norm(dim=1) * b.norm(dim=1)).clamp_min(1e-12)
+        if (cos.abs() < min_cos).any():
+            raise StylecodecError(f"{name}: {(cos.abs() < min_cos).sum().item()} components differ beyond sign "
+                                  f"(min |cos| {cos.abs().min().item():.3f}); the refiner cannot be transferred")
+        signs.append(torch.sign(cos))
+    signs = torch.cat(signs).float()
+    state = donor.refiner.state_dict()
+    first = "style.0.weight"
+    assert state[first].shape[1] == signs.numel(), (state[first].shape, signs.numel())
+    state[first] = state[first] * signs.to(state[first].dtype)[None, :]
+    model.refiner.load_state_dict(state)
+    return signs
