@@ -56,3 +56,39 @@ def test_transfer_refuses_a_different_pca_or_no_refiner():
         transfer_refiner(donor, other)
     with pytest.raises(StylecodecError, match="no refiner"):
         transfer_refiner(tiny_model(), other)
+
+
+def test_cached_latents_of_another_pca_fit_are_refused(tmp_path):
+    """A latents.npz made with a PCA fit whose components have other signs is refused, not trained on."""
+    from stylecodec.train.machine_first import check_latents, training_latents
+
+    m = tiny_model()
+    rng = np.random.default_rng(0)
+    n = 6
+    sface = rng.normal(size=(n, 2, 128)).astype(np.float32)
+    teachers = {"sface": sface, "landmarks": (0.5 + 0.02 * rng.normal(size=(n, 68, 2))).astype(np.float32)}
+    small = rng.integers(0, 256, (n, 16, 16, 3), dtype=np.uint8)
+    ys = training_latents(m, teachers, np.arange(n), small)
+    check_latents(m, ys, teachers, small, "own.npz")                      # its own latents pass
+    other = tiny_model()
+    basis = other.pix_basis.clone()
+    basis[3] *= -1
+    other.pix_basis.copy_(basis)
+    with pytest.raises(StylecodecError, match="other.npz: layer 1"):
+        check_latents(m, training_latents(other, teachers, np.arange(n), small), teachers, small, "other.npz")
+
+
+def test_pca_signs_are_fixed():
+    """The same data fitted twice gives the same components, signs included (randomised SVD with another
+    random state; exact SVD of the negated data)."""
+    from stylecodec.train.machine_first import _pca
+
+    x = (np.random.default_rng(1).normal(size=(200, 40)) * np.linspace(3, 0.5, 40)).astype(np.float32)
+    torch.manual_seed(0)
+    _, a = _pca(x, 8, lowrank=True)
+    torch.manual_seed(5)
+    _, b = _pca(x, 8, lowrank=True)
+    assert np.allclose(a, b, atol=1e-3)
+    _, c = _pca(x.astype(np.float64), 8)
+    _, d = _pca(-x.astype(np.float64), 8)
+    assert np.allclose(c, d, atol=1e-8) and np.allclose(a, c, atol=1e-3)

@@ -39,7 +39,8 @@ from . import common
 
 KIND = "stylecodec.machine-first"
 
-__all__ = ["MachineFirstConfig", "QUALITY_TABLE", "train_machine_first", "fit_model", "training_latents"]
+__all__ = ["MachineFirstConfig", "QUALITY_TABLE", "train_machine_first", "fit_model", "training_latents",
+           "check_latents"]
 
 # Per quality q: identity (components, step in SFace units), shape (components, step in normalised
 # coordinates), eigenfaces (middle components, enhanced components, step in coefficient units).
@@ -82,13 +83,17 @@ class MachineFirstConfig:
 
 @torch.no_grad()
 def _pca(x: np.ndarray, k: int, lowrank: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """(mean [D], basis [k, D] orthonormal rows) of rows x [N, D], float64 unless lowrank."""
+    """(mean [D], basis [k, D] orthonormal rows) of rows x [N, D], float64 unless lowrank. Signs are
+    fixed (each row's largest-magnitude entry positive): an SVD's signs are arbitrary, and the
+    randomised one's change from run to run, which would flip whitened latents between fits."""
     mean = x.mean(0)
     if lowrank:
         _, _, v = torch.svd_lowrank(torch.from_numpy(x - mean), q=k + 32, niter=4)
-        return mean, v.T[:k].numpy()
-    _, _, vt = np.linalg.svd(x - mean, full_matrices=False)
-    return mean, vt[:k]
+        basis = v.T[:k].numpy()
+    else:
+        basis = np.linalg.svd(x - mean, full_matrices=False)[2][:k]
+    pivot = np.abs(basis).argmax(1)
+    return mean, basis * np.sign(basis[np.arange(len(basis)), pivot])[:, None]
 
 
 def _project(x: np.ndarray, mean: np.ndarray, basis: np.ndarray) -> np.ndarray:
@@ -139,6 +144,22 @@ def training_latents(model: MachineFirstModel, teachers: dict, train_idx: np.nda
     return [y0.astype(np.float32), pix[:, :m].astype(np.float32), pix[:, m:].astype(np.float32)]
 
 
+def check_latents(model: MachineFirstModel, ys, teachers: dict, faces: np.ndarray, path, rows: int = 4) -> None:
+    """Raise unless cached latents ``ys`` ([2N, d_l] per layer, from ``path``) are ``model``'s: the
+    first ``rows`` faces and their mirrors are recomputed. Latents of another fit of the PCA models
+    (components with other signs) would train the LSET or a refiner on inputs the model never makes."""
+    idx = np.arange(rows)
+    fresh = training_latents(model, teachers, idx, np.asarray(faces[:rows]))
+    n = len(ys[0]) // 2
+    for layer, (y, f) in enumerate(zip(ys, fresh)):
+        cached = np.concatenate([np.asarray(y[:rows]), np.asarray(y[n:n + rows])])
+        if not np.allclose(cached, f, atol=2e-3):
+            bad = np.abs(cached - f).max(0) > 2e-3
+            raise StylecodecError(f"{path}: layer {layer} latents are not this model's ({int(bad.sum())} of "
+                                  f"{len(bad)} components differ, e.g. another PCA fit); delete the file or "
+                                  f"pass the run's own latents")
+
+
 def _state(model, opt, step, seen, cpu_s, cfg) -> dict[str, Any]:
     return {"kind": KIND, "model": model.state_dict(), "config": model.config, "opt": opt.state_dict(), "step": step,
             "seen": seen, "cpu_seconds": cpu_s, "train_config": asdict(cfg), "rng": common.rng_state()}
@@ -175,6 +196,7 @@ def train_machine_first(cfg: MachineFirstConfig, log=print) -> Path:
     if lat_path.is_file():
         with np.load(lat_path) as z:
             ys = [z[f"y{l}"] for l in range(3)]
+        check_latents(model, ys, teachers, faces, lat_path)
     else:
         ys = training_latents(model, teachers, train_idx, faces)
         write_npz(lat_path, {f"y{l}": y for l, y in enumerate(ys)})

@@ -41,11 +41,11 @@ from ..files import write_bytes
 from ..machine_first import MachineFirstModel
 from ..zoo import load, save_model
 from . import common
-from .machine_first import training_latents
+from .machine_first import check_latents, training_latents
 
 KIND = "stylecodec.refiner"
 
-__all__ = ["RefinerConfig", "train_refiner", "transfer_refiner", "KIND"]
+__all__ = ["RefinerConfig", "train_refiner", "transfer_refiner", "pca_signs", "KIND"]
 
 
 @dataclass
@@ -127,6 +127,7 @@ def train_refiner(cfg: RefinerConfig, log=print) -> Path:
     if cfg.latents and Path(cfg.latents).is_file():
         with np.load(cfg.latents) as z:
             ys = [torch.from_numpy(z[f"y{l}"]) for l in range(3)]
+        check_latents(model, ys, teachers, faces, cfg.latents)
     else:
         ys = [torch.from_numpy(y) for y in training_latents(model, teachers, np.arange(n_train), faces)]
     assert ys[0].shape[0] == 2 * n_train, (ys[0].shape, n_train)
@@ -252,6 +253,25 @@ def _val_latents(model: MachineFirstModel, root: Path, cfg: RefinerConfig) -> li
 
 
 @torch.no_grad()
+def pca_signs(a: MachineFirstModel, b: MachineFirstModel, min_cos: float = 0.99) -> torch.Tensor:
+    """[d_total] ±1: whether each whitened latent of ``b`` (identity, shape, eigenface components, in
+    latent order) is ``a``'s or its negative. StylecodecError unless the two models' PCA fits agree
+    up to sign (|cos| >= ``min_cos`` for every component)."""
+    if a.latent_dims != b.latent_dims or a.pixel_resolution != b.pixel_resolution:
+        raise StylecodecError(f"latents {a.latent_dims} @ {a.pixel_resolution}² do not match "
+                              f"{b.latent_dims} @ {b.pixel_resolution}²")
+    signs = []
+    for name in ("id_basis", "shape_basis", "pix_basis"):
+        u, v = getattr(a, name).double(), getattr(b, name).double()
+        cos = (u * v).sum(1) / (u.norm(dim=1) * v.norm(dim=1)).clamp_min(1e-12)
+        if (cos.abs() < min_cos).any():
+            raise StylecodecError(f"{name}: {(cos.abs() < min_cos).sum().item()} components differ beyond sign "
+                                  f"(min |cos| {cos.abs().min().item():.3f}): another PCA, not transferable")
+        signs.append(torch.sign(cos))
+    return torch.cat(signs).float()
+
+
+@torch.no_grad()
 def transfer_refiner(donor: MachineFirstModel, model: MachineFirstModel, min_cos: float = 0.99) -> torch.Tensor:
     """Copy ``donor``'s refiner into ``model`` (same widths and latent sizes), re-expressed in
     ``model``'s latent coordinates: two PCA fits of the same data may return a component with the
@@ -261,18 +281,7 @@ def transfer_refiner(donor: MachineFirstModel, model: MachineFirstModel, min_cos
     sign (|cos| < ``min_cos``: a different PCA, not transferable). Returns the signs [d_total]."""
     if getattr(donor, "refiner", None) is None:
         raise StylecodecError("the donor model has no refiner to start from")
-    if donor.latent_dims != model.latent_dims or donor.pixel_resolution != model.pixel_resolution:
-        raise StylecodecError(f"donor latents {donor.latent_dims} @ {donor.pixel_resolution}² do not match "
-                              f"{model.latent_dims} @ {model.pixel_resolution}²")
-    signs = []
-    for name in ("id_basis", "shape_basis", "pix_basis"):
-        a, b = getattr(donor, name).double(), getattr(model, name).double()
-        cos = (a * b).sum(1) / (a.norm(dim=1) * b.norm(dim=1)).clamp_min(1e-12)
-        if (cos.abs() < min_cos).any():
-            raise StylecodecError(f"{name}: {(cos.abs() < min_cos).sum().item()} components differ beyond sign "
-                                  f"(min |cos| {cos.abs().min().item():.3f}); the refiner cannot be transferred")
-        signs.append(torch.sign(cos))
-    signs = torch.cat(signs).float()
+    signs = pca_signs(donor, model, min_cos)
     state = donor.refiner.state_dict()
     first = "style.0.weight"
     assert state[first].shape[1] == signs.numel(), (state[first].shape, signs.numel())
