@@ -8,10 +8,12 @@ does) on every LFW image (cached teacher outputs + aligned pixels) and the 1,000
 faces, estimates each stream's bytes from its ideal bits (+ the range coder's measured 0.33 B per
 layer and the container: 4 B for the basic layer alone, 8 B for three layers), picks each face's
 quality as the default setting does (highest quality with file <= 81 B and basic layer <= 24 B;
-on LFW only the basic layers are emulated, so there the file limit is not applied: the UTKFace
-figures show whether it binds),
+on LFW only the basic layers are emulated unless ``--lfw-pixels``, so without it the file limit is not
+applied there: the UTKFace figures show whether it binds; with it, LFW's aligned faces are read from the
+alignment cache that ``machine_first_eval.py`` fills and every layer is emulated),
 and reports LFW accuracy (identity head, both images coded) per quality and at the default, NME
-of the landmark head on UTKFace, and the bytes. The chosen table is then checked with the real
+of the landmark head on UTKFace, the PSNR of the eigenface image (all layers, no refiner, 256² as
+users get it) on UTKFace, and the bytes. The chosen table is then checked with the real
 coder (``experiments/machine_first_eval.py``).
 
 Selection caveat: the table is chosen by looking at LFW accuracy (the same pairs the acceptance
@@ -54,15 +56,35 @@ TABLES: dict[str, list[dict]] = {
         {"id": [80, 0.13], "shape": [14, 0.03], "pix": [64, 128, 3.0]},
         {"id": [96, 0.14], "shape": [16, 0.03], "pix": [64, 128, 2.8]},
     ],
-    "mf2": QUALITY_TABLE,                          # chosen: stylecodec.train.machine_first
+    "mf2": [                                       # shipped (0x57e7, and 0x92e2 with consistent eigenface signs)
+        {"id": [32, 0.13], "shape": [0, 1.0], "pix": [32, 0, 6.0]},
+        {"id": [40, 0.12], "shape": [8, 0.06], "pix": [48, 16, 5.0]},
+        {"id": [48, 0.12], "shape": [12, 0.05], "pix": [64, 32, 4.5]},
+        {"id": [48, 0.1], "shape": [12, 0.05], "pix": [64, 64, 4.0]},
+        {"id": [56, 0.12], "shape": [12, 0.05], "pix": [64, 96, 3.6]},
+        {"id": [56, 0.11], "shape": [12, 0.05], "pix": [64, 96, 3.6]},
+        {"id": [64, 0.12], "shape": [12, 0.05], "pix": [64, 96, 3.6]},
+        {"id": [64, 0.11], "shape": [12, 0.045], "pix": [64, 96, 3.6]},
+    ],
 }
+# with consistent eigenface signs (experiments/resign_pca.py) the pixel layers cost ~6 B less: candidates
+# that spend it on eigenfaces at the top qualities (identity and shape as mf2)
+_PIX_TOP = {"mf3a": ([64, 128, 3.4], [64, 128, 3.2], [64, 128, 3.0]),
+            "mf3b": ([64, 128, 3.2], [64, 128, 2.9], [64, 128, 2.6]),
+            "mf3c": ([64, 112, 3.4], [64, 128, 3.0], [64, 128, 2.4]),
+            "mf3d": ([64, 96, 3.6], [64, 128, 3.2], [64, 128, 3.0]),
+            "mf3e": ([64, 128, 3.4], [64, 128, 3.4], [64, 128, 3.0])}
+for _name, _pix in _PIX_TOP.items():
+    TABLES[_name] = TABLES["mf2"][:5] + [dict(row, pix=p) for row, p in zip(TABLES["mf2"][5:], _pix)]
+assert TABLES["mf2"] == QUALITY_TABLE            # shipped: stylecodec.train.machine_first
 
 
 @torch.no_grad()
-def emulate(model, ys: list[torch.Tensor], q: int, chunk: int = 2048) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def emulate(model, ys: list[torch.Tensor], q: int, chunk: int = 2048, target=None):
     """(estimated bytes [N, 2]: basic alone, whole file (NaN when only the basic layer is given);
-    identity [N, 128]; landmarks [N, 68, 2]). ``ys``: the basic layer alone, or every layer."""
-    b, ids, lms = [], [], []
+    identity [N, 128]; landmarks [N, 68, 2]; PSNR [N] of the eigenface image vs ``target`` uint8
+    [N, R, R, 3] (NaN without)). ``ys``: the basic layer alone, or every layer."""
+    b, ids, lms, psnrs = [], [], [], []
     for s in range(0, len(ys[0]), chunk):
         g, _ = model.gains(q, len(ys[0][s:s + chunk]))
         out = model.coder([y[s:s + chunk] for y in ys], g, "ste")
@@ -74,7 +96,17 @@ def emulate(model, ys: list[torch.Tensor], q: int, chunk: int = 2048) -> tuple[n
         h = model.heads(y_basic)
         ids.append(h["identity"].numpy())
         lms.append(h["landmarks"].numpy())
-    return np.concatenate(b), np.concatenate(ids), np.concatenate(lms)
+        if target is not None and len(ys) == 3:
+            gi = 1 / g
+            img = model.linear_image(*(out["y_hat"][l] * gi[:, model.layer_slice(l)] for l in (1, 2)))
+            r = target.shape[1]
+            img = torch.nn.functional.interpolate(img, size=(r, r), mode="bicubic", align_corners=False)
+            u8 = ((img.clamp(-1, 1) + 1) * 127.5).round().permute(0, 2, 3, 1).double()
+            mse = ((u8 - torch.from_numpy(np.asarray(target[s:s + chunk])).double()) ** 2).mean((1, 2, 3))
+            psnrs.append((10 * torch.log10(255 ** 2 / mse)).numpy())
+        else:
+            psnrs.append(np.full(len(bits), np.nan))
+    return np.concatenate(b), np.concatenate(ids), np.concatenate(lms), np.concatenate(psnrs)
 
 
 def main() -> int:
@@ -84,6 +116,7 @@ def main() -> int:
     p.add_argument("--file-bytes", type=float, default=81)
     p.add_argument("--basic-bytes", type=float, default=24)
     p.add_argument("--basic-only", action="store_true", help="UTKFace too: basic layers only (no file sizes)")
+    p.add_argument("--lfw-pixels", action="store_true", help="LFW: every layer, so the file limit applies too (about 10 CPU-min per table)")
     p.add_argument("--write-model", default=None, help="save the model with the (single) table given")
     p.add_argument("--out", default=None, help="JSON of every table's figures")
     a = p.parse_args()
@@ -95,6 +128,17 @@ def main() -> int:
     ident = torch.from_numpy(flip_identity(t))
     y0 = model.basic_latent(ident, torch.from_numpy(t["landmarks"]))
     lfw_ys = [y0.float()]                      # the basic layer alone: identity and its bytes
+    if a.lfw_pixels:
+        from machine_first_eval import lfw_aligned      # experiments/: the same aligned faces it codes
+
+        with torch.no_grad():
+            for s in range(0, len(names), 1024):
+                x = torch.from_numpy(lfw_aligned(names[s:s + 1024], root)).permute(0, 3, 1, 2).float() / 127.5 - 1
+                pix = model.pixel_latents(model.small(x))
+                lfw_ys = lfw_ys + [[], []] if len(lfw_ys) == 1 else lfw_ys
+                lfw_ys[1].append(pix[0])
+                lfw_ys[2].append(pix[1])
+        lfw_ys = [lfw_ys[0], torch.cat(lfw_ys[1]), torch.cat(lfw_ys[2])]
     idx = {nm: i for i, nm in enumerate(names)}
     a_i = np.array([idx[r["image_a"]] for r in rows])
     b_i = np.array([idx[r["image_b"]] for r in rows])
@@ -120,12 +164,12 @@ def main() -> int:
             model.inv_gain.copy_(1.0 / g)
         t0 = time.time()
         per_q = [emulate(model, lfw_ys, q) for q in range(model.num_qualities)]
-        per_q_utk = [emulate(model, utk_ys, q) for q in range(model.num_qualities)]
+        per_q_utk = [emulate(model, utk_ys, q, chunk=250, target=faces) for q in range(model.num_qualities)]
         res = {"table": table, "quality": {}}
         for tag, pq in (("lfw", per_q), ("utk", per_q_utk)):
-            sizes = np.stack([s for s, _, _ in pq], 1)                       # [N, Q, 2]
+            sizes = np.stack([s for s, _, _, _ in pq], 1)                    # [N, Q, 2]
             fits = sizes[..., 0] <= a.basic_bytes
-            if len(utk_ys) == 3 and tag == "utk":                            # LFW: basic layers only
+            if len(utk_ys if tag == "utk" else lfw_ys) == 3:                # else basic layers only
                 fits &= sizes[..., 1] <= a.file_bytes
             choice = np.where(fits.any(1), model.num_qualities - 1 - np.argmax(fits[:, ::-1], 1), 0)
             res[f"{tag}_choice_hist"] = np.bincount(choice, minlength=model.num_qualities).tolist()
@@ -143,12 +187,13 @@ def main() -> int:
                     row["lfw_acc"] = 100 * float(f.mean())
                 else:
                     row["nme"] = float(nme(lm[found], ref[found]).mean())
+                    row["psnr_linear"] = float(np.mean([pq[c][3][i] for i, c in enumerate(sel)]))
         report[name] = res
         print(f"== {name} ({time.time() - t0:.0f} s); default choice LFW {res['lfw_choice_hist']} UTK {res['utk_choice_hist']}")
         for q, r in res["quality"].items():
             print(f"  q={q:>7}: LFW {r['lfw_acc']:.2f} %  basic {r['lfw_basic_B']:.1f} B (max {r['lfw_basic_max']:.0f})  "
                   f"file {r['lfw_file_B']:.1f} B | UTK NME {r['nme']:.4f} basic {r['utk_basic_B']:.1f} "
-                  f"file {r['utk_file_B']:.1f}", flush=True)
+                  f"file {r['utk_file_B']:.1f} PSNR {r['psnr_linear']:.2f} dB", flush=True)
     if a.out:
         Path(a.out).write_text(json.dumps(report, indent=1))
     if a.write_model:

@@ -1,0 +1,118 @@
+"""Issue 17's face table: decoded faces of held-out UTKFace against the linear prior and VVC's floor.
+
+    OMP_NUM_THREADS=1 python experiments/faces_heldout.py --models pretrained/default.pt[,OTHER.pt] \\
+        --limit 1000 --out experiments/results/faces/heldout.jsonl
+
+Faces: the first ``--limit`` of the 1,000 held-out UTKFace files (sorted by name, the last 1,000 are held
+out), in the training view at 256² (``stylecodec.images.load_rgb``). Per face and model: one file at the
+model's default setting (``Codec.compress(face, aligned=True)``: every file <= 81 B, basic <= 24 B), its
+prefixes cut with ``extract`` and decoded (basic, +middle, all). Anchors on the same face: the linear prior
+(:class:`stylecodec.anchors.linear.LinearAnchor`, eigenfaces coded with the project's coder) at its largest
+rate point whose file is not above the first model's file (or its smallest), and VVC's floor (QP 63).
+
+Metrics (:class:`stylecodec.eval.measure.Measurer`): PSNR, LPIPS-Alex, SFace identity cosine (SFace is
+also the machine-first basic layer's teacher, so it is not independent for stylecodec) and dlib's
+ResNet distance (``dist_dlib``: no stylecodec part trains with it; the same person below 0.6). FD-SFace:
+Fréchet distance between Gaussian fits of SFace embeddings of the decoded faces and of the originals
+(needs >= 50 faces). One JSON line per face is appended to ``--out`` (a rerun skips the faces there), and
+the summary (means per column, FD-SFace) is printed and written next to it as ``.md``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from stylecodec.anchors import get_anchor
+from stylecodec.anchors.linear import LinearAnchor
+from stylecodec.bitstream import extract
+from stylecodec.codec import Codec
+from stylecodec.data import default_data_root, list_images, split_files
+from stylecodec.eval.measure import Measurer, Reference
+from stylecodec.eval.settings import VVC_FLOOR_QP
+from stylecodec.images import load_rgb
+from stylecodec.metrics.frechet import frechet_distance
+
+SKIP = ("ms_ssim", "lpips_vgg", "facenet", "dlib")
+METRICS = ("psnr", "lpips_alex", "id_sface", "dist_dlib")
+PREFIXES = ("basic", "+middle", "all")
+
+
+def code_face(face: np.ndarray, codecs: dict, linear, vvc) -> list[tuple[str, np.ndarray, int]]:
+    """[(column, decoded uint8, bytes)] for one face."""
+    out = []
+    first = None
+    for tag, codec in codecs.items():
+        data = codec.compress(face, aligned=True)
+        first = first or len(data)
+        for k, prefix in zip((1, 2, 3), PREFIXES):
+            part = data if k == 3 else extract(data, k)
+            out.append((f"{tag} {prefix}", codec.decompress(part, k, output="array"), len(part)))
+    coded = [linear.roundtrip(face, q) for q in range(len(linear.points))]
+    fit = [c for c in coded if c[0].nbytes <= first]
+    enc, rec = max(fit, key=lambda c: c[0].nbytes) if fit else coded[0]
+    out.append(("linear prior (<= file)", rec, enc.nbytes))
+    enc, rec = vvc.roundtrip(face, VVC_FLOOR_QP)
+    out.append((f"VVC QP {VVC_FLOOR_QP} (floor)", rec, enc.nbytes))
+    return out
+
+
+def summarise(rows: list[dict], models: list[str]) -> str:
+    cols = list(rows[0]["columns"])
+    lines = [f"{len(rows)} held-out UTKFace faces (models: {', '.join(models)})", "",
+             "| column | bytes | PSNR dB | LPIPS-Alex | SFace cos | dlib dist | FD-SFace |", "|---|---|---|---|---|---|---|"]
+    ref = np.array([r["emb_ref"] for r in rows])
+    for c in cols:
+        vals = {m: np.mean([r["columns"][c][m] for r in rows]) for m in METRICS + ("bytes",)}
+        fd = frechet_distance(np.array([r["columns"][c]["emb"] for r in rows]), ref, "SFace").value \
+            if len(rows) >= 50 else float("nan")
+        lines.append(f"| {c} | {vals['bytes']:.1f} | {vals['psnr']:.2f} | {vals['lpips_alex']:.3f} | "
+                     f"{vals['id_sface']:.3f} | {vals['dist_dlib']:.3f} | {fd:.3f} |")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--models", default="pretrained/default.pt", help="comma list of codec models (names or paths)")
+    p.add_argument("--tags", default=None, help="comma list of column names for the models (default: file stems)")
+    p.add_argument("--limit", type=int, default=200, help="first N held-out faces (default 200)")
+    p.add_argument("--val-count", type=int, default=1000)
+    p.add_argument("--out", required=True, help="JSON-lines file (appended; a rerun resumes)")
+    a = p.parse_args()
+    models = a.models.split(",")
+    tags = a.tags.split(",") if a.tags else [Path(m).stem for m in models]
+    root = default_data_root()
+    names = split_files(list_images(root), "val", a.val_count)[:a.limit]
+    out = Path(a.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    done = {json.loads(line)["face"] for line in out.read_text().splitlines()} if out.is_file() else set()
+    codecs = {t: Codec.from_pretrained(m) for t, m in zip(tags, models)}
+    linear, vvc = LinearAnchor(data=root, val_count=a.val_count), get_anchor("vvc")
+    measurer = Measurer(SKIP)
+    t0 = time.time()
+    for i, name in enumerate(names):
+        if name in done:
+            continue
+        face = load_rgb(root / name, 256)
+        ref = Reference(face)
+        cells = code_face(face, codecs, linear, vvc)
+        vals, emb = measurer.measure(ref, [c[1] for c in cells])
+        row = {"face": name, "emb_ref": measurer.ref_embedding(ref).tolist(),
+               "columns": {c[0]: {"bytes": c[2], **{m: v[m] for m in METRICS}, "emb": e.tolist()}
+                           for c, v, e in zip(cells, vals, emb)}}
+        with open(out, "a") as fh:
+            fh.write(json.dumps(row) + "\n")
+        print(f"[{i + 1}/{len(names)}] {name} {time.time() - t0:.0f} s", flush=True)
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    rows = [r for r in rows if r["face"] in set(names)]
+    text = summarise(rows, models)
+    out.with_suffix(".md").write_text(text + "\n")
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
