@@ -34,3 +34,14 @@ def utkface_dir(shared_dir: Path) -> Path:
     if not p.is_dir():
         pytest.skip(f"needs {p}")
     return p
+
+
+@pytest.fixture
+def sigint_default():
+    """SIGINT's default handler for the test, restored after: a background job starts with SIG_IGN, and the
+    trainers' signal tests check that the handler they found is back."""
+    import signal
+
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)

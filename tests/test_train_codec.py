@@ -349,7 +349,7 @@ def test_cached_teacher_labels_replace_dlib_in_training(assets, tmp_path: Path, 
         resolve_config({**given, "heads": "", "out": str(tmp_path / "other")})
 
 
-def test_sigint_saves_and_stops(assets, tmp_path: Path, monkeypatch):
+def test_sigint_saves_and_stops(assets, tmp_path: Path, monkeypatch, sigint_default):
     run = tmp_path / "sig"
     orig = CodecTrainer.train_step
 

@@ -193,7 +193,7 @@ def test_interrupted_checkpoint_write_never_corrupts_latest(tmp_path: Path, monk
     assert path == good and state["step"] == 2
 
 
-def test_sigint_saves_a_checkpoint_and_stops(faces: Path, tmp_path: Path, monkeypatch):
+def test_sigint_saves_a_checkpoint_and_stops(faces: Path, tmp_path: Path, monkeypatch, sigint_default):
     run = tmp_path / "run"
     orig = PriorTrainer.train_step
 
