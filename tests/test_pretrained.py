@@ -97,3 +97,19 @@ def test_default_codec_decodes_the_golden_stream(default_codec):
     got = hashlib.sha256(b"".join(y.numpy().astype("<f4").tobytes() for y in y_hat)).hexdigest()
     assert got == want["y_hat_sha256"]
     assert default_codec.fingerprint == want["fingerprint"]
+
+
+@pytest.mark.skipif("refiner_c_44k.pt" not in _card_files(), reason="no shipped refiner")
+def test_shipped_refiner_loads_onto_the_default():
+    from stylecodec.machine_first import MachineFirstModel
+    from stylecodec.train.refiner import is_refiner_file, load_refiner_weights
+    from stylecodec.zoo import load
+
+    path = PRETRAINED / "refiner_c_44k.pt"
+    assert is_refiner_file(path)
+    base = load(PRETRAINED / "default.pt").model
+    model = MachineFirstModel({**base.config, "refiner": {"widths": [32, 64, 128, 192]}})
+    model.load_state_dict(base.state_dict(), strict=False)
+    meta = load_refiner_weights(model, path)                      # raises unless trained for this default
+    assert meta["images_seen"] == 44000
+    assert any(float(p.abs().max()) > 0 for p in model.refiner.out.parameters())   # trained, not the zero start

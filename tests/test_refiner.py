@@ -92,3 +92,20 @@ def test_pca_signs_are_fixed():
     _, c = _pca(x.astype(np.float64), 8)
     _, d = _pca(-x.astype(np.float64), 8)
     assert np.allclose(c, d, atol=1e-8) and np.allclose(a, c, atol=1e-3)
+
+
+def test_refiner_weights_file_round_trip_and_base_check(tmp_path):
+    from stylecodec.train.refiner import is_refiner_file, load_refiner_weights, save_refiner_weights
+
+    donor = _with_refiner(tiny_model(), seed=1)
+    path = tmp_path / "refiner.pt"
+    save_refiner_weights(donor, path, {"images_seen": 800, "cpu_hours": 0.5})
+    assert is_refiner_file(path) and not is_refiner_file(tmp_path / "missing.pt")
+    target = _with_refiner(tiny_model(), seed=2)
+    assert load_refiner_weights(target, path) == {"images_seen": 800, "cpu_hours": 0.5}
+    for (name, a), b in zip(donor.refiner.state_dict().items(), target.refiner.state_dict().values()):
+        assert torch.equal(b, a.half().float()), name                          # float16 storage
+    other = _with_refiner(tiny_model(), seed=2)
+    other.pix_std.mul_(2)                                                       # another base model
+    with pytest.raises(StylecodecError, match="trained for model"):
+        load_refiner_weights(other, path)
