@@ -56,16 +56,7 @@ TABLES: dict[str, list[dict]] = {
         {"id": [80, 0.13], "shape": [14, 0.03], "pix": [64, 128, 3.0]},
         {"id": [96, 0.14], "shape": [16, 0.03], "pix": [64, 128, 2.8]},
     ],
-    "mf2": [                                       # shipped (0x57e7, and 0x92e2 with consistent eigenface signs)
-        {"id": [32, 0.13], "shape": [0, 1.0], "pix": [32, 0, 6.0]},
-        {"id": [40, 0.12], "shape": [8, 0.06], "pix": [48, 16, 5.0]},
-        {"id": [48, 0.12], "shape": [12, 0.05], "pix": [64, 32, 4.5]},
-        {"id": [48, 0.1], "shape": [12, 0.05], "pix": [64, 64, 4.0]},
-        {"id": [56, 0.12], "shape": [12, 0.05], "pix": [64, 96, 3.6]},
-        {"id": [56, 0.11], "shape": [12, 0.05], "pix": [64, 96, 3.6]},
-        {"id": [64, 0.12], "shape": [12, 0.05], "pix": [64, 96, 3.6]},
-        {"id": [64, 0.11], "shape": [12, 0.045], "pix": [64, 96, 3.6]},
-    ],
+    "mf2": QUALITY_TABLE,                          # shipped (0x57e7, and 0x92e2 with consistent eigenface signs)
 }
 # with consistent eigenface signs (experiments/resign_pca.py) the pixel layers cost ~6 B less: candidates
 # that spend it on eigenfaces at the top qualities (identity and shape as mf2)
@@ -76,7 +67,6 @@ _PIX_TOP = {"mf3a": ([64, 128, 3.4], [64, 128, 3.2], [64, 128, 3.0]),
             "mf3e": ([64, 128, 3.4], [64, 128, 3.4], [64, 128, 3.0])}
 for _name, _pix in _PIX_TOP.items():
     TABLES[_name] = TABLES["mf2"][:5] + [dict(row, pix=p) for row, p in zip(TABLES["mf2"][5:], _pix)]
-assert TABLES["mf2"] == QUALITY_TABLE            # shipped: stylecodec.train.machine_first
 
 
 @torch.no_grad()
@@ -132,13 +122,11 @@ def main() -> int:
         from machine_first_eval import lfw_aligned      # experiments/: the same aligned faces it codes
 
         with torch.no_grad():
+            chunks = []
             for s in range(0, len(names), 1024):
                 x = torch.from_numpy(lfw_aligned(names[s:s + 1024], root)).permute(0, 3, 1, 2).float() / 127.5 - 1
-                pix = model.pixel_latents(model.small(x))
-                lfw_ys = lfw_ys + [[], []] if len(lfw_ys) == 1 else lfw_ys
-                lfw_ys[1].append(pix[0])
-                lfw_ys[2].append(pix[1])
-        lfw_ys = [lfw_ys[0], torch.cat(lfw_ys[1]), torch.cat(lfw_ys[2])]
+                chunks.append(model.pixel_latents(model.small(x)))
+        lfw_ys += [torch.cat(layer) for layer in zip(*chunks)]
     idx = {nm: i for i, nm in enumerate(names)}
     a_i = np.array([idx[r["image_a"]] for r in rows])
     b_i = np.array([idx[r["image_b"]] for r in rows])

@@ -37,7 +37,7 @@ from ..assets.facenet import load_facenet, preprocess
 from ..assets.lpips import load_lpips
 from ..data import default_data_root, list_images, pixel_array, split_files
 from ..errors import StylecodecError
-from ..files import write_bytes
+from ..files import write_atomic, write_bytes
 from ..machine_first import MachineFirstModel
 from ..zoo import load, save_model
 from . import common
@@ -47,7 +47,7 @@ KIND = "stylecodec.refiner"
 WEIGHTS_KIND = "stylecodec.refiner-weights"      # a refiner alone (fp16), for the base model it was trained on
 
 __all__ = ["RefinerConfig", "train_refiner", "transfer_refiner", "pca_signs", "save_refiner_weights",
-           "load_refiner_weights", "is_refiner_file", "KIND", "WEIGHTS_KIND"]
+           "load_refiner_weights", "read_refiner_weights", "is_refiner_file", "KIND", "WEIGHTS_KIND"]
 
 
 @dataclass
@@ -113,8 +113,9 @@ def train_refiner(cfg: RefinerConfig, log=print) -> Path:
         model = MachineFirstModel(config)
         missing, unexpected = model.load_state_dict(base.state_dict(), strict=False)
         assert not unexpected and all(k.startswith("refiner.") for k in missing), (missing, unexpected)
-        if cfg.init_refiner and is_refiner_file(cfg.init_refiner):
-            meta = load_refiner_weights(model, cfg.init_refiner)
+        weights = read_refiner_weights(cfg.init_refiner) if cfg.init_refiner else None
+        if weights is not None:
+            meta = load_refiner_weights(model, cfg.init_refiner, weights)
             init_seen, init_cpu_s = int(meta.get("images_seen", 0)), float(meta.get("cpu_hours", 0.0)) * 3600
         elif cfg.init_refiner:
             donor = load(cfg.init_refiner)
@@ -311,23 +312,27 @@ def save_refiner_weights(model: MachineFirstModel, path, meta: dict) -> None:
 
     def _w(tmp: str) -> None:
         torch.save(blob, tmp)
-    from ..files import write_atomic
     write_atomic(os.fspath(path), _w)
 
 
-def is_refiner_file(path) -> bool:
+def read_refiner_weights(path) -> dict | None:
+    """The contents of a :func:`save_refiner_weights` file, or None when ``path`` is anything else."""
     try:
         blob = torch.load(os.fspath(path), map_location="cpu", weights_only=True)
     except Exception:  # noqa: BLE001  not a torch file, or a model checkpoint with other contents
-        return False
-    return isinstance(blob, dict) and blob.get("kind") == WEIGHTS_KIND
+        return None
+    return blob if isinstance(blob, dict) and blob.get("kind") == WEIGHTS_KIND else None
 
 
-def load_refiner_weights(model: MachineFirstModel, path) -> dict:
-    """Load a :func:`save_refiner_weights` file into ``model``'s refiner; returns its meta. StylecodecError when
-    it was trained for another base model (fingerprint) or other widths."""
-    blob = torch.load(os.fspath(path), map_location="cpu", weights_only=True)
-    if not isinstance(blob, dict) or blob.get("kind") != WEIGHTS_KIND or blob.get("version") != 1:
+def is_refiner_file(path) -> bool:
+    return read_refiner_weights(path) is not None
+
+
+def load_refiner_weights(model: MachineFirstModel, path, blob: dict | None = None) -> dict:
+    """Load a :func:`save_refiner_weights` file (``blob``: its contents, if already read) into ``model``'s refiner;
+    returns its meta. StylecodecError when it was trained for another base model (fingerprint) or other widths."""
+    blob = read_refiner_weights(path) if blob is None else blob
+    if blob is None or blob.get("version") != 1:
         raise StylecodecError(f"{path} is not a refiner weights file")
     base = _base_fingerprint(model)
     if blob["base_fingerprint"] != base:
