@@ -44,7 +44,7 @@ from .layers import LAYER_NAMES
 
 __all__ = [
     "BitstreamError", "StreamHeader", "ModelKey", "pack", "unpack", "extract", "describe", "fingerprint",
-    "model_digest", "basic_prefix", "read_basic_prefix", "container_bytes", "crc8", "FORMAT", "VERSION",
+    "model_digest", "model_digests", "stream_skip", "weights_id", "basic_prefix", "read_basic_prefix", "container_bytes", "crc8", "FORMAT", "VERSION",
     "MAX_LAYERS", "MAX_LAYER_BYTES", "HEADER_BYTES", "MAX_QUALITY", "V1_MAGIC",
 ]
 
@@ -105,8 +105,8 @@ class ModelKey:
         return self.digest[KEY_OFFSET + layer]
 
     @classmethod
-    def from_state_dict(cls, state_dict: Mapping[str, object]) -> "ModelKey":
-        return cls(model_digest(state_dict))
+    def from_state_dict(cls, state_dict: Mapping[str, object], skip: tuple[str, ...] = ()) -> "ModelKey":
+        return cls(model_digest(state_dict, skip))
 
 
 def _crc8_table() -> list[int]:
@@ -389,16 +389,17 @@ def describe(data: bytes, key: ModelKey | None = None) -> dict:
     }
 
 
-def model_digest(state_dict: Mapping[str, object]) -> bytes:
+def model_digest(state_dict: Mapping[str, object], skip: tuple[str, ...] = ()) -> bytes:
     """SHA-256 over the tensors sorted by name, each as name, canonical dtype, shape and
     little-endian bytes (floating point as float32, integers as int64, bool as uint8). Non-tensor
-    entries are ignored. Identical weights give the same digest on any machine and device."""
+    entries and names starting with a ``skip`` prefix are ignored. Identical weights give the same
+    digest on any machine and device."""
     import torch     # here, not at module level: reading and extracting streams needs no torch
 
     h = hashlib.sha256()
     for name in sorted(state_dict):
         t = state_dict[name]
-        if not isinstance(t, torch.Tensor):
+        if not isinstance(t, torch.Tensor) or (skip and name.startswith(skip)):
             continue
         t = t.detach().to("cpu")
         if t.is_floating_point():
@@ -414,6 +415,25 @@ def model_digest(state_dict: Mapping[str, object]) -> bytes:
     return h.digest()
 
 
-def fingerprint(state_dict: Mapping[str, object]) -> int:
+def stream_skip(model) -> tuple[str, ...]:
+    """State-dict prefixes left out of ``model``'s stream key (pixel-only weights; none for the W+ codec)."""
+    return tuple(getattr(model, "PIXEL_ONLY_PREFIXES", ()))
+
+
+def model_digests(model, state_dict: Mapping[str, object] | None = None) -> tuple[bytes, bytes]:
+    """(stream digest, weights digest) of ``model`` (or of ``state_dict`` stored for it): the first keys
+    its bitstreams (:class:`~stylecodec.bitstream.ModelKey`), the second covers every weight."""
+    sd = model.state_dict() if state_dict is None else state_dict
+    return model_digest(sd, stream_skip(model)), model_digest(sd)
+
+
+def weights_id(stream_digest: bytes, weights_digest: bytes) -> str:
+    """Names the weights that make a model's pixels: ``0x<fingerprint>`` when the stream key covers them
+    all, else ``0x<fingerprint>-<first 8 hex digits of the weights digest>`` (e.g. another refiner)."""
+    fp = f"0x{int.from_bytes(stream_digest[:2], 'big'):04x}"
+    return fp if stream_digest == weights_digest else f"{fp}-{weights_digest[:4].hex()}"
+
+
+def fingerprint(state_dict: Mapping[str, object], skip: tuple[str, ...] = ()) -> int:
     """16-bit model fingerprint: the first two bytes (big-endian) of :func:`model_digest`."""
-    return int.from_bytes(model_digest(state_dict)[:2], "big")
+    return int.from_bytes(model_digest(state_dict, skip)[:2], "big")

@@ -31,7 +31,8 @@ import torch
 from PIL import Image
 
 from .analysis.heads import AnalysisHeads, HeadsError, landmarks_to_pixels
-from .bitstream import MAX_QUALITY, MAX_STREAM_BYTES, BitstreamError, ModelKey, StreamHeader, basic_prefix, pack, unpack
+from .bitstream import (MAX_QUALITY, MAX_STREAM_BYTES, BitstreamError, ModelKey, StreamHeader, basic_prefix,
+                        model_digests, pack, unpack, weights_id)
 from .entropy.coder import DECODE_ERRORS, GroupCoder
 from .errors import StylecodecError
 from .images import centre_square, load_image
@@ -73,8 +74,11 @@ class Codec:
         if not 4 <= model.num_qualities <= MAX_QUALITY + 1:
             raise StylecodecError(f"the header codes quality in 3 bits (0..{MAX_QUALITY}); model has "
                                   f"{model.num_qualities} qualities")
-        self.key = ModelKey(self.loaded.digest) if self.loaded is not None else ModelKey.from_state_dict(model.state_dict())
+        stream, weights = ((self.loaded.digest, self.loaded.weights_digest) if self.loaded is not None
+                           else model_digests(model))
+        self.key = ModelKey(stream)                  # keys the streams: pixel-only weights (a refiner) left out
         self.fingerprint = self.key.fingerprint      # u16, as zoo, the analysis heads and indexes know the model
+        self.weights_id = weights_id(stream, weights)   # names the weights that make the pixels: keys pixel results
         self._coder = GroupCoder(copy.deepcopy(model.lset).to("cpu", torch.float64).eval())  # the exact path
         self._gain = model.gain.detach().to("cpu", torch.float64).abs().clamp_min(GAIN_MIN)
         self._inv_gain = model.inv_gain.detach().float().abs().clamp_min(GAIN_MIN)

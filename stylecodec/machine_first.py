@@ -118,6 +118,10 @@ class MachineFirstModel(QualityGains, nn.Module):
     """See the module docstring. Buffers hold the PCA models (set by :meth:`set_pca`); ``gain`` /
     ``inv_gain`` [Q, D] and the LSET are parameters; ``refiner`` is optional."""
 
+    # Weights that only post-process decoded pixels: left out of the stream key (bitstream.model_digest),
+    # so a retrained refiner decodes every stream written before it (the pixels change, nothing else).
+    PIXEL_ONLY_PREFIXES = ("refiner.",)
+
     def __init__(self, config: Mapping | None = None):
         super().__init__()
         self.config = cfg = make_machine_first_config(config)
@@ -201,9 +205,14 @@ class MachineFirstModel(QualityGains, nn.Module):
     def render(self, y_hat: Sequence[torch.Tensor]) -> torch.Tensor:
         """Decoded latents of every layer (received, then predicted) -> image [N, 3, R, R] in [-1, 1]."""
         assert len(y_hat) == len(self.latent_dims), len(y_hat)
+        if not self.training and len(y_hat[0]) > 1:     # decoding: a face's pixels never depend on its batch
+            return torch.cat([self.render([y[i:i + 1] for y in y_hat]) for i in range(len(y_hat[0]))])
         img = self.linear_image(y_hat[1], y_hat[2])
         if self.refiner is not None:
-            img = self.refiner(img, y_hat)
+            # oneDNN's convolutions round differently with the thread count, the native ones do not: decoding
+            # uses those, so a stream gives the same pixels in any run (training keeps oneDNN: faster)
+            with torch.backends.mkldnn.flags(enabled=self.training, allow_tf32=None):   # (None: leave TF32 be)
+                img = self.refiner(img, y_hat)
         if img.shape[-1] != self.resolution:
             img = F.interpolate(img, size=(self.resolution, self.resolution), mode="bicubic", align_corners=False)
         return img.clamp(-1, 1)

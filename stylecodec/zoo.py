@@ -1,6 +1,7 @@
 """The model registry: names -> checkpoint files, and the codec checkpoint format.
 
-Names. ``REGISTRY`` maps a name to a file name; :func:`model_path` looks for it, in order, in
+Names. ``REGISTRY`` maps a name to a checkpoint file name, and optionally a refiner weights file
+loaded onto it (:class:`RegistryEntry`); :func:`model_path` looks for files, in order, in
 ``$STYLECODEC_MODEL_DIR`` (if set), ``<repository>/pretrained/`` (next to the ``stylecodec``
 package: a clean clone and ``pip install -e .`` both see it) and ``<cache>/models/``
 (``$STYLECODEC_CACHE`` or ``~/.cache/stylecodec``; for non-editable installs, which do not
@@ -13,14 +14,19 @@ Checkpoint (``torch.save`` of plain containers and tensors; read with ``weights_
      "config": StyleCodecModel config (plain dict),
      "state_dict": {name: tensor},       # G.* and E.* floats may be float16 (storage="fp16");
                                          # LSET, transforms and gains always float32
-     "fingerprint": int,                 # bitstream.fingerprint(state_dict) as stored (u16)
+     "fingerprint": int,                 # stream fingerprint (u16): bitstream.fingerprint of state_dict as
+                                         # stored, without the model's PIXEL_ONLY_PREFIXES (the refiner)
+     "weights_sha256": str,              # optional (absent in older files): bitstream.model_digest of all of
+                                         # state_dict, hex: checks the pixel-only weights too and keys pixel caches
      "meta": {...},                      # training record: plain str/int/float/bool/None/list/dict
      "heads": {...}}                     # optional analysis heads, outside the fingerprinted weights
                                          # (stylecodec.analysis.heads; tagged with the codec fingerprint)
 
 Loading upcasts to float32, so the loaded model's fingerprint equals the stored one; a
-mismatch means a damaged file. Streams are made by models as loaded: a model still in
-training memory has another fingerprint if its checkpoint stores float16.
+mismatch means a damaged file. The stream fingerprint leaves out weights that only post-process
+decoded pixels (a machine-first model's refiner): a retrained refiner reads every stream written
+before it; ``weights_sha256`` tells such models apart (pixel metrics, caches: ``Codec.weights_id``).
+Streams are made by models as loaded: a model still in training memory has another fingerprint if its checkpoint stores float16.
 
 Analysis heads (:class:`~stylecodec.analysis.heads.AnalysisHeads`) live in the checkpoint under
 the top-level ``"heads"`` entry, next to (never inside) the fingerprinted ``state_dict``, so adding
@@ -37,6 +43,7 @@ read another codec's ŷ_basic: dropped with a warning; retrain them with ``style
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import warnings
@@ -47,20 +54,36 @@ from typing import Any, Mapping
 import torch
 
 from .analysis.heads import AnalysisHeads, HeadsError
-from .bitstream import fingerprint, model_digest
+from .bitstream import model_digests, stream_skip
 from .errors import StylecodecError
 from .files import atomic_torch_save
 from .machine_first import KIND as MACHINE_FIRST, MachineFirstModel
 from .model import StyleCodecModel, make_config
 from .paths import cache_root
 
-__all__ = ["REGISTRY", "FORMAT", "VERSION", "HEADS_FORMAT", "HEADS_VERSION", "ModelError", "ModelNotFoundError",
+__all__ = ["REGISTRY", "RegistryEntry", "FORMAT", "VERSION", "HEADS_FORMAT", "HEADS_VERSION", "ModelError", "ModelNotFoundError",
            "LoadedModel", "model_path", "save_model", "load", "build_model", "read_checkpoint", "search_dirs", "heads_checkpoint",
            "heads_from_entry", "load_heads", "save_heads_into"]
 
 FORMAT, VERSION = "stylecodec-model", 1
 HEADS_FORMAT, HEADS_VERSION = "stylecodec-heads", 1
-REGISTRY: dict[str, str] = {"default": "default.pt"}
+
+
+@dataclass(frozen=True)
+class RegistryEntry:
+    """What a model name loads: a codec checkpoint, and optionally a refiner weights file put onto it."""
+
+    checkpoint: str                      # codec checkpoint file name (found in search_dirs())
+    refiner: str | None = None           # refiner weights file (stylecodec.refiner_weights): pixels only
+    refiner_sha256: str | None = None    # that file's sha256, so that a name always makes the same pixels
+
+
+REGISTRY: dict[str, RegistryEntry] = {
+    # codec 0x92e2 with the refiner of leg c (issue 17): the streams of both names are the same
+    "default": RegistryEntry("default.pt", "refiner_c_44k.pt",
+                             "a9ebc7f0156d79f6a48bd716c128aad3476d5e59a9bf93be3b3a67c7b4a954f5"),
+    "default-linear": RegistryEntry("default.pt"),       # the same codec decoding to eigenfaces alone (faster)
+}
 _FP16_PREFIXES = ("G.", "E.")
 _FP16_MAX = 65504.0
 
@@ -95,16 +118,20 @@ def model_path(name_or_path: str | os.PathLike) -> Path:
     if name not in REGISTRY:
         raise ModelNotFoundError(f"unknown model name {name!r} (known: {', '.join(sorted(REGISTRY))}); "
                                  f"pass a checkpoint path instead")
+    return _registered_file(name, REGISTRY[name].checkpoint)
+
+
+def _registered_file(name: str, file: str) -> Path:
     for d in search_dirs():
-        if (d / REGISTRY[name]).is_file():
-            return d / REGISTRY[name]
+        if (d / file).is_file():
+            return d / file
     where = ", ".join(str(d) for d in search_dirs())
     if name == "default":
         raise ModelNotFoundError(
-            f"the default model has not been trained/shipped yet (no {REGISTRY[name]} in {where}). "
+            f"the default model has not been trained/shipped yet (no {file} in {where}). "
             f"Train one with `stylecodec train codec` (see `stylecodec train --help`), save it with "
-            f"stylecodec.zoo.save_model to pretrained/{REGISTRY[name]}, or pass --model PATH")
-    raise ModelNotFoundError(f"model {name!r} not found (looked for {REGISTRY[name]} in {where})")
+            f"stylecodec.zoo.save_model to pretrained/{file}, or pass --model PATH")
+    raise ModelNotFoundError(f"model {name!r} not found (looked for {file} in {where})")
 
 
 def _plain(obj: Any, where: str = "meta") -> Any:
@@ -141,9 +168,10 @@ def save_model(model: StyleCodecModel, path: str | os.PathLike, meta: Mapping | 
     if storage not in ("fp32", "fp16"):
         raise ValueError(f'storage must be "fp32" or "fp16", got {storage!r}')
     sd = _stored_state(model, storage)
-    fp = fingerprint(sd)
+    stream, weights = model_digests(model, sd)
+    fp = int.from_bytes(stream[:2], "big")
     ck = {"format": FORMAT, "version": VERSION, "config": _plain(model.config, "config"), "state_dict": sd,
-          "fingerprint": fp, "meta": _plain(dict(meta or {}))}
+          "fingerprint": fp, "weights_sha256": weights.hex(), "meta": _plain(dict(meta or {}))}
     if isinstance(heads, AnalysisHeads):
         heads = heads_checkpoint(heads, fp, heads.meta)
     if heads is not None:
@@ -182,11 +210,13 @@ class LoadedModel:
     """A codec model as read from its checkpoint by :func:`load`."""
 
     model: StyleCodecModel          # the networks, eval mode, on the device asked for
-    fingerprint: int                # bitstream.fingerprint of the weights as loaded (u16)
+    fingerprint: int                # stream fingerprint of the weights as loaded (u16; pixel-only weights left out)
     meta: dict                      # the training record (plain values)
     source: Path                    # the checkpoint file
     heads_entry: dict | None        # ck["heads"] as stored (analysis heads and the codec they belong to), or None
-    digest: bytes                   # bitstream.model_digest of the weights as loaded (fingerprint: its first 2 bytes)
+    digest: bytes                   # stream digest of the weights as loaded (fingerprint: its first 2 bytes)
+    weights_digest: bytes           # bitstream.model_digest of all the weights (refiner included)
+
 
     def heads(self) -> AnalysisHeads:
         """The analysis heads stored with the model (eval mode, CPU); raises :class:`HeadsError` when
@@ -217,11 +247,42 @@ def load(name_or_path: str | os.PathLike = "default", device: str | torch.device
         model.load_state_dict(ck["state_dict"], strict=True)
     except Exception as e:  # noqa: BLE001
         raise ModelError(f"{path}: weights do not fit the config ({str(e).splitlines()[0]})") from None
-    digest = model_digest(model.state_dict())
+    digest, weights = model_digests(model)
     fp = int.from_bytes(digest[:2], "big")
-    if fp != ck["fingerprint"]:
-        raise ModelError(f"{path}: damaged weights (fingerprint 0x{fp:04x}, recorded 0x{ck['fingerprint']:04x})")
-    return LoadedModel(model.to(device).eval(), fp, ck["meta"], Path(path), ck.get("heads"), digest)
+    recorded = ck["fingerprint"]
+    # files written before pixel-only weights left the stream key recorded the fingerprint of all weights
+    legacy = "weights_sha256" not in ck and stream_skip(model) and recorded == int.from_bytes(weights[:2], "big")
+    if fp != recorded and not legacy:
+        raise ModelError(f"{path}: damaged weights (fingerprint 0x{fp:04x}, recorded 0x{recorded:04x})")
+    if ck.get("weights_sha256", weights.hex()) != weights.hex():
+        raise ModelError(f"{path}: damaged weights (sha256 {weights.hex()[:12]}…, recorded "
+                         f"{str(ck['weights_sha256'])[:12]}…)")
+    meta = ck["meta"]
+    entry = REGISTRY.get(os.fspath(name_or_path)) if not _is_path(os.fspath(name_or_path)) else None
+    if entry is not None and entry.refiner is not None:
+        model, meta = _put_refiner(model, os.fspath(name_or_path), entry, meta)
+        digest, weights = model_digests(model)
+        assert digest[:2] == fp.to_bytes(2, "big")                      # the refiner is outside the stream key
+    return LoadedModel(model.to(device).eval(), fp, meta, Path(path), ck.get("heads"), digest, weights)
+
+
+def _put_refiner(model: MachineFirstModel, name: str, entry: RegistryEntry, meta: dict):
+    """``model`` with the refiner of registry ``entry`` loaded onto it, and the meta with its record."""
+    from .refiner_weights import load_refiner_weights, read_refiner_weights, with_refiner
+
+    path = _registered_file(name, entry.refiner)
+    raw = path.read_bytes()
+    if entry.refiner_sha256 is not None and hashlib.sha256(raw).hexdigest() != entry.refiner_sha256:
+        raise ModelError(f"{path}: damaged refiner weights (sha256 differs from the registry's)")
+    blob = read_refiner_weights(path)
+    if blob is None:
+        raise ModelError(f"{path} is not a refiner weights file")
+    try:
+        refined = with_refiner(model, blob["widths"])
+        record = load_refiner_weights(refined, path, blob)
+    except StylecodecError as e:
+        raise ModelError(str(e)) from None
+    return refined.eval(), {**meta, "refiner": {"file": entry.refiner, **record}}
 
 
 # ---------------------------------------------------------------- analysis heads in a checkpoint

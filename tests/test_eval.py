@@ -19,6 +19,7 @@ from stylecodec.cli import main
 from stylecodec.batch import select_shard
 from stylecodec.eval.html import check_index
 from stylecodec.eval.choices import METRIC_GROUPS
+from stylecodec.errors import StylecodecError
 from stylecodec.eval.results import read_rows
 from stylecodec.model import StyleCodecModel, tiny_config
 from stylecodec.zoo import save_model
@@ -325,6 +326,10 @@ def test_demo_end_to_end(model_file, images, tmp_path, capsys):
     assert f"report: {out / 'summary.md'}" in text and "| stylecodec all (<= 0.05 bpp" in text
     assert "| VVC floor (QP 63) |" in text and (out / "index.html").is_file()
     assert len(list((out / "streams").glob("*.sfc"))) == 2
+    grid = json.loads((out / "face_grid.json").read_text())
+    assert grid["faces"] == ["face0.png", "face1.png"] and (out / "face_grid.png").is_file()
+    assert {r["column"] for r in grid["records"]} >= {"basic", "+middle", "all layers", "VVC floor", "VVC matched ID"}
+    assert "## Decoded faces" in (out / "summary.md").read_text()
     # without --bpp: the model's own budget, as `compress` codes by default
     from stylecodec.files import atomic_torch_save
     from stylecodec.zoo import read_checkpoint
@@ -333,7 +338,7 @@ def test_demo_end_to_end(model_file, images, tmp_path, capsys):
     atomic_torch_save(ck, tmp_path / "budget.pt")
     out = tmp_path / "demo2"
     assert main(["demo", "--model", str(tmp_path / "budget.pt"), "--samples", str(samples), "--out", str(out),
-                 "--anchors", "jpeg", "--qps", "jpeg=5", "--downscale", "none", "--qualities", "0",
+                 "--no-face-grid", "--anchors", "jpeg", "--qps", "jpeg=5", "--downscale", "none", "--qualities", "0",
                  "--skip-metrics", "lpips_vgg,facenet,dlib", *FAST]) == 0
     text = capsys.readouterr().out
     assert "compressed within the model budget (file <= 0.06 bpp, basic layer <= 0.03 bpp): 2 new" in text
@@ -403,3 +408,22 @@ def test_plan_line_and_lfw_pairs_in_proportion(model_file, images, tmp_path):
     cfg = EvalConfig(images, tmp_path, anchors=["vvc"], qps={"vvc": [51, 63]}, downscale=[2], qualities="0,5")  # + vvc_down2: DOWNSCALE_SWEEP
     line = describe(cfg, Codec.from_pretrained(model_file), default_lfw_pairs(3))
     assert line.startswith("plan: 3 images x 10 rows (stylecodec 6, vvc 4) + LFW 60 pairs") and "expected about" in line
+
+
+def test_eval_refuses_to_mix_rows_of_other_weights(tmp_path):
+    """Resuming an eval folder with another refiner (same streams, other pixels) would mix its rows."""
+    from stylecodec.codec import Codec
+    from stylecodec.eval.harness import EvalConfig, run_eval
+    from test_refiner import _with_refiner, faces, tiny_model
+
+    d = tmp_path / "faces"
+    d.mkdir()
+    for i, f in enumerate(faces(2)):
+        Image.fromarray(f).save(d / f"f{i}.png")
+    base = tiny_model()
+    cfg = dict(anchors=[], downscale=[], qualities="3", thumbs=0, progress=False,
+               skip_metrics=("ms_ssim", "lpips_alex", "lpips_vgg", "facenet", "sface", "dlib_resnet", "dlib"))
+    run_eval(EvalConfig(d, tmp_path / "out", codec=Codec(base), **cfg))
+    with pytest.raises(StylecodecError, match="another --out folder"):
+        run_eval(EvalConfig(d, tmp_path / "out", codec=Codec(_with_refiner(base, seed=1)), **cfg))
+    assert run_eval(EvalConfig(d, tmp_path / "out", codec=Codec(base), **cfg))["rows_new"] == 0   # same weights: resumes

@@ -7,6 +7,7 @@ import json
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -100,16 +101,20 @@ def test_default_codec_decodes_the_golden_stream(default_codec):
 
 
 @pytest.mark.skipif("refiner_c_44k.pt" not in _card_files(), reason="no shipped refiner")
-def test_shipped_refiner_loads_onto_the_default():
-    from stylecodec.machine_first import MachineFirstModel
-    from stylecodec.train.refiner import is_refiner_file, load_refiner_weights
-    from stylecodec.zoo import load
+def test_default_name_is_the_codec_with_the_shipped_refiner(default_codec):
+    """``default`` = default.pt + refiner_c_44k.pt: the streams of ``default-linear`` (no refiner), other pixels."""
+    from PIL import Image
 
-    path = PRETRAINED / "refiner_c_44k.pt"
-    assert is_refiner_file(path)
-    base = load(PRETRAINED / "default.pt").model
-    model = MachineFirstModel({**base.config, "refiner": {"widths": [32, 64, 128, 192]}})
-    model.load_state_dict(base.state_dict(), strict=False)
-    meta = load_refiner_weights(model, path)                      # raises unless trained for this default
-    assert meta["images_seen"] == 44000
-    assert any(float(p.abs().max()) > 0 for p in model.refiner.out.parameters())   # trained, not the zero start
+    from stylecodec.codec import Codec
+    from stylecodec.refiner_weights import is_refiner_file
+
+    assert is_refiner_file(PRETRAINED / "refiner_c_44k.pt")
+    linear = Codec.from_pretrained("default-linear")
+    assert default_codec.model.refiner is not None and linear.model.refiner is None
+    assert default_codec.loaded.meta["refiner"]["images_seen"] == 44000
+    assert default_codec.fingerprint == linear.fingerprint and default_codec.weights_id != linear.weights_id
+    assert any(float(p.abs().max()) > 0 for p in default_codec.model.refiner.out.parameters())  # not the zero start
+    data = default_codec.compress(Image.open(SAMPLE))
+    assert data == linear.compress(Image.open(SAMPLE))
+    refined, plain = (c.decompress(data, output="array").astype(int) for c in (default_codec, linear))
+    assert np.abs(refined - plain).mean() > 1

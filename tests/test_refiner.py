@@ -95,7 +95,7 @@ def test_pca_signs_are_fixed():
 
 
 def test_refiner_weights_file_round_trip_and_base_check(tmp_path):
-    from stylecodec.train.refiner import is_refiner_file, load_refiner_weights, save_refiner_weights
+    from stylecodec.refiner_weights import is_refiner_file, load_refiner_weights, save_refiner_weights
 
     donor = _with_refiner(tiny_model(), seed=1)
     path = tmp_path / "refiner.pt"
@@ -109,3 +109,104 @@ def test_refiner_weights_file_round_trip_and_base_check(tmp_path):
     other.pix_std.mul_(2)                                                       # another base model
     with pytest.raises(StylecodecError, match="trained for model"):
         load_refiner_weights(other, path)
+
+
+# ---------------------------------------------------------------- the refiner is outside the stream key
+def test_refiner_is_outside_the_stream_key(tmp_path):
+    """A retrained refiner decodes the streams of the model it refines (other pixels, same analysis); its
+    weights are still checked on load and named by ``weights_id``."""
+    from stylecodec.codec import Codec
+    from stylecodec.zoo import ModelError, load, save_model
+
+    base = tiny_model()
+    one, two = _with_refiner(base, seed=1), _with_refiner(base, seed=2)
+    codecs = [Codec(m) for m in (base, one, two)]
+    assert len({c.fingerprint for c in codecs}) == 1 and len({c.weights_id for c in codecs}) == 3
+    assert codecs[0].weights_id == f"0x{codecs[0].fingerprint:04x}"          # no refiner: the fingerprint alone
+    data = codecs[0].compress(faces(1)[0], quality=3, aligned=True)
+    pixels = [c.decompress(data, output="array") for c in codecs]
+    assert not np.array_equal(pixels[0], pixels[1]) and not np.array_equal(pixels[1], pixels[2])
+    assert all(np.array_equal(c.analyze(data)["identity"], codecs[0].analyze(data)["identity"]) for c in codecs)
+
+    path = tmp_path / "refined.pt"
+    fp = save_model(one, path)
+    loaded = load(path)
+    assert loaded.fingerprint == fp == codecs[0].fingerprint and Codec(loaded).weights_id == codecs[1].weights_id
+    ck = torch.load(path, weights_only=True)
+    ck["state_dict"]["refiner.out.bias"] = ck["state_dict"]["refiner.out.bias"] + 0.5
+    torch.save(ck, tmp_path / "damaged.pt")
+    with pytest.raises(ModelError, match="damaged weights"):
+        load(tmp_path / "damaged.pt")
+    # a file from before the refiner left the key: its fingerprint covered every weight
+    from stylecodec.bitstream import fingerprint
+    ck = torch.load(path, weights_only=True)
+    del ck["weights_sha256"]
+    ck["fingerprint"] = fingerprint(ck["state_dict"])
+    torch.save(ck, tmp_path / "legacy.pt")
+    assert load(tmp_path / "legacy.pt").fingerprint == fp
+    ck["fingerprint"] ^= 1
+    torch.save(ck, tmp_path / "legacy_bad.pt")
+    with pytest.raises(ModelError, match="damaged weights"):
+        load(tmp_path / "legacy_bad.pt")
+
+
+_SCRIPT = """
+import sys, torch
+sys.path.insert(0, {tests!r})
+torch.set_num_threads({threads})
+from test_refiner import _with_refiner, faces, tiny_model
+from stylecodec.codec import Codec
+codec = Codec(_with_refiner(tiny_model(), seed=1))
+print('|'.join(codec.decompress(codec.compress(f, quality=3, aligned=True), output='array').tobytes().hex()
+               for f in faces(3)))
+"""
+
+
+def test_refined_pixels_equal_across_threads_and_batch():
+    import os
+    import subprocess
+    import sys
+
+    tests = os.path.dirname(__file__)
+    runs = [subprocess.run([sys.executable, "-c", _SCRIPT.format(tests=tests, threads=t)], capture_output=True,
+                           text=True, check=True).stdout for t in (1, 2)]
+    assert runs[0] == runs[1] and runs[0].count("|") == 2
+    m = _with_refiner(tiny_model(), seed=1)
+    x = torch.stack([torch.from_numpy(f).permute(2, 0, 1).float() / 127.5 - 1 for f in faces(3)])
+    with torch.no_grad():
+        ys = m.encode_latents(x)
+        together = m.render(ys)
+        alone = torch.cat([m.render([y[i:i + 1] for y in ys]) for i in range(3)])
+    assert torch.equal(together, alone)
+
+
+def test_registry_puts_a_refiner_file_onto_a_codec(tmp_path, monkeypatch):
+    import hashlib
+
+    from stylecodec import zoo
+    from stylecodec.codec import Codec
+    from stylecodec.refiner_weights import save_refiner_weights
+
+    base, refined = tiny_model(), _with_refiner(tiny_model(), seed=1)
+    zoo.save_model(base, tmp_path / "codec.pt")
+    save_refiner_weights(refined, tmp_path / "ref.pt", {"images_seen": 8})
+    other = tiny_model(seed=3)
+    zoo.save_model(other, tmp_path / "other.pt")
+    sha = hashlib.sha256((tmp_path / "ref.pt").read_bytes()).hexdigest()
+    monkeypatch.setenv("STYLECODEC_MODEL_DIR", str(tmp_path))
+    monkeypatch.setitem(zoo.REGISTRY, "tiny", zoo.RegistryEntry("codec.pt", "ref.pt", sha))
+    monkeypatch.setitem(zoo.REGISTRY, "tiny-wrong-base", zoo.RegistryEntry("other.pt", "ref.pt", sha))
+    monkeypatch.setitem(zoo.REGISTRY, "tiny-missing", zoo.RegistryEntry("codec.pt", "nope.pt"))
+    loaded = zoo.load("tiny")
+    assert loaded.meta["refiner"] == {"file": "ref.pt", "images_seen": 8} and loaded.fingerprint == Codec(base).fingerprint
+    for (k, a), b in zip(refined.refiner.state_dict().items(), loaded.model.refiner.state_dict().values()):
+        assert torch.equal(a.half().float(), b), k
+    with pytest.raises(zoo.ModelError, match="trained for model"):
+        zoo.load("tiny-wrong-base")
+    with pytest.raises(zoo.ModelNotFoundError, match="nope.pt"):
+        zoo.load("tiny-missing")
+    raw = bytearray((tmp_path / "ref.pt").read_bytes())
+    raw[-100] ^= 1
+    (tmp_path / "ref.pt").write_bytes(bytes(raw))
+    with pytest.raises(zoo.ModelError, match="damaged refiner"):
+        zoo.load("tiny")

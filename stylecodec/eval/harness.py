@@ -95,7 +95,7 @@ def _run_info(cfg: EvalConfig, codec, specs: list[AnchorSpec], qualities, n_imag
         loaded = codec.loaded
         meta = loaded.meta if loaded is not None else {}
         info.update(model=str(cfg.model), model_source=str(loaded.source) if loaded is not None else None,
-                    fingerprint=f"0x{codec.fingerprint:04x}", resolution=codec.resolution,
+                    fingerprint=f"0x{codec.fingerprint:04x}", weights=codec.weights_id, resolution=codec.resolution,
                     qualities=list(qualities), num_qualities=len(codec.quality_range),
                     default_quality=(meta.get("rate_control") or {}).get("default_quality"),   # the trainer's record
                     has_analyze=hasattr(codec, "analyze"))
@@ -175,6 +175,16 @@ def _measure_image(ctx, idx: int, name: str, pending: set) -> list[dict]:
     return [row for row, _ in items]
 
 
+def _check_same_weights(out: Path, old: dict, new: dict) -> None:
+    """Refuse to resume a folder whose stylecodec rows were made by other weights (they would be mixed)."""
+    before = old.get("weights", old.get("fingerprint"))        # (folders from before "weights" was recorded)
+    if not before or "weights" not in new or before == new["weights"]:
+        return
+    if any(r["codec"].startswith("stylecodec") for r in load_rows(out)):
+        raise StylecodecError(f"{out} holds stylecodec rows of model {before}; this model is {new['weights']}: "
+                              "evaluate it into another --out folder")
+
+
 def run_eval(cfg: EvalConfig) -> dict:
     """Run (or resume) an evaluation; returns {"rows_new", "rows_total", "images", "results"}."""
     if cfg.threads:
@@ -204,6 +214,7 @@ def run_eval(cfg: EvalConfig) -> dict:
     align = getattr(align_fn, "__name__", None) or f"{type(align_fn).__name__}({getattr(align_fn, 'mode', '')})"
     old = read_json(out / "run.json", {}) or {}
     new = _run_info(cfg, codec, specs, qualities, len(names), align)
+    _check_same_weights(out, old, new)
     # rows of earlier runs stay in the folder: so do their rate targets (and the basic budget they used)
     new["bpp_targets"] = list(dict.fromkeys([*new["bpp_targets"], *(old.get("bpp_targets") or [])]))
     if new["basic_bpp"] is None and not cfg.bpp_targets and old.get("bpp_targets"):

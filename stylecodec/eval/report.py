@@ -141,6 +141,20 @@ def _lfw_markdown(lfw: dict | None) -> str:
     return "\n".join(lines)
 
 
+def _grid_section(run_dir: Path) -> list[str]:
+    """The face grid's section, when the run folder has one (``stylecodec demo`` makes it)."""
+    from .face_grid import grid_markdown
+
+    grid = read_json(run_dir / "face_grid.json")
+    if not grid or not (run_dir / "face_grid.png").is_file():
+        return []
+    return ["## Decoded faces", "", "Each sample face coded once at the default setting and cut to its layer "
+            "prefixes; the linear prior at its largest rate point not above the stylecodec file; VVC at its floor "
+            "(QP 63) and at the smallest stream that reaches the SFace identity of the all-layer face (`*`: "
+            f"not reached). Model weights {grid.get('weights')}.", "",
+            grid_markdown(grid["records"], "face_grid.png"), ""]
+
+
 def write_report(run_dir: str | os.PathLike, headline_quality: int | None = None, target: float | None = None,
                  title: str | None = None) -> tuple[Path, str]:
     """Write every report file of ``run_dir`` from its results; returns (summary.md path, headline table)."""
@@ -177,6 +191,7 @@ def write_report(run_dir: str | os.PathLike, headline_quality: int | None = None
     md += ["", "## Headline", "", head_md, ""] + ([lfw_note, ""] if lfw_note else []) + [
            "VVC cannot code a face in fewer bytes than its floor (parameter sets + slice header at QP 63); "
            "below it only downscaled VVC remains.", "",
+           *_grid_section(run_dir),
            "## BD-rate / BD-metric vs VVC", "", "Piecewise-cubic Bjøntegaard deltas on the mean RD curves (points "
            "that a cheaper point beats are dropped). BD-rate < 0: fewer bits at equal quality. BD-metric: mean "
            "metric difference at equal rate (lower is better for LPIPS and NME).", "", _bd_markdown(bd_table(table), len(images)),

@@ -37,17 +37,16 @@ from ..assets.facenet import load_facenet, preprocess
 from ..assets.lpips import load_lpips
 from ..data import default_data_root, list_images, pixel_array, split_files
 from ..errors import StylecodecError
-from ..files import write_atomic, write_bytes
+from ..files import write_bytes
 from ..machine_first import MachineFirstModel
+from ..refiner_weights import load_refiner_weights, read_refiner_weights, with_refiner
 from ..zoo import load, save_model
 from . import common
 from .machine_first import check_latents, training_latents
 
 KIND = "stylecodec.refiner"
-WEIGHTS_KIND = "stylecodec.refiner-weights"      # a refiner alone (fp16), for the base model it was trained on
 
-__all__ = ["RefinerConfig", "train_refiner", "transfer_refiner", "pca_signs", "save_refiner_weights",
-           "load_refiner_weights", "read_refiner_weights", "is_refiner_file", "KIND", "WEIGHTS_KIND"]
+__all__ = ["RefinerConfig", "train_refiner", "transfer_refiner", "pca_signs", "KIND"]
 
 
 @dataclass
@@ -108,11 +107,7 @@ def train_refiner(cfg: RefinerConfig, log=print) -> Path:
         base = load(cfg.model).model
         if not isinstance(base, MachineFirstModel):
             raise StylecodecError(f"{cfg.model} is not a machine-first model")
-        config = dict(base.config)
-        config["refiner"] = {"widths": list(cfg.widths)}
-        model = MachineFirstModel(config)
-        missing, unexpected = model.load_state_dict(base.state_dict(), strict=False)
-        assert not unexpected and all(k.startswith("refiner.") for k in missing), (missing, unexpected)
+        model = with_refiner(base, cfg.widths)
         weights = read_refiner_weights(cfg.init_refiner) if cfg.init_refiner else None
         if weights is not None:
             meta = load_refiner_weights(model, cfg.init_refiner, weights)
@@ -294,50 +289,3 @@ def transfer_refiner(donor: MachineFirstModel, model: MachineFirstModel, min_cos
     state[first] = state[first] * signs.to(state[first].dtype)[None, :]
     model.refiner.load_state_dict(state)
     return signs
-
-
-def _base_fingerprint(model: MachineFirstModel) -> int:
-    """The bitstream fingerprint of ``model`` without its refiner (the codec the refiner decodes for)."""
-    from ..bitstream import fingerprint
-
-    return fingerprint({k: v for k, v in model.state_dict().items() if not k.startswith("refiner.")})
-
-
-def save_refiner_weights(model: MachineFirstModel, path, meta: dict) -> None:
-    """Write ``model``'s refiner alone (float16, a few MB instead of the whole model), tagged with the base
-    model's fingerprint; ``--init-refiner PATH`` starts a run from it (Adam's state is not kept)."""
-    sd = {k: v.detach().to(torch.float16).clone() for k, v in model.refiner.state_dict().items()}
-    blob = {"kind": WEIGHTS_KIND, "version": 1, "base_fingerprint": _base_fingerprint(model),
-            "widths": list(model.config["refiner"]["widths"]), "state_dict": sd, "meta": dict(meta)}
-
-    def _w(tmp: str) -> None:
-        torch.save(blob, tmp)
-    write_atomic(os.fspath(path), _w)
-
-
-def read_refiner_weights(path) -> dict | None:
-    """The contents of a :func:`save_refiner_weights` file, or None when ``path`` is anything else."""
-    try:
-        blob = torch.load(os.fspath(path), map_location="cpu", weights_only=True)
-    except Exception:  # noqa: BLE001  not a torch file, or a model checkpoint with other contents
-        return None
-    return blob if isinstance(blob, dict) and blob.get("kind") == WEIGHTS_KIND else None
-
-
-def is_refiner_file(path) -> bool:
-    return read_refiner_weights(path) is not None
-
-
-def load_refiner_weights(model: MachineFirstModel, path, blob: dict | None = None) -> dict:
-    """Load a :func:`save_refiner_weights` file (``blob``: its contents, if already read) into ``model``'s refiner;
-    returns its meta. StylecodecError when it was trained for another base model (fingerprint) or other widths."""
-    blob = read_refiner_weights(path) if blob is None else blob
-    if blob is None or blob.get("version") != 1:
-        raise StylecodecError(f"{path} is not a refiner weights file")
-    base = _base_fingerprint(model)
-    if blob["base_fingerprint"] != base:
-        raise StylecodecError(f"{path} was trained for model 0x{blob['base_fingerprint']:04x}, not 0x{base:04x}")
-    if list(blob["widths"]) != list(model.config["refiner"]["widths"]):
-        raise StylecodecError(f"{path}: refiner widths {blob['widths']}, the run has {model.config['refiner']['widths']}")
-    model.refiner.load_state_dict({k: v.float() for k, v in blob["state_dict"].items()})
-    return dict(blob["meta"])
