@@ -288,7 +288,9 @@ TRAINERS["machine-first"] = (_add_machine_first, _run_machine_first,
 
 # ---------------------------------------------------------------- refiner of a machine-first codec
 def _add_refiner(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", required=True, metavar="NAME|PATH", help="the machine-first model to refine")
+    p.add_argument("--model", required=True, metavar="NAME|PATH",
+                   help="the machine-first model to refine; when it has a refiner (e.g. default), training goes on "
+                        "from it (images seen and CPU hours carry over); default-linear starts from eigenfaces")
     p.add_argument("--out", required=True, help="run directory (writes RUN_DIR/model.pt, metrics.csv)")
     p.add_argument("--latents", default="", help="latents.npz of the machine-first run (default: computed)")
     p.add_argument("--init-refiner", default="", metavar="PATH",

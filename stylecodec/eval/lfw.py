@@ -301,4 +301,5 @@ def verify_lfw(codec, layers: str, judge: str = "sface", both: bool = False, lim
             "mean_bpp": float(np.mean(coder.bpps)), "coded_images": len(coder.bpps),
             "align_fallbacks": coder.fallbacks, "over_budget": coder.over_budget, "quality": quality, "bpp_target": bpp,
             "basic_bpp_target": basic_bpp,
-            "resolution": codec.resolution, "model_fingerprint": f"0x{codec.fingerprint:04x}"}
+            "resolution": codec.resolution, "model_fingerprint": f"0x{codec.fingerprint:04x}",
+            "model_weights": codec.weights_id}

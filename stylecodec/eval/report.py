@@ -168,7 +168,8 @@ def write_report(run_dir: str | os.PathLike, headline_quality: int | None = None
     head_md = headline_markdown(head)
     images = sorted({r["image"] for r in rows})
     title = title or f"stylecodec evaluation: {run_dir.name}"
-    model = (f"`{info.get('model')}` (fingerprint {info.get('fingerprint')}, {info.get('resolution')}x"
+    weights = f", weights {info['weights']}" if info.get("weights", info.get("fingerprint")) != info.get("fingerprint") else ""
+    model = (f"`{info.get('model')}` (fingerprint {info.get('fingerprint')}{weights}, {info.get('resolution')}x"
              f"{info.get('resolution')}, qualities {info.get('qualities')})" if info.get("model") else "none (anchors only)")
     errors = sum(1 for r in rows if r["error"])
     md = [f"# {title}", "",

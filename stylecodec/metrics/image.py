@@ -26,7 +26,10 @@ _WIN, _SIGMA = 11, 1.5
 
 
 def _as_tensor(x) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(x)) if isinstance(x, np.ndarray) else x
+    if not isinstance(x, np.ndarray):
+        return x
+    x = np.ascontiguousarray(x)
+    return torch.from_numpy(x if x.flags.writeable else x.copy())   # (read-only arrays, e.g. of PIL images)
 
 
 def _pair(x, y) -> tuple[torch.Tensor, torch.Tensor, float]:

@@ -41,7 +41,7 @@ def lpips_uint8(a: np.ndarray, b: np.ndarray, net: str = "alex", device: str | t
         raise ValueError(f"lpips_uint8 needs two (N,H,W,3) arrays of one shape, got {a.shape} and {b.shape}")
     out = []
     for i in range(0, len(a), batch_size):
-        ta, tb = (torch.from_numpy(np.ascontiguousarray(v[i:i + batch_size])).permute(0, 3, 1, 2).to(device)
-                  for v in (a, b))
+        ta, tb = (torch.from_numpy(np.array(v[i:i + batch_size])).permute(0, 3, 1, 2).to(device)   # (a copy:
+                  for v in (a, b))                                                                 # writable)
         out.append(lpips_distance(ta, tb, net).cpu().double().numpy())
     return np.concatenate(out) if out else np.zeros(0)

@@ -77,7 +77,8 @@ class RefinerConfig:
 
 
 def _unit(u8: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(u8)).permute(0, 3, 1, 2).float() / 127.5 - 1
+    """uint8 faces [N, P, P, 3] (read-only memory maps too) -> [N, 3, P, P] in [-1, 1]."""
+    return torch.as_tensor(np.array(u8, dtype=np.float32)).permute(0, 3, 1, 2) / 127.5 - 1
 
 
 def _state(model, opt, step, seen, cpu_s, cfg) -> dict[str, Any]:
@@ -104,10 +105,19 @@ def train_refiner(cfg: RefinerConfig, log=print) -> Path:
         model = MachineFirstModel(resumed["config"])
         model.load_state_dict(resumed["model"])
     else:
-        base = load(cfg.model).model
+        loaded = load(cfg.model)
+        base = loaded.model
         if not isinstance(base, MachineFirstModel):
             raise StylecodecError(f"{cfg.model} is not a machine-first model")
         model = with_refiner(base, cfg.widths)
+        if not cfg.init_refiner and base.refiner is not None:       # e.g. `default`: go on from its refiner
+            if list(base.config["refiner"]["widths"]) != [int(w) for w in cfg.widths]:
+                raise StylecodecError(f"{cfg.model} has a refiner of widths {base.config['refiner']['widths']}, "
+                                      f"not {list(cfg.widths)}: train on the model without it (e.g. default-linear)")
+            model.refiner.load_state_dict(base.refiner.state_dict())
+            record = loaded.meta.get("refiner", loaded.meta)        # a registry refiner file's record, or the run's
+            init_seen, init_cpu_s = int(record.get("images_seen", 0)), float(record.get("cpu_hours", 0.0)) * 3600
+            log(f"refiner of {cfg.model} goes on ({init_seen} images, {init_cpu_s / 3600:.2f} CPU-h carried over)")
         weights = read_refiner_weights(cfg.init_refiner) if cfg.init_refiner else None
         if weights is not None:
             meta = load_refiner_weights(model, cfg.init_refiner, weights)
