@@ -244,3 +244,33 @@ def test_mtcnn_five_points(landmarks, lfw_dir):
     assert pts[0, 0, 0] < pts[0, 1, 0]   # eyes, image-left first
     none = landmarks.mtcnn_detect(np.zeros((120, 120, 3), np.uint8))
     assert [x.shape for x in none] == [(0, 4), (0,), (0, 5, 2)]
+
+
+@pytest.mark.assets
+def test_efficientnet_lite0_conversion_classifies_photos():
+    """The projected discriminator's feature network: the package's weights mapped onto timm's
+    efficientnet_lite0 classify two CC0 photos (tests/data/README.md) right, and the trunk gives the
+    four feature maps the discriminator expects, with gradients to the input only."""
+    from PIL import Image
+
+    from stylecodec.assets.efficientnet_lite import FEATURE_CHANNELS, LiteFeatures, load_efficientnet_lite0
+
+    try:
+        net = load_efficientnet_lite0()
+    except AssetError as e:
+        pytest.skip(f"EfficientNet-Lite0 weights not available: {e}")
+    data = Path(__file__).parent / "data"
+    x = torch.stack([torch.from_numpy(np.array(Image.open(data / f).convert("RGB"))).permute(2, 0, 1).float()
+                     for f in ("cat_chelsea_cc0.jpg", "espresso_coffee_cc0.jpg")]) / 127.5 - 1
+    with torch.no_grad():
+        top = net(((x + 1) / 2 - 0.498) / 0.502).softmax(1)
+    cats = {281, 282, 285}                                    # tabby, tiger cat, Egyptian cat
+    assert int(top[0].argmax()) in cats and float(top[0, sorted(cats)].sum()) > 0.6
+    assert int(top[1].argmax()) == 967 and float(top[1, 967]) > 0.5      # espresso
+    trunk = LiteFeatures().train()
+    assert not trunk.training and not any(p.requires_grad for p in trunk.parameters())
+    xi = x[:, :, :128, :128].clone().requires_grad_(True)
+    feats = trunk(xi)
+    assert [tuple(f.shape[1:]) for f in feats] == [(c, 128 // s, 128 // s) for c, s in zip(FEATURE_CHANNELS, (4, 8, 16, 32))]
+    sum(f.mean() for f in feats).backward()
+    assert xi.grad is not None and float(xi.grad.abs().sum()) > 0

@@ -303,6 +303,10 @@ def _add_refiner(p: argparse.ArgumentParser) -> None:
     p.add_argument("--w-lpips", type=float, default=1.0, help="LPIPS-Alex weight (default: %(default)s)")
     p.add_argument("--w-id", type=float, default=0.1, help="facenet identity weight (default: %(default)s)")
     p.add_argument("--w-mse", type=float, default=0.0, help="squared-error weight (default: %(default)s)")
+    p.add_argument("--w-adv", type=float, default=0.0,
+                   help="projected-discriminator (frozen EfficientNet-Lite0 features) hinge-loss weight; 0: no GAN "
+                        "(default: %(default)s)")
+    p.add_argument("--d-lr", type=float, default=2e-4, help="the discriminator's learning rate (default: %(default)s)")
     p.add_argument("--kimg", type=float, default=1000.0, help="stop after this many thousand images")
     p.add_argument("--max-minutes", type=float, default=None, help="stop (and save) after this long")
     p.add_argument("--eval-every", type=int, default=500, help="steps between held-out evaluations")
@@ -317,7 +321,8 @@ def _run_refiner(args: argparse.Namespace) -> int:
 
     cfg = RefinerConfig(model=args.model, out=args.out, latents=args.latents, init_refiner=args.init_refiner,
                         data=args.data, batch=args.batch,
-                        lr=args.lr, w_lpips=args.w_lpips, w_id=args.w_id, w_mse=args.w_mse, kimg=args.kimg,
+                        lr=args.lr, w_lpips=args.w_lpips, w_id=args.w_id, w_mse=args.w_mse, w_adv=args.w_adv,
+                        d_lr=args.d_lr, kimg=args.kimg,
                         max_minutes=args.max_minutes, eval_every=args.eval_every, precision=args.precision,
                         resume=None if args.resume == "none" else args.resume, seed=args.seed)
     train_refiner(cfg)

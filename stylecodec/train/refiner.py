@@ -10,7 +10,8 @@ the bitstream of a face does not change, only what the decoder makes of it). Eac
 3. x_hat = refiner(eigenface image, ŷ) and the loss
    ``|x_hat - x|_1 + w_mse · |x_hat - x|² + w_lpips · LPIPS-Alex + w_id · (1 - cos(facenet(x_hat), facenet(x)))``
    (facenet's embedding of the original: the cached teacher output; the decoded face goes through
-   facenet with gradients).
+   facenet with gradients), ``+ w_adv ·`` the hinge loss of a projected discriminator
+   (:mod:`stylecodec.train.projected_d`; trained in the same step on x and x_hat) when ``w_adv > 0``.
 
 Every ``eval_every`` steps the first ``eval_images`` held-out faces are decoded at quality
 ``eval_quality`` from all layers (256², as users get them) and scored: PSNR, LPIPS-Alex and facenet
@@ -43,6 +44,7 @@ from ..refiner_weights import load_refiner_weights, read_refiner_weights, with_r
 from ..zoo import load, save_model
 from . import common
 from .machine_first import check_latents, training_latents
+from .projected_d import ProjectedDiscriminator, d_loss, g_loss
 
 KIND = "stylecodec.refiner"
 
@@ -62,6 +64,8 @@ class RefinerConfig:
     w_lpips: float = 1.0
     w_mse: float = 0.0                       # weight of the squared error (images in [-1, 1]); PSNR's own loss
     w_id: float = 0.1
+    w_adv: float = 0.0                       # weight of the projected discriminator's hinge loss (0: no GAN)
+    d_lr: float = 2e-4                       # its Adam learning rate (betas 0, 0.99, as Projected GAN)
     prefix_probs: tuple = (0.2, 0.2, 0.6)    # basic / + middle / all layers
     widths: tuple = (32, 64, 128, 192)
     kimg: float = 1000.0                     # stop after this many thousand images
@@ -81,9 +85,12 @@ def _unit(u8: np.ndarray) -> torch.Tensor:
     return torch.as_tensor(np.array(u8, dtype=np.float32)).permute(0, 3, 1, 2) / 127.5 - 1
 
 
-def _state(model, opt, step, seen, cpu_s, cfg) -> dict[str, Any]:
-    return {"kind": KIND, "model": model.state_dict(), "config": model.config, "opt": opt.state_dict(),
-            "step": step, "seen": seen, "cpu_seconds": cpu_s, "train_config": asdict(cfg), "rng": common.rng_state()}
+def _state(model, opt, step, seen, cpu_s, cfg, disc=None, d_opt=None) -> dict[str, Any]:
+    state = {"kind": KIND, "model": model.state_dict(), "config": model.config, "opt": opt.state_dict(),
+             "step": step, "seen": seen, "cpu_seconds": cpu_s, "train_config": asdict(cfg), "rng": common.rng_state()}
+    if disc is not None:
+        state.update(disc=disc.state_dict(), d_opt=d_opt.state_dict())
+    return state
 
 
 def _identity_cos(net, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -155,6 +162,13 @@ def train_refiner(cfg: RefinerConfig, log=print) -> Path:
         net.to(memory_format=torch.channels_last)
     bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and torch.cpu._is_avx512_bf16_supported())
     opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], cfg.lr, betas=(0.9, 0.99))
+    disc = d_opt = None
+    if cfg.w_adv > 0:
+        disc = ProjectedDiscriminator(model.pixel_resolution, seed=cfg.seed)
+        d_opt = torch.optim.Adam(disc.parameters(), cfg.d_lr, betas=(0.0, 0.99))
+        if resumed is not None and "disc" in resumed:
+            disc.load_state_dict(resumed["disc"])
+            d_opt.load_state_dict(resumed["d_opt"])
     step, seen, cpu_s = 0, 0, 0.0
     if resumed is not None:
         opt.load_state_dict(resumed["opt"])
@@ -228,21 +242,31 @@ def train_refiner(cfg: RefinerConfig, log=print) -> Path:
                 if cfg.w_id:
                     tid = target_id[torch.from_numpy(face), torch.from_numpy(mirror.astype(np.int64))]
                     loss = loss + cfg.w_id * (1 - _identity_cos(facenet, x_hat, tid).float()).mean()
+                if disc is not None:
+                    disc.requires_grad_(False)
+                    loss = loss + cfg.w_adv * g_loss([o.float() for o in disc(x_hat)])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            if disc is not None:                         # the discriminator's step on the same faces
+                disc.requires_grad_(True)
+                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                    ld = d_loss([o.float() for o in disc(x)], [o.float() for o in disc(x_hat.detach())])
+                d_opt.zero_grad(set_to_none=True)
+                ld.backward()
+                d_opt.step()
             step += 1
             seen += cfg.batch
             bar.update(1)
             bar.set_postfix_str(f"loss {loss.item():.3f}")
             cpu_now = cpu_s + time.process_time() - cpu0
             if step % cfg.save_every == 0:
-                common.save_checkpoint(out, step, _state(model, opt, step, seen, cpu_now, cfg))
+                common.save_checkpoint(out, step, _state(model, opt, step, seen, cpu_now, cfg, disc, d_opt))
             if step % cfg.eval_every == 0:
                 evaluate(cpu_now)
             halt = stop.check(time.perf_counter() - t0, cfg.max_minutes)
             if halt is not None:
-                common.save_checkpoint(out, step, _state(model, opt, step, seen, cpu_now, cfg))
+                common.save_checkpoint(out, step, _state(model, opt, step, seen, cpu_now, cfg, disc, d_opt))
                 log(f"stopped at step {step} ({halt[1]}); resume with --resume auto")
                 bar.close()
                 raise SystemExit(halt[0])
