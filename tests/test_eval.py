@@ -330,6 +330,7 @@ def test_demo_end_to_end(model_file, images, tmp_path, capsys):
     assert grid["faces"] == ["face0.png", "face1.png"] and (out / "face_grid.png").is_file()
     assert {r["column"] for r in grid["records"]} >= {"basic", "+middle", "all layers", "VVC floor", "VVC matched ID"}
     assert "## Decoded faces" in (out / "summary.md").read_text()
+    assert "src='face_grid.png'" in (out / "index.html").read_text()
     # without --bpp: the model's own budget, as `compress` codes by default
     from stylecodec.files import atomic_torch_save
     from stylecodec.zoo import read_checkpoint

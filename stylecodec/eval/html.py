@@ -118,7 +118,12 @@ def write_index(run_dir: str | os.PathLike, rows: list[dict], head: list[dict], 
     for p in plots:
         rel = p.relative_to(run_dir).as_posix()
         parts.append(f"<img class='rd' src='{html.escape(rel)}' alt='{html.escape(p.stem)}'>")
-    parts.append("</div><h2>Decoded faces at matched rates</h2>")
+    parts.append("</div>")
+    if (run_dir / "face_grid.png").is_file():                 # stylecodec demo: layer prefixes, linear prior, VVC
+        parts.append("<h2>Face grid</h2><p>Basic, +middle, all layers; the linear prior at no more bytes; VVC at its "
+                     "floor and at the identity of the all-layer face (summary.md has the numbers).</p>"
+                     "<img src='face_grid.png' alt='face grid'>")
+    parts.append("<h2>Decoded faces at matched rates</h2>")
     images = sorted({r["image"] for r in rows if thumb_path(run_dir, r["image"]).is_file()})
     if not images:
         parts.append("<p>No thumbnails in this run (eval --thumbs 0).</p>")
