@@ -311,7 +311,8 @@ def _add_refiner(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-minutes", type=float, default=None, help="stop (and save) after this long")
     p.add_argument("--eval-every", type=int, default=500, help="steps between held-out evaluations")
     p.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto",
-                   help="bf16 autocast for training (auto: where the CPU supports it)")
+                   help="bf16 autocast for training (auto: where the device supports it)")
+    p.add_argument("--device", default="auto", help="cpu, cuda[:i] or auto (cuda when available; default)")
     p.add_argument("--resume", default="auto", metavar="auto|PATH|none", help="default: auto")
     p.add_argument("--seed", type=int, default=0)
 
@@ -324,7 +325,7 @@ def _run_refiner(args: argparse.Namespace) -> int:
                         lr=args.lr, w_lpips=args.w_lpips, w_id=args.w_id, w_mse=args.w_mse, w_adv=args.w_adv,
                         d_lr=args.d_lr, kimg=args.kimg,
                         max_minutes=args.max_minutes, eval_every=args.eval_every, precision=args.precision,
-                        resume=None if args.resume == "none" else args.resume, seed=args.seed)
+                        device=args.device, resume=None if args.resume == "none" else args.resume, seed=args.seed)
     train_refiner(cfg)
     return 0
 

@@ -51,6 +51,10 @@ class ProjectedDiscriminator(nn.Module):
             self.register_buffer(f"proj{i}", w)
         self.heads = nn.ModuleList(_head(proj, resolution // s) for s in (4, 8, 16, 32))
 
+    def _apply(self, fn, *args, **kwargs):               # .to(device) moves the frozen trunk too
+        self._features[0]._apply(fn, *args, **kwargs)
+        return super()._apply(fn, *args, **kwargs)
+
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         """x [N, 3, P, P] in [-1, 1] -> logit maps [N, 1, h_i, w_i], one per scale."""
         assert x.ndim == 4 and x.shape[1:] == (3, self.resolution, self.resolution), tuple(x.shape)
