@@ -270,7 +270,12 @@ def _put_refiner(model: MachineFirstModel, name: str, entry: RegistryEntry, meta
     """``model`` with the refiner of registry ``entry`` loaded onto it, and the meta with its record."""
     from .refiner_weights import load_refiner_weights, read_refiner_weights, with_refiner
 
-    path = _registered_file(name, entry.refiner)
+    try:
+        path = _registered_file("", entry.refiner)
+    except ModelNotFoundError:
+        where = ", ".join(str(d) for d in search_dirs())
+        raise ModelNotFoundError(f"model {name!r} is {entry.checkpoint} + the refiner {entry.refiner}, which is not in "
+                                 f"{where}; `default-linear` is the codec without it") from None
     raw = path.read_bytes()
     if entry.refiner_sha256 is not None and hashlib.sha256(raw).hexdigest() != entry.refiner_sha256:
         raise ModelError(f"{path}: damaged refiner weights (sha256 differs from the registry's)")

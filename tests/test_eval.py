@@ -428,3 +428,7 @@ def test_eval_refuses_to_mix_rows_of_other_weights(tmp_path):
     with pytest.raises(StylecodecError, match="another --out folder"):
         run_eval(EvalConfig(d, tmp_path / "out", codec=Codec(_with_refiner(base, seed=1)), **cfg))
     assert run_eval(EvalConfig(d, tmp_path / "out", codec=Codec(base), **cfg))["rows_new"] == 0   # same weights: resumes
+    run_eval(EvalConfig(d, tmp_path / "other", codec=Codec(_with_refiner(base, seed=1)), **cfg))
+    from stylecodec.eval.results import merge_runs
+    with pytest.raises(StylecodecError, match="different models"):
+        merge_runs([tmp_path / "out", tmp_path / "other"], tmp_path / "merged")

@@ -203,7 +203,7 @@ def test_registry_puts_a_refiner_file_onto_a_codec(tmp_path, monkeypatch):
         assert torch.equal(a.half().float(), b), k
     with pytest.raises(zoo.ModelError, match="trained for model"):
         zoo.load("tiny-wrong-base")
-    with pytest.raises(zoo.ModelNotFoundError, match="nope.pt"):
+    with pytest.raises(zoo.ModelNotFoundError, match="the refiner nope.pt"):
         zoo.load("tiny-missing")
     raw = bytearray((tmp_path / "ref.pt").read_bytes())
     raw[-100] ^= 1

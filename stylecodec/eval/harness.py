@@ -32,7 +32,7 @@ from .choices import DEFAULT_ANCHORS
 from .coding import code_anchor, code_stylecodec, error_row, head_landmarks, style_keys, targets_from_sweep
 from .common import read_json, slug, write_json, write_png
 from .measure import Measurer, Reference, head_nme
-from .results import load_rows, read_rows, results_path, row_key, save_embeddings, write_rows
+from .results import load_rows, read_rows, results_path, row_key, run_weights, save_embeddings, write_rows
 from .settings import AnchorSpec, anchor_specs, parse_qualities, setting_name
 
 __all__ = ["EvalConfig", "run_eval", "load_codec", "make_aligner", "thumb_path", "THUMB_MAX"]
@@ -175,16 +175,6 @@ def _measure_image(ctx, idx: int, name: str, pending: set) -> list[dict]:
     return [row for row, _ in items]
 
 
-def _check_same_weights(out: Path, old: dict, new: dict) -> None:
-    """Refuse to resume a folder whose stylecodec rows were made by other weights (they would be mixed)."""
-    before = old.get("weights", old.get("fingerprint"))        # (folders from before "weights" was recorded)
-    if not before or "weights" not in new or before == new["weights"]:
-        return
-    if any(r["codec"].startswith("stylecodec") for r in load_rows(out)):
-        raise StylecodecError(f"{out} holds stylecodec rows of model {before}; this model is {new['weights']}: "
-                              "evaluate it into another --out folder")
-
-
 def run_eval(cfg: EvalConfig) -> dict:
     """Run (or resume) an evaluation; returns {"rows_new", "rows_total", "images", "results"}."""
     if cfg.threads:
@@ -214,7 +204,11 @@ def run_eval(cfg: EvalConfig) -> dict:
     align = getattr(align_fn, "__name__", None) or f"{type(align_fn).__name__}({getattr(align_fn, 'mode', '')})"
     old = read_json(out / "run.json", {}) or {}
     new = _run_info(cfg, codec, specs, qualities, len(names), align)
-    _check_same_weights(out, old, new)
+    before = run_weights(old)
+    if before and new.get("weights") and before != new["weights"] and \
+            any(r["codec"].startswith("stylecodec") for r in load_rows(out)):
+        raise StylecodecError(f"{out} holds stylecodec rows of model {before}; this model is {new['weights']}: "
+                              "evaluate it into another --out folder")
     # rows of earlier runs stay in the folder: so do their rate targets (and the basic budget they used)
     new["bpp_targets"] = list(dict.fromkeys([*new["bpp_targets"], *(old.get("bpp_targets") or [])]))
     if new["basic_bpp"] is None and not cfg.bpp_targets and old.get("bpp_targets"):

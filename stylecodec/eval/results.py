@@ -35,6 +35,7 @@ from typing import Iterable
 
 import numpy as np
 
+from ..errors import StylecodecError
 from ..files import write_atomic, write_npz
 from .common import read_json, write_json
 
@@ -134,11 +135,29 @@ def save_embeddings(path: str | os.PathLike, ref_emb, names: list[str], embs: li
                      "emb": np.stack(list(table.values())).astype(np.float32), "ref": np.asarray(ref, np.float32)})
 
 
+def run_weights(info: dict) -> str | None:
+    """The weights a run's stylecodec rows were made with (run.json; older folders: the fingerprint)."""
+    return info.get("weights", info.get("fingerprint"))
+
+
+def check_same_weights(run_dirs: Iterable[str | os.PathLike]) -> None:
+    """StylecodecError when the stylecodec rows of these folders were made by different weights."""
+    made_by: dict[str, Path] = {}
+    for d in map(Path, run_dirs):
+        w = run_weights(read_json(d / "run.json", {}) or {})
+        if w and any(r["codec"].startswith("stylecodec") for r in load_rows([d])):
+            made_by.setdefault(w, d)
+    if len(made_by) > 1:
+        raise StylecodecError("stylecodec rows of different models would be mixed: " +
+                              ", ".join(f"{d} ({w})" for w, d in made_by.items()))
+
+
 def merge_runs(run_dirs: Iterable[str | os.PathLike], out: str | os.PathLike) -> int:
     """Merge the rows, thumbnails, embeddings and run info of run folders into ``out``; returns
     the number of rows of ``out/results.csv`` (shard files already in ``out`` are folded in)."""
     out = Path(out)
     dirs = [Path(d) for d in run_dirs]
+    check_same_weights([out, *dirs])
     rows = load_rows([out, *dirs])
     rows.sort(key=lambda r: (r["image"], r["family"], r["codec"], r["bpp"] if not math.isnan(r["bpp"]) else 0.0))
     write_rows(results_path(out), rows)
