@@ -31,6 +31,7 @@ from stylecodec.anchors.linear import LinearAnchor
 from stylecodec.bitstream import extract
 from stylecodec.codec import Codec
 from stylecodec.data import default_data_root, list_images, split_files
+from stylecodec.eval.face_grid import linear_within
 from stylecodec.eval.measure import Measurer, Reference
 from stylecodec.eval.settings import VVC_FLOOR_QP
 from stylecodec.images import load_rgb
@@ -51,9 +52,7 @@ def code_face(face: np.ndarray, codecs: dict, linear, vvc) -> list[tuple[str, np
         for k, prefix in zip((1, 2, 3), PREFIXES):
             part = data if k == 3 else extract(data, k)
             out.append((f"{tag} {prefix}", codec.decompress(part, k, output="array"), len(part)))
-    coded = [linear.roundtrip(face, q) for q in range(len(linear.points))]
-    fit = [c for c in coded if c[0].nbytes <= first]
-    enc, rec = max(fit, key=lambda c: c[0].nbytes) if fit else coded[0]
+    enc, rec, _ = linear_within(linear, face, first)
     out.append(("linear prior (<= file)", rec, enc.nbytes))
     enc, rec = vvc.roundtrip(face, VVC_FLOOR_QP)
     out.append((f"VVC QP {VVC_FLOOR_QP} (floor)", rec, enc.nbytes))

@@ -424,7 +424,10 @@ def model_digests(model, state_dict: Mapping[str, object] | None = None) -> tupl
     """(stream digest, weights digest) of ``model`` (or of ``state_dict`` stored for it): the first keys
     its bitstreams (:class:`~stylecodec.bitstream.ModelKey`), the second covers every weight."""
     sd = model.state_dict() if state_dict is None else state_dict
-    return model_digest(sd, stream_skip(model)), model_digest(sd)
+    skip = stream_skip(model)
+    stream = model_digest(sd, skip)
+    left_out = skip and any(name.startswith(skip) for name in sd)
+    return stream, model_digest(sd) if left_out else stream       # nothing left out: the same bytes, hashed once
 
 
 def weights_id(stream_digest: bytes, weights_digest: bytes) -> str:

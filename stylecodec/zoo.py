@@ -43,7 +43,6 @@ read another codec's ŷ_basic: dropped with a warning; retrain them with ``style
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import warnings
@@ -54,7 +53,8 @@ from typing import Any, Mapping
 import torch
 
 from .analysis.heads import AnalysisHeads, HeadsError
-from .bitstream import model_digests, stream_skip
+from .assets.fetch import sha256_file
+from .bitstream import model_digest, model_digests, stream_skip
 from .errors import StylecodecError
 from .files import atomic_torch_save
 from .machine_first import KIND as MACHINE_FIRST, MachineFirstModel
@@ -118,13 +118,10 @@ def model_path(name_or_path: str | os.PathLike) -> Path:
     if name not in REGISTRY:
         raise ModelNotFoundError(f"unknown model name {name!r} (known: {', '.join(sorted(REGISTRY))}); "
                                  f"pass a checkpoint path instead")
-    return _registered_file(name, REGISTRY[name].checkpoint)
-
-
-def _registered_file(name: str, file: str) -> Path:
-    for d in search_dirs():
-        if (d / file).is_file():
-            return d / file
+    file = REGISTRY[name].checkpoint
+    found = _find(file)
+    if found is not None:
+        return found
     where = ", ".join(str(d) for d in search_dirs())
     if name == "default":
         raise ModelNotFoundError(
@@ -132,6 +129,11 @@ def _registered_file(name: str, file: str) -> Path:
             f"Train one with `stylecodec train codec` (see `stylecodec train --help`), save it with "
             f"stylecodec.zoo.save_model to pretrained/{file}, or pass --model PATH")
     raise ModelNotFoundError(f"model {name!r} not found (looked for {file} in {where})")
+
+
+def _find(file: str) -> Path | None:
+    """``file`` in the first of :func:`search_dirs` that has it."""
+    return next((d / file for d in search_dirs() if (d / file).is_file()), None)
 
 
 def _plain(obj: Any, where: str = "meta") -> Any:
@@ -261,8 +263,7 @@ def load(name_or_path: str | os.PathLike = "default", device: str | torch.device
     entry = REGISTRY.get(os.fspath(name_or_path)) if not _is_path(os.fspath(name_or_path)) else None
     if entry is not None and entry.refiner is not None:
         model, meta = _put_refiner(model, os.fspath(name_or_path), entry, meta)
-        digest, weights = model_digests(model)
-        assert digest[:2] == fp.to_bytes(2, "big")                      # the refiner is outside the stream key
+        weights = model_digest(model.state_dict())      # the stream digest stays: the refiner is outside it
     return LoadedModel(model.to(device).eval(), fp, meta, Path(path), ck.get("heads"), digest, weights)
 
 
@@ -270,14 +271,12 @@ def _put_refiner(model: MachineFirstModel, name: str, entry: RegistryEntry, meta
     """``model`` with the refiner of registry ``entry`` loaded onto it, and the meta with its record."""
     from .refiner_weights import load_refiner_weights, read_refiner_weights, with_refiner
 
-    try:
-        path = _registered_file("", entry.refiner)
-    except ModelNotFoundError:
+    path = _find(entry.refiner)
+    if path is None:
         where = ", ".join(str(d) for d in search_dirs())
         raise ModelNotFoundError(f"model {name!r} is {entry.checkpoint} + the refiner {entry.refiner}, which is not in "
-                                 f"{where}; `default-linear` is the codec without it") from None
-    raw = path.read_bytes()
-    if entry.refiner_sha256 is not None and hashlib.sha256(raw).hexdigest() != entry.refiner_sha256:
+                                 f"{where}; `default-linear` is the codec without it")
+    if entry.refiner_sha256 is not None and sha256_file(path) != entry.refiner_sha256:
         raise ModelError(f"{path}: damaged refiner weights (sha256 differs from the registry's)")
     blob = read_refiner_weights(path)
     if blob is None:

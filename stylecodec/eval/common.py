@@ -46,3 +46,11 @@ def slug(text: str) -> str:
     """A file-name-safe, collision-free form of ``text`` (readable part + 6 hex of its hash)."""
     safe = re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("._")[:60] or "x"
     return f"{safe}-{hashlib.sha1(text.encode()).hexdigest()[:6]}"
+
+
+def largest_within(items, limit: float, size):
+    """(item, fits): the item of largest ``size(item)`` not above ``limit``, else (fits False) the smallest
+    one. How an anchor is matched to a stylecodec file ("at most the same bytes"); ``items`` not empty."""
+    items = list(items)
+    fit = [it for it in items if size(it) <= limit]
+    return (max(fit, key=size), True) if fit else (min(items, key=size), False)

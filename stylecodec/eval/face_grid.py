@@ -27,10 +27,11 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from ..bitstream import extract
+from .common import largest_within
 from .measure import Measurer, Reference
 from .settings import VVC_FLOOR_QP
 
-__all__ = ["COLUMNS", "face_grid", "matched_vvc", "column_means", "grid_markdown"]
+__all__ = ["COLUMNS", "face_grid", "matched_vvc", "linear_within", "column_means", "grid_markdown"]
 
 COLUMNS = ("original", "basic", "+middle", "all layers", "linear prior", "VVC floor", "VVC matched ID")
 METRICS = ("psnr", "lpips_alex", "id_sface")
@@ -60,6 +61,14 @@ def matched_vvc(vvc, face: np.ndarray, ref: Reference, target: float, judge: Mea
     return qp, tried[qp][0], tried[qp][1], False
 
 
+def linear_within(linear, face: np.ndarray, max_bytes: int) -> tuple:
+    """(encoded, decoded, fits) of the linear prior's largest rate point whose file is not above ``max_bytes``
+    (fits False: none is, its smallest)."""
+    (enc, rec), fit = largest_within([linear.roundtrip(face, q) for q in range(len(linear.points))], max_bytes,
+                                     lambda c: c[0].nbytes)
+    return enc, rec, fit
+
+
 def _cell(img: np.ndarray | None, size: int, text: str, font) -> Image.Image:
     out = Image.new("RGB", (size, size + _LABEL), "white")
     if img is not None:
@@ -86,9 +95,7 @@ def face_grid(codec, faces: Sequence[tuple[str, np.ndarray]], vvc, linear=None, 
             part = data if k == 3 else extract(data, k)
             cells.append((codec.decompress(part, k, output="array"), len(part), ""))
         if linear is not None:
-            coded = [linear.roundtrip(face, q) for q in range(len(linear.points))]
-            fit = [c for c in coded if c[0].nbytes <= len(data)]
-            enc, rec = max(fit, key=lambda c: c[0].nbytes) if fit else coded[0]
+            enc, rec, fit = linear_within(linear, face, len(data))
             k_lin, step = linear.points[enc.q]
             cells.append((rec, enc.nbytes, f"K={k_lin} step {step:g}" + ("" if fit else " *")))
         else:

@@ -32,7 +32,7 @@ from .choices import DEFAULT_ANCHORS
 from .coding import code_anchor, code_stylecodec, error_row, head_landmarks, style_keys, targets_from_sweep
 from .common import read_json, slug, write_json, write_png
 from .measure import Measurer, Reference, head_nme
-from .results import load_rows, read_rows, results_path, row_key, run_weights, save_embeddings, write_rows
+from .results import load_rows, read_rows, results_path, row_key, save_embeddings, stylecodec_weights, write_rows
 from .settings import AnchorSpec, anchor_specs, parse_qualities, setting_name
 
 __all__ = ["EvalConfig", "run_eval", "load_codec", "make_aligner", "thumb_path", "THUMB_MAX"]
@@ -204,9 +204,8 @@ def run_eval(cfg: EvalConfig) -> dict:
     align = getattr(align_fn, "__name__", None) or f"{type(align_fn).__name__}({getattr(align_fn, 'mode', '')})"
     old = read_json(out / "run.json", {}) or {}
     new = _run_info(cfg, codec, specs, qualities, len(names), align)
-    before = run_weights(old)
-    if before and new.get("weights") and before != new["weights"] and \
-            any(r["codec"].startswith("stylecodec") for r in load_rows(out)):
+    before = stylecodec_weights(out)
+    if before and new.get("weights") and before != new["weights"]:
         raise StylecodecError(f"{out} holds stylecodec rows of model {before}; this model is {new['weights']}: "
                               "evaluate it into another --out folder")
     # rows of earlier runs stay in the folder: so do their rate targets (and the basic budget they used)

@@ -19,7 +19,7 @@ from ..metrics.frechet import frechet_distance
 from .common import read_json, write_text
 from .html import write_index
 from .plots import rd_plots
-from .results import load_rows
+from .results import load_rows, run_weights
 from .tables import METRICS, bd_table, common_rows, fmt, headline, mean_table
 from .tb import write_tensorboard
 
@@ -168,7 +168,7 @@ def write_report(run_dir: str | os.PathLike, headline_quality: int | None = None
     head_md = headline_markdown(head)
     images = sorted({r["image"] for r in rows})
     title = title or f"stylecodec evaluation: {run_dir.name}"
-    weights = f", weights {info['weights']}" if info.get("weights", info.get("fingerprint")) != info.get("fingerprint") else ""
+    weights = f", weights {run_weights(info)}" if run_weights(info) != info.get("fingerprint") else ""
     model = (f"`{info.get('model')}` (fingerprint {info.get('fingerprint')}{weights}, {info.get('resolution')}x"
              f"{info.get('resolution')}, qualities {info.get('qualities')})" if info.get("model") else "none (anchors only)")
     errors = sum(1 for r in rows if r["error"])

@@ -140,12 +140,18 @@ def run_weights(info: dict) -> str | None:
     return info.get("weights", info.get("fingerprint"))
 
 
+def stylecodec_weights(run_dir: str | os.PathLike) -> str | None:
+    """The weights of the stylecodec rows in ``run_dir`` (None: no such rows, or not recorded)."""
+    w = run_weights(read_json(Path(run_dir) / "run.json", {}) or {})
+    return w if w and any(r["codec"].startswith("stylecodec") for r in load_rows([Path(run_dir)])) else None
+
+
 def check_same_weights(run_dirs: Iterable[str | os.PathLike]) -> None:
     """StylecodecError when the stylecodec rows of these folders were made by different weights."""
     made_by: dict[str, Path] = {}
     for d in map(Path, run_dirs):
-        w = run_weights(read_json(d / "run.json", {}) or {})
-        if w and any(r["codec"].startswith("stylecodec") for r in load_rows([d])):
+        w = stylecodec_weights(d)
+        if w:
             made_by.setdefault(w, d)
     if len(made_by) > 1:
         raise StylecodecError("stylecodec rows of different models would be mixed: " +

@@ -8,6 +8,7 @@ import numpy as np
 
 from ..metrics.bd import bd_metric, bd_rate
 from .coding import STYLE_CODECS, parse_target, target_setting
+from .common import largest_within
 from .settings import VVC_FLOOR_QP
 
 __all__ = ["METRICS", "LABELS", "common_rows", "mean_table", "curves", "pareto", "bd_table", "headline_quality", "headline",
@@ -189,8 +190,7 @@ def headline(table: list[dict], info: dict, target: float | None = None, overrid
     linear = [e for e in table if e["family"] == "linear" and e["point"] == "sweep" and e["n"]
               and math.isfinite(e["bytes"])]
     if whole and linear and math.isfinite(whole["bytes"]):
-        fit = [e for e in linear if e["bytes"] <= whole["bytes"]]
-        e = max(fit, key=lambda e: e["bytes"]) if fit else min(linear, key=lambda e: e["bytes"])
+        e, fit = largest_within(linear, whole["bytes"], lambda e: e["bytes"])
         how = "at most the same bytes" if fit else "its fewest bytes, more than stylecodec's"
         out.append({**e, "label": f"Linear prior (eigenfaces), {how} ({e['setting']})"})
     vvc = [e for e in table if e["family"] == "vvc" and e["point"] == "sweep" and e["n"]]

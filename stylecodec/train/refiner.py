@@ -94,6 +94,11 @@ def _state(model, opt, step, seen, cpu_s, cfg, disc=None, d_opt=None) -> dict[st
     return state
 
 
+def _carried(record: dict) -> tuple[int, float]:
+    """(images seen, CPU seconds) of a training record that a run starting from its weights carries on."""
+    return int(record.get("images_seen", 0)), float(record.get("cpu_hours", 0.0)) * 3600
+
+
 def _identity_cos(net, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """cos(facenet(x), target) per image; x [N, 3, H, W] in [-1, 1] (facenet's own standardisation)."""
     x160 = F.interpolate((x + 1) * 127.5, size=(160, 160), mode="bilinear", align_corners=False)
@@ -123,18 +128,15 @@ def train_refiner(cfg: RefinerConfig, log=print) -> Path:
                 raise StylecodecError(f"{cfg.model} has a refiner of widths {base.config['refiner']['widths']}, "
                                       f"not {list(cfg.widths)}: train on the model without it (e.g. default-linear)")
             model.refiner.load_state_dict(base.refiner.state_dict())
-            record = loaded.meta.get("refiner", loaded.meta)        # a registry refiner file's record, or the run's
-            init_seen, init_cpu_s = int(record.get("images_seen", 0)), float(record.get("cpu_hours", 0.0)) * 3600
+            init_seen, init_cpu_s = _carried(loaded.meta.get("refiner", loaded.meta))   # registry file's or run's
             log(f"refiner of {cfg.model} goes on ({init_seen} images, {init_cpu_s / 3600:.2f} CPU-h carried over)")
         weights = read_refiner_weights(cfg.init_refiner) if cfg.init_refiner else None
         if weights is not None:
-            meta = load_refiner_weights(model, cfg.init_refiner, weights)
-            init_seen, init_cpu_s = int(meta.get("images_seen", 0)), float(meta.get("cpu_hours", 0.0)) * 3600
+            init_seen, init_cpu_s = _carried(load_refiner_weights(model, cfg.init_refiner, weights))
         elif cfg.init_refiner:
             donor = load(cfg.init_refiner)
             transfer_refiner(donor.model, model)
-            init_seen = int(donor.meta.get("images_seen", 0))
-            init_cpu_s = float(donor.meta.get("cpu_hours", 0.0)) * 3600
+            init_seen, init_cpu_s = _carried(donor.meta)
             log(f"refiner weights from {cfg.init_refiner} ({init_seen} images, {init_cpu_s / 3600:.2f} CPU-h "
                 f"carried over: the learning curve goes on)")
     for name, p in model.named_parameters():
