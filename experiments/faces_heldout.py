@@ -1,11 +1,12 @@
 """Issue 17's face table: decoded faces of held-out UTKFace against the linear prior and VVC's floor.
 
     OMP_NUM_THREADS=1 python experiments/faces_heldout.py --models pretrained/default.pt[,OTHER.pt] \\
-        --limit 1000 --out experiments/results/faces/heldout.jsonl
+        --limit 1000 --out experiments/results/faces/heldout.jsonl [--shard 0/2]
 
 Faces: the first ``--limit`` of the 1,000 held-out UTKFace files (sorted by name, the last 1,000 are held
 out), in the training view at 256² (``stylecodec.images.load_rgb``). Per face and model: one file at the
-model's default setting (``Codec.compress(face, aligned=True)``: every file <= 81 B, basic <= 24 B), its
+model's default setting (``Codec.compress(face, aligned=True)``: every file <= 81 B, basic <= 24 B; coded once
+for models of one stream key, e.g. ``default`` and ``default-linear``), its
 prefixes cut with ``extract`` and decoded (basic, +middle, all). Anchors on the same face: the linear prior
 (:class:`stylecodec.anchors.linear.LinearAnchor`, eigenfaces coded with the project's coder) at its largest
 rate point whose file is not above the first model's file (or its smallest), and VVC's floor (QP 63).
@@ -46,8 +47,11 @@ def code_face(face: np.ndarray, codecs: dict, linear, vvc) -> list[tuple[str, np
     """[(column, decoded uint8, bytes)] for one face."""
     out = []
     first = None
+    streams: dict[bytes, bytes] = {}             # models with one stream key write the same file
     for tag, codec in codecs.items():
-        data = codec.compress(face, aligned=True)
+        if codec.key.digest not in streams:
+            streams[codec.key.digest] = codec.compress(face, aligned=True)
+        data = streams[codec.key.digest]
         first = first or len(data)
         for k, prefix in zip((1, 2, 3), PREFIXES):
             part = data if k == 3 else extract(data, k)
@@ -80,6 +84,8 @@ def main() -> int:
     p.add_argument("--limit", type=int, default=200, help="first N held-out faces (default 200)")
     p.add_argument("--val-count", type=int, default=1000)
     p.add_argument("--out", required=True, help="JSON-lines file (appended; a rerun resumes)")
+    p.add_argument("--shard", default="0/1", help="K/N: code only faces i with i %% N == K (one process per core, "
+                   "each with its own --out; concatenate the files and rerun without --shard for the summary)")
     a = p.parse_args()
     models = a.models.split(",")
     tags = a.tags.split(",") if a.tags else [Path(m).stem for m in models]
@@ -88,12 +94,15 @@ def main() -> int:
     out = Path(a.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     done = {json.loads(line)["face"] for line in out.read_text().splitlines()} if out.is_file() else set()
+    k, n = (int(v) for v in a.shard.split("/"))
+    if not 0 <= k < n:
+        p.error(f"--shard {a.shard}: need 0 <= K < N")
     codecs = {t: Codec.from_pretrained(m) for t, m in zip(tags, models)}
     linear, vvc = LinearAnchor(data=root, val_count=a.val_count), get_anchor("vvc")
     measurer = Measurer(SKIP)
     t0 = time.time()
     for i, name in enumerate(names):
-        if name in done:
+        if name in done or i % n != k:
             continue
         face = load_rgb(root / name, 256)
         ref = Reference(face)
@@ -106,7 +115,7 @@ def main() -> int:
             fh.write(json.dumps(row) + "\n")
         print(f"[{i + 1}/{len(names)}] {name} {time.time() - t0:.0f} s", flush=True)
     rows = [json.loads(line) for line in out.read_text().splitlines()]
-    rows = [r for r in rows if r["face"] in set(names)]
+    rows = [r for r in rows if r["face"] in set(names[k::n])]
     text = summarise(rows, models)
     out.with_suffix(".md").write_text(text + "\n")
     print(text)
