@@ -56,7 +56,16 @@ TABLES: dict[str, list[dict]] = {
         {"id": [80, 0.13], "shape": [14, 0.03], "pix": [64, 128, 3.0]},
         {"id": [96, 0.14], "shape": [16, 0.03], "pix": [64, 128, 2.8]},
     ],
-    "mf2": QUALITY_TABLE,                          # shipped (0x57e7, and 0x92e2 with consistent eigenface signs)
+    "mf2": [                                       # shipped in 0x57e7 and 0x92e2 (until 2026-12-07)
+        {"id": [32, 0.13], "shape": [0, 1.0], "pix": [32, 0, 6.0]},
+        {"id": [40, 0.12], "shape": [8, 0.06], "pix": [48, 16, 5.0]},
+        {"id": [48, 0.12], "shape": [12, 0.05], "pix": [64, 32, 4.5]},
+        {"id": [48, 0.1], "shape": [12, 0.05], "pix": [64, 64, 4.0]},
+        {"id": [56, 0.12], "shape": [12, 0.05], "pix": [64, 96, 3.6]},
+        {"id": [56, 0.11], "shape": [12, 0.05], "pix": [64, 96, 3.6]},
+        {"id": [64, 0.12], "shape": [12, 0.05], "pix": [64, 96, 3.6]},
+        {"id": [64, 0.11], "shape": [12, 0.045], "pix": [64, 96, 3.6]},
+    ],
 }
 # with consistent eigenface signs (experiments/resign_pca.py) the pixel layers cost ~6 B less: candidates
 # that spend it on eigenfaces at the top qualities (identity and shape as mf2)
@@ -67,6 +76,7 @@ _PIX_TOP = {"mf3a": ([64, 128, 3.4], [64, 128, 3.2], [64, 128, 3.0]),
             "mf3e": ([64, 128, 3.4], [64, 128, 3.4], [64, 128, 3.0])}
 for _name, _pix in _PIX_TOP.items():
     TABLES[_name] = TABLES["mf2"][:5] + [dict(row, pix=p) for row, p in zip(TABLES["mf2"][5:], _pix)]
+assert TABLES["mf3c"] == QUALITY_TABLE, "the shipped table (0xe9ac, 2026-12-07) is mf3c"
 
 
 @torch.no_grad()

@@ -79,9 +79,9 @@ class RegistryEntry:
 
 
 REGISTRY: dict[str, RegistryEntry] = {
-    # codec 0x92e2 with the refiner of leg c (issue 17): the streams of both names are the same
-    "default": RegistryEntry("default.pt", "refiner_c_44k.pt",
-                             "a9ebc7f0156d79f6a48bd716c128aad3476d5e59a9bf93be3b3a67c7b4a954f5"),
+    # codec 0xe9ac with the refiner of legs c + g at 100,000 images (issue 17): the streams of both names are the same
+    "default": RegistryEntry("default.pt", "refiner_g_100k.pt",
+                             "237eedad910b41cf3b336aa1cadb4d027f130e87e824d3b1e23f28bd3706837a"),
     "default-linear": RegistryEntry("default.pt"),       # the same codec decoding to eigenfaces alone (faster)
 }
 _FP16_PREFIXES = ("G.", "E.")

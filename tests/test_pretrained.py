@@ -11,6 +11,8 @@ import numpy as np
 import pytest
 import torch
 
+from stylecodec.zoo import REGISTRY
+
 PRETRAINED = Path(__file__).resolve().parent.parent / "pretrained"
 CARD = PRETRAINED / "MODEL_CARD.md"
 
@@ -100,18 +102,22 @@ def test_default_codec_decodes_the_golden_stream(default_codec):
     assert default_codec.fingerprint == want["fingerprint"]
 
 
-@pytest.mark.skipif("refiner_c_44k.pt" not in _card_files(), reason="no shipped refiner")
+_DEFAULT_REFINER = REGISTRY["default"].refiner
+
+
+@pytest.mark.skipif(_DEFAULT_REFINER not in _card_files(), reason="no shipped refiner")
 def test_default_name_is_the_codec_with_the_shipped_refiner(default_codec):
-    """``default`` = default.pt + refiner_c_44k.pt: the streams of ``default-linear`` (no refiner), other pixels."""
+    """``default`` = default.pt + its registry refiner: the streams of ``default-linear`` (no refiner), other pixels."""
     from PIL import Image
 
     from stylecodec.codec import Codec
     from stylecodec.refiner_weights import is_refiner_file
 
-    assert is_refiner_file(PRETRAINED / "refiner_c_44k.pt")
+    assert is_refiner_file(PRETRAINED / _DEFAULT_REFINER)
     linear = Codec.from_pretrained("default-linear")
     assert default_codec.model.refiner is not None and linear.model.refiner is None
-    assert default_codec.loaded.meta["refiner"]["images_seen"] == 44000
+    assert default_codec.loaded.meta["refiner"]["file"] == _DEFAULT_REFINER
+    assert default_codec.loaded.meta["refiner"]["images_seen"] > 0
     assert default_codec.fingerprint == linear.fingerprint and default_codec.weights_id != linear.weights_id
     assert any(float(p.abs().max()) > 0 for p in default_codec.model.refiner.out.parameters())  # not the zero start
     data = default_codec.compress(Image.open(SAMPLE))
