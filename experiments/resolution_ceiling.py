@@ -5,8 +5,8 @@
 The machine-first decoder makes its face at P = 128 (eigenfaces + refiner) and upsamples it bicubically
 to the 256² face the user gets and the metrics read. A *perfect* P² decoder therefore scores at best what
 the original, resized to P² the way the model sees its training targets
-(``MachineFirstModel._to_pixel``: bicubic with antialias) and upsampled the way the decoder does (bicubic),
-scores. This script measures that ceiling with issue 17's metrics (PSNR, LPIPS-Alex, SFace cosine, dlib
+(``stylecodec.machine_first.downsample``: bicubic with antialias) and upsampled the way the decoder does
+(``upsample``: bicubic), scores. This script measures that ceiling with issue 17's metrics (PSNR, LPIPS-Alex, SFace cosine, dlib
 distance) on the held-out faces of ``faces_heldout.py``; it says whether a goal is out of reach of any
 P² decoder, whatever its training.
 """
@@ -16,12 +16,12 @@ import argparse
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from tqdm import tqdm
 
 from stylecodec.data import default_data_root, list_images, split_files
 from stylecodec.eval.measure import Measurer, Reference
 from stylecodec.images import load_rgb
+from stylecodec.machine_first import downsample, upsample
 
 SKIP = ("ms_ssim", "lpips_vgg", "facenet", "dlib")
 METRICS = ("psnr", "lpips_alex", "id_sface", "dist_dlib")
@@ -30,9 +30,7 @@ METRICS = ("psnr", "lpips_alex", "id_sface", "dist_dlib")
 def round_trip(face: np.ndarray, p: int) -> np.ndarray:
     """256² uint8 -> P² (bicubic, antialias) -> 256² (bicubic), uint8: the decoder's resampling, no coding."""
     x = torch.from_numpy(face).permute(2, 0, 1)[None].float() / 127.5 - 1
-    r = face.shape[0]
-    small = F.interpolate(x, size=(p, p), mode="bicubic", antialias=True, align_corners=False)
-    big = F.interpolate(small, size=(r, r), mode="bicubic", align_corners=False)
+    big = upsample(downsample(x, p), face.shape[0])
     return ((big[0].permute(1, 2, 0).clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).numpy()
 
 

@@ -36,7 +36,7 @@ from .entropy.gains import QualityGains
 from .entropy.lset import LSET
 from .layers import LAYER_NAMES
 
-__all__ = ["MachineFirstModel", "BasicHeads", "make_machine_first_config", "KIND", "GAIN_OFF"]
+__all__ = ["MachineFirstModel", "BasicHeads", "make_machine_first_config", "KIND", "GAIN_OFF", "downsample", "upsample"]
 
 KIND = "machine-first"
 GAIN_OFF = 1e-3              # gain of an element a quality does not code (always symbol 0, ~0 bits)
@@ -54,6 +54,19 @@ _DEFAULT: dict[str, Any] = {
     "refiner": None,                                 # None, or the refiner's config (stylecodec.refiner)
     "rate_budget": None,                             # {"bpp", "basic_bpp"} (see stylecodec.model)
 }
+
+
+def downsample(x: torch.Tensor, p: int) -> torch.Tensor:
+    """[N, 3, R, R] -> [N, 3, p, p]: how the encoder and the trainers see a face at the pixel resolution
+    (antialiased bicubic: within 52 dB of the training faces' Lanczos resize from the originals, measured
+    on 100 held-out faces)."""
+    return x if x.shape[-1] == p else F.interpolate(x, size=(p, p), mode="bicubic", antialias=True,
+                                                    align_corners=False)
+
+
+def upsample(img: torch.Tensor, r: int) -> torch.Tensor:
+    """[N, 3, P, P] -> [N, 3, r, r]: how the decoder brings its face to the coded resolution (bicubic)."""
+    return img if img.shape[-1] == r else F.interpolate(img, size=(r, r), mode="bicubic", align_corners=False)
 
 
 def _merge(base: dict, over: Mapping) -> dict:
@@ -174,11 +187,8 @@ class MachineFirstModel(QualityGains, nn.Module):
         return torch.cat([y_id, y_sh], 1)
 
     def small(self, x: torch.Tensor) -> torch.Tensor:
-        """x [N, 3, R, R] in [-1, 1] -> [N, 3, P, P] (antialiased bicubic: within 52 dB of the training
-        faces' Lanczos resize from the originals, measured on 100 held-out faces)."""
-        p = self.pixel_resolution
-        return x if x.shape[-1] == p else F.interpolate(x, size=(p, p), mode="bicubic", antialias=True,
-                                                        align_corners=False)
+        """x [N, 3, R, R] in [-1, 1] -> [N, 3, P, P] (:func:`downsample`)."""
+        return downsample(x, self.pixel_resolution)
 
     def pixel_latents(self, x_small: torch.Tensor) -> list[torch.Tensor]:
         """[N, 3, P, P] in [-1, 1] -> [y_middle, y_enhanced] (whitened eigenface coefficients)."""
@@ -213,9 +223,7 @@ class MachineFirstModel(QualityGains, nn.Module):
             # uses those, so a stream gives the same pixels in any run (training keeps oneDNN: faster)
             with torch.backends.mkldnn.flags(enabled=self.training, allow_tf32=None):   # (None: leave TF32 be)
                 img = self.refiner(img, y_hat)
-        if img.shape[-1] != self.resolution:
-            img = F.interpolate(img, size=(self.resolution, self.resolution), mode="bicubic", align_corners=False)
-        return img.clamp(-1, 1)
+        return upsample(img, self.resolution).clamp(-1, 1)
 
     # -- training forward (CompressAI style) --------------------------------------------------------
     def forward(self, ys: Sequence[torch.Tensor], quality, quant: str = "noise", render: bool = False) -> dict:
