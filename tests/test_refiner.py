@@ -240,3 +240,30 @@ def test_projected_discriminator_learns_and_restores():
     again.load_state_dict(d.state_dict())
     assert all(torch.equal(a, b) for a, b in zip(d(real), again(real)))
     assert not any(k.startswith("_features") for k in d.state_dict())   # the frozen trunk is not saved
+
+
+def test_weight_average_halves_a_step_per_half_life_and_swaps_back():
+    from stylecodec.train.refiner import WeightAverage
+
+    net = torch.nn.Linear(3, 2)
+    with torch.no_grad():
+        net.weight.zero_()
+        net.bias.zero_()
+    ema = WeightAverage(net, half_life_kimg=0.08, batch=8)      # 10 steps per half-life
+    with torch.no_grad():
+        net.weight.fill_(1.0)                                    # a jump the average follows slowly
+    for _ in range(10):
+        ema.update()
+    assert torch.allclose(ema.avg["weight"], torch.full((2, 3), 0.5), atol=1e-6)
+    with ema.swapped():
+        assert torch.allclose(net.weight, torch.full((2, 3), 0.5), atol=1e-6)
+        y = net(torch.ones(1, 3))
+    assert torch.equal(net.weight, torch.ones(2, 3))            # raw weights back after the evaluation
+    assert torch.allclose(y, torch.full((1, 2), 1.5), atol=1e-5)
+    other = WeightAverage(net, 0.08, 8)
+    other.load_state_dict(ema.state_dict())                      # a resumed run goes on with the same average
+    assert torch.equal(other.avg["weight"], ema.avg["weight"])
+    with pytest.raises(StylecodecError):
+        other.load_state_dict({"weight": ema.avg["weight"]})
+    with pytest.raises(ValueError):
+        WeightAverage(net, 0.0, 8)

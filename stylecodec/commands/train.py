@@ -300,6 +300,10 @@ def _add_refiner(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", default="", help="UTKFace-like image folder (default: ../shared/data/utkface)")
     p.add_argument("--batch", type=int, default=8, help="faces per step (default: %(default)s)")
     p.add_argument("--lr", type=float, default=2e-4, help="Adam learning rate (default: %(default)s)")
+    p.add_argument("--ema-kimg", type=float, default=0.0,
+                   help="half-life in thousand images of the weight average that is evaluated and saved (StyleGAN's "
+                        "G_ema; the raw weights' figures go to RUN_DIR/metrics_raw.csv); 0: raw weights "
+                        "(default: %(default)s)")
     p.add_argument("--w-lpips", type=float, default=1.0, help="LPIPS-Alex weight (default: %(default)s)")
     p.add_argument("--w-id", type=float, default=0.1, help="facenet identity weight (default: %(default)s)")
     p.add_argument("--w-mse", type=float, default=0.0, help="squared-error weight (default: %(default)s)")
@@ -322,7 +326,7 @@ def _run_refiner(args: argparse.Namespace) -> int:
 
     cfg = RefinerConfig(model=args.model, out=args.out, latents=args.latents, init_refiner=args.init_refiner,
                         data=args.data, batch=args.batch,
-                        lr=args.lr, w_lpips=args.w_lpips, w_id=args.w_id, w_mse=args.w_mse, w_adv=args.w_adv,
+                        lr=args.lr, ema_kimg=args.ema_kimg, w_lpips=args.w_lpips, w_id=args.w_id, w_mse=args.w_mse, w_adv=args.w_adv,
                         d_lr=args.d_lr, kimg=args.kimg,
                         max_minutes=args.max_minutes, eval_every=args.eval_every, precision=args.precision,
                         device=args.device, resume=None if args.resume == "none" else args.resume, seed=args.seed)

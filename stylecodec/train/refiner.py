@@ -16,12 +16,15 @@ the bitstream of a face does not change, only what the decoder makes of it). Eac
 Every ``eval_every`` steps the first ``eval_images`` held-out faces are decoded at quality
 ``eval_quality`` from all layers (256², as users get them) and scored: PSNR, LPIPS-Alex and facenet
 cosine, appended to ``RUN_DIR/metrics.csv`` with images seen and CPU hours (the learning curve).
-Resumable (``--resume auto``), saves on SIGINT / SIGTERM and every ``save_every`` steps; the
-model with its refiner is written to ``RUN_DIR/model.pt`` at every evaluation.
+With ``ema_kimg > 0`` the evaluated and saved weights are an exponential moving average of the
+trained ones (:class:`WeightAverage`, StyleGAN's G_ema); the raw weights are scored too, in
+``RUN_DIR/metrics_raw.csv``. Resumable (``--resume auto``, the average included), saves on SIGINT /
+SIGTERM and every ``save_every`` steps; the model with its refiner is written to ``RUN_DIR/model.pt``
+at every evaluation.
 """
 from __future__ import annotations
 
-import csv
+import contextlib
 import json
 import os
 import time
@@ -61,6 +64,8 @@ class RefinerConfig:
     val_count: int = 1000
     batch: int = 8
     lr: float = 2e-4
+    ema_kimg: float = 0.0                    # half-life (thousand images) of the evaluated and exported weights'
+                                             # exponential moving average (G_ema of StyleGAN); 0: the raw weights
     w_lpips: float = 1.0
     w_mse: float = 0.0                       # weight of the squared error (images in [-1, 1]); PSNR's own loss
     w_id: float = 0.1
@@ -86,12 +91,54 @@ def _unit(u8: np.ndarray) -> torch.Tensor:
     return torch.as_tensor(np.array(u8, dtype=np.float32)).permute(0, 3, 1, 2) / 127.5 - 1
 
 
-def _state(model, opt, step, seen, cpu_s, cfg, disc=None, d_opt=None) -> dict[str, Any]:
+def _state(model, opt, step, seen, cpu_s, cfg, disc=None, d_opt=None, ema=None) -> dict[str, Any]:
     state = {"kind": KIND, "model": model.state_dict(), "config": model.config, "opt": opt.state_dict(),
              "step": step, "seen": seen, "cpu_seconds": cpu_s, "train_config": asdict(cfg), "rng": common.rng_state()}
     if disc is not None:
         state.update(disc=disc.state_dict(), d_opt=d_opt.state_dict())
+    if ema is not None:
+        state["ema"] = ema.state_dict()
     return state
+
+
+class WeightAverage:
+    """Exponential moving average of a module's parameters (StyleGAN's G_ema): after every optimiser
+    step ``avg <- avg + (1 - beta) (p - avg)``, beta = 0.5 ** (batch / (half_life_kimg * 1000)), so
+    the weight of a step halves every ``half_life_kimg`` thousand images. :meth:`swapped` puts the
+    average into the module for evaluation or export and the raw weights back afterwards."""
+
+    def __init__(self, module: torch.nn.Module, half_life_kimg: float, batch: int):
+        if half_life_kimg <= 0:
+            raise ValueError(f"half_life_kimg must be > 0, got {half_life_kimg}")
+        self.module, self.beta = module, 0.5 ** (batch / (half_life_kimg * 1000))
+        self.avg = {n: p.detach().float().clone() for n, p in module.named_parameters()}
+
+    @torch.no_grad()
+    def update(self) -> None:
+        for n, p in self.module.named_parameters():
+            self.avg[n].lerp_(p.detach().float(), 1 - self.beta)
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return dict(self.avg)
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        if set(state) != set(self.avg):
+            raise StylecodecError("the checkpoint's weight average does not match the refiner's parameters")
+        for n, t in state.items():
+            self.avg[n].copy_(t)
+
+    @contextlib.contextmanager
+    def swapped(self):
+        raw = {n: p.detach().clone() for n, p in self.module.named_parameters()}
+        with torch.no_grad():
+            for n, p in self.module.named_parameters():
+                p.copy_(self.avg[n])
+        try:
+            yield
+        finally:
+            with torch.no_grad():
+                for n, p in self.module.named_parameters():
+                    p.copy_(raw[n])
 
 
 def _carried(record: dict) -> tuple[int, float]:
@@ -176,9 +223,12 @@ def train_refiner(cfg: RefinerConfig, log=print) -> Path:
         if resumed is not None and "disc" in resumed:
             disc.load_state_dict(resumed["disc"])
             d_opt.load_state_dict(resumed["d_opt"])
+    ema = WeightAverage(model.refiner, cfg.ema_kimg, cfg.batch) if cfg.ema_kimg > 0 else None
     step, seen, cpu_s = 0, 0, 0.0
     if resumed is not None:
         opt.load_state_dict(resumed["opt"])
+        if ema is not None and "ema" in resumed:     # else the average starts from the resumed weights
+            ema.load_state_dict(resumed["ema"])
         step, seen, cpu_s = resumed["step"], resumed["seen"], resumed["cpu_seconds"]
         common.set_rng_state(resumed["rng"])
     else:
@@ -187,11 +237,22 @@ def train_refiner(cfg: RefinerConfig, log=print) -> Path:
     write_bytes(out / "config.json", json.dumps({"train": asdict(cfg), "model": model.config}, indent=1).encode())
     coder = model.coder
     metrics = out / "metrics.csv"
-    if not metrics.is_file():
-        write_bytes(metrics, b"step,images_seen,cpu_hours,psnr,lpips_alex,facenet_cos,psnr_linear,lpips_linear\n")
+    header = b"step,images_seen,cpu_hours,psnr,lpips_alex,facenet_cos,psnr_linear,lpips_linear\n"
+    for path in (metrics, out / "metrics_raw.csv") if ema is not None else (metrics,):
+        if not path.is_file():
+            write_bytes(path, header)
+
+    def evaluate(cpu_now: float) -> None:
+        """Score (and save) the weight average when there is one; then the raw weights too
+        (``metrics_raw.csv``: what the average adds)."""
+        if ema is None:
+            return _evaluate(cpu_now, metrics, save=True)
+        with ema.swapped():
+            _evaluate(cpu_now, metrics, save=True)
+        _evaluate(cpu_now, out / "metrics_raw.csv", save=False, what="raw weights")
 
     @torch.no_grad()
-    def evaluate(cpu_now: float) -> None:
+    def _evaluate(cpu_now: float, csv_path: Path, save: bool, what: str = "") -> None:
         model.eval()
         q = torch.full((cfg.eval_images,), cfg.eval_quality, device=dev)
         res = model(val_latents, q, quant="ste")
@@ -208,13 +269,15 @@ def train_refiner(cfg: RefinerConfig, log=print) -> Path:
         model.train()
         line = (f"{step},{seen},{cpu_now / 3600:.4f},{rows[0][0]:.3f},{rows[0][1]:.4f},{rows[0][2]:.4f},"
                 f"{rows[1][0]:.3f},{rows[1][1]:.4f}\n")
-        with open(metrics, "a") as f:
+        with open(csv_path, "a") as f:
             f.write(line)
-        log(f"step {step} ({seen} images, {cpu_now / 3600:.2f} CPU-h): PSNR {rows[0][0]:.2f} dB, LPIPS-Alex "
-            f"{rows[0][1]:.3f}, facenet {rows[0][2]:.3f} | eigenfaces {rows[1][0]:.2f} dB, {rows[1][1]:.3f}")
-        save_model(model, out / "model.pt", {"trainer": "refiner", "images_seen": seen, "steps": step,
-                                             "cpu_hours": round(cpu_now / 3600, 3), "base": str(cfg.model)},
-                   storage="fp16")
+        log(f"step {step} ({seen} images, {cpu_now / 3600:.2f} CPU-h){' ' + what if what else ''}: PSNR "
+            f"{rows[0][0]:.2f} dB, LPIPS-Alex {rows[0][1]:.3f}, facenet {rows[0][2]:.3f} | eigenfaces "
+            f"{rows[1][0]:.2f} dB, {rows[1][1]:.3f}")
+        if save:
+            save_model(model, out / "model.pt", {"trainer": "refiner", "images_seen": seen, "steps": step,
+                                                 "cpu_hours": round(cpu_now / 3600, 3), "base": str(cfg.model),
+                                                 "ema_kimg": cfg.ema_kimg}, storage="fp16")
 
     info = common.DistInfo()
     total = int(cfg.kimg * 1000 / cfg.batch)
@@ -254,6 +317,8 @@ def train_refiner(cfg: RefinerConfig, log=print) -> Path:
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            if ema is not None:
+                ema.update()
             if disc is not None:                         # the discriminator's step on the same faces
                 disc.requires_grad_(True)
                 with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16):
@@ -267,12 +332,12 @@ def train_refiner(cfg: RefinerConfig, log=print) -> Path:
             bar.set_postfix_str(f"loss {loss.item():.3f}")
             cpu_now = cpu_s + time.process_time() - cpu0
             if step % cfg.save_every == 0:
-                common.save_checkpoint(out, step, _state(model, opt, step, seen, cpu_now, cfg, disc, d_opt))
+                common.save_checkpoint(out, step, _state(model, opt, step, seen, cpu_now, cfg, disc, d_opt, ema))
             if step % cfg.eval_every == 0:
                 evaluate(cpu_now)
             halt = stop.check(time.perf_counter() - t0, cfg.max_minutes)
             if halt is not None:
-                common.save_checkpoint(out, step, _state(model, opt, step, seen, cpu_now, cfg, disc, d_opt))
+                common.save_checkpoint(out, step, _state(model, opt, step, seen, cpu_now, cfg, disc, d_opt, ema))
                 log(f"stopped at step {step} ({halt[1]}); resume with --resume auto")
                 bar.close()
                 raise SystemExit(halt[0])
