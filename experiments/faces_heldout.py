@@ -10,6 +10,7 @@ for models of one stream key, e.g. ``default`` and ``default-linear``), its
 prefixes cut with ``extract`` and decoded (basic, +middle, all). Anchors on the same face: the linear prior
 (:class:`stylecodec.anchors.linear.LinearAnchor`, eigenfaces coded with the project's coder) at its largest
 rate point whose file is not above the first model's file (or its smallest), and VVC's floor (QP 63).
+``--no-anchors`` leaves both out (a new decoder compared with an earlier run's file on the same faces).
 
 Metrics (:class:`stylecodec.eval.measure.Measurer`): PSNR, LPIPS-Alex, SFace identity cosine (SFace is
 also the machine-first basic layer's teacher, so it is not independent for stylecodec) and dlib's
@@ -56,10 +57,12 @@ def code_face(face: np.ndarray, codecs: dict, linear, vvc) -> list[tuple[str, np
         for k, prefix in zip((1, 2, 3), PREFIXES):
             part = data if k == 3 else extract(data, k)
             out.append((f"{tag} {prefix}", codec.decompress(part, k, output="array"), len(part)))
-    enc, rec, _ = linear_within(linear, face, first)
-    out.append(("linear prior (<= file)", rec, enc.nbytes))
-    enc, rec = vvc.roundtrip(face, VVC_FLOOR_QP)
-    out.append((f"VVC QP {VVC_FLOOR_QP} (floor)", rec, enc.nbytes))
+    if linear is not None:
+        enc, rec, _ = linear_within(linear, face, first)
+        out.append(("linear prior (<= file)", rec, enc.nbytes))
+    if vvc is not None:
+        enc, rec = vvc.roundtrip(face, VVC_FLOOR_QP)
+        out.append((f"VVC QP {VVC_FLOOR_QP} (floor)", rec, enc.nbytes))
     return out
 
 
@@ -84,6 +87,8 @@ def main() -> int:
     p.add_argument("--limit", type=int, default=200, help="first N held-out faces (default 200)")
     p.add_argument("--val-count", type=int, default=1000)
     p.add_argument("--out", required=True, help="JSON-lines file (appended; a rerun resumes)")
+    p.add_argument("--no-anchors", action="store_true",
+                   help="models only (e.g. a new refiner snapshot, compared face by face with an earlier file's rows)")
     p.add_argument("--shard", default="0/1", help="K/N: code only faces i with i %% N == K (one process per core, "
                    "each with its own --out; concatenate the files and rerun without --shard for the summary)")
     a = p.parse_args()
@@ -98,7 +103,7 @@ def main() -> int:
     if not 0 <= k < n:
         p.error(f"--shard {a.shard}: need 0 <= K < N")
     codecs = {t: Codec.from_pretrained(m) for t, m in zip(tags, models)}
-    linear, vvc = LinearAnchor(data=root, val_count=a.val_count), get_anchor("vvc")
+    linear, vvc = (None, None) if a.no_anchors else (LinearAnchor(data=root, val_count=a.val_count), get_anchor("vvc"))
     measurer = Measurer(SKIP)
     t0 = time.time()
     for i, name in enumerate(names):
