@@ -79,9 +79,9 @@ class RegistryEntry:
 
 
 REGISTRY: dict[str, RegistryEntry] = {
-    # codec 0xe9ac with the refiner of legs c + g at 100,000 images (issue 17): the streams of both names are the same
-    "default": RegistryEntry("default.pt", "refiner_g_100k.pt",
-                             "237eedad910b41cf3b336aa1cadb4d027f130e87e824d3b1e23f28bd3706837a"),
+    # codec 0xe9ac with the refiner of legs a-g at 130,000 images, weight average (issue 17): both names, one stream
+    "default": RegistryEntry("default.pt", "refiner_g_130k.pt",
+                             "b673efee5159f76d87ec52a92f49e7056ff0fe29f70425fe484632d6d0cfda1a"),
     "default-linear": RegistryEntry("default.pt"),       # the same codec decoding to eigenfaces alone (faster)
 }
 _FP16_PREFIXES = ("G.", "E.")
