@@ -24,13 +24,9 @@ from stylecodec.codec import Codec
 from stylecodec.data import default_data_root, list_images, split_files
 from stylecodec.eval.measure import Measurer, Reference
 from stylecodec.images import load_rgb
+from stylecodec.train.refiner import _facenet_embedding, _identity_cos  # the trainer's identity loss
 
 METRICS = ("psnr", "lpips_alex", "id_sface", "dist_dlib")
-
-
-def identity_cos(net, x, target):
-    x160 = F.interpolate((x + 1) * 127.5, size=(160, 160), mode="bilinear", align_corners=False)
-    return F.cosine_similarity(net((x160 - 127.5) / 128.0), target, dim=1)
 
 
 def search(codec, ys, quality, x, a, nets):
@@ -44,8 +40,7 @@ def search(codec, ys, quality, x, a, nets):
     u2 = (ys[2].float() * g2).clone().requires_grad_(True)
     opt = torch.optim.Adam([u1, u2], lr=a.lr)
     with torch.no_grad():
-        target_id = fn(((F.interpolate((x + 1) * 127.5, size=(160, 160), mode="bilinear", align_corners=False))
-                        - 127.5) / 128.0)
+        target_id = _facenet_embedding(fn, x)
         bits0 = model.bits(model.forward([y0, ys[1].float(), ys[2].float()], quality, "ste")).sum()
     best = None
     for it in range(a.steps):
@@ -53,7 +48,7 @@ def search(codec, ys, quality, x, a, nets):
         xh = out["x_hat"][3]
         bits = model.bits(out).sum()
         d = (xh - x).abs().mean() + a.w_mse * (xh - x).square().mean()
-        d = d + a.w_lpips * lp(xh, x).mean() + a.w_id * (1 - identity_cos(fn, xh, target_id)).mean()
+        d = d + a.w_lpips * lp(xh, x).mean() + a.w_id * (1 - _identity_cos(fn, xh, target_id)).mean()
         loss = d + a.w_rate * F.relu(bits - bits0) / 8
         if best is None or loss.item() < best[0]:
             best = (loss.item(), [y0.double(), (u1 / g1).detach().double(), (u2 / g2).detach().double()])

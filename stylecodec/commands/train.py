@@ -326,7 +326,8 @@ def _run_refiner(args: argparse.Namespace) -> int:
 
     cfg = RefinerConfig(model=args.model, out=args.out, latents=args.latents, init_refiner=args.init_refiner,
                         data=args.data, batch=args.batch,
-                        lr=args.lr, ema_kimg=args.ema_kimg, w_lpips=args.w_lpips, w_id=args.w_id, w_mse=args.w_mse, w_adv=args.w_adv,
+                        lr=args.lr, ema_kimg=args.ema_kimg, w_lpips=args.w_lpips, w_id=args.w_id,
+                        w_mse=args.w_mse, w_adv=args.w_adv,
                         d_lr=args.d_lr, kimg=args.kimg,
                         max_minutes=args.max_minutes, eval_every=args.eval_every, precision=args.precision,
                         device=args.device, resume=None if args.resume == "none" else args.resume, seed=args.seed)

@@ -146,11 +146,15 @@ def _carried(record: dict) -> tuple[int, float]:
     return int(record.get("images_seen", 0)), float(record.get("cpu_hours", 0.0)) * 3600
 
 
-def _identity_cos(net, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """cos(facenet(x), target) per image; x [N, 3, H, W] in [-1, 1] (facenet's own standardisation)."""
+def _facenet_embedding(net, x: torch.Tensor) -> torch.Tensor:
+    """facenet(x) [N, 512], differentiable; x [N, 3, H, W] in [-1, 1] (facenet's own standardisation)."""
     x160 = F.interpolate((x + 1) * 127.5, size=(160, 160), mode="bilinear", align_corners=False)
-    emb = net((x160 - 127.5) / 128.0)
-    return F.cosine_similarity(emb, target, dim=1)
+    return net((x160 - 127.5) / 128.0)
+
+
+def _identity_cos(net, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """cos(facenet(x), target) per image; x [N, 3, H, W] in [-1, 1]."""
+    return F.cosine_similarity(_facenet_embedding(net, x), target, dim=1)
 
 
 def train_refiner(cfg: RefinerConfig, log=print) -> Path:
