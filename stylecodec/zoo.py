@@ -79,9 +79,9 @@ class RegistryEntry:
 
 
 REGISTRY: dict[str, RegistryEntry] = {
-    # codec 0xe9ac with the refiner of legs a-g at 130,000 images, weight average (issue 17): both names, one stream
-    "default": RegistryEntry("default.pt", "refiner_g_130k.pt",
-                             "b673efee5159f76d87ec52a92f49e7056ff0fe29f70425fe484632d6d0cfda1a"),
+    # codec 0xe9ac with the refiner of legs a-g at 150,000 images, weight average (issue 17): both names, one stream
+    "default": RegistryEntry("default.pt", "refiner_g_150k.pt",
+                             "ecc0a36d7171b2536cfcfb68abbe51fb5ebd84dfae5090c238ba0be308cfc43e"),
     "default-linear": RegistryEntry("default.pt"),       # the same codec decoding to eigenfaces alone (faster)
 }
 _FP16_PREFIXES = ("G.", "E.")
