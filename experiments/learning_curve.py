@@ -67,7 +67,7 @@ def main() -> int:
             continue
         run = Path(path).parent.name + ("" if Path(path).stem == "metrics" else f" ({Path(path).stem})")
         seen = [int(r["images_seen"]) / 1000 for r in rows]
-        colour = f"C{n}"
+        colour = plt.get_cmap("tab20")(n % 20)      # 20 distinct colours: legs and branches stay apart
         for ax, key, lin, label in ((axes[0], "psnr", "psnr_linear", "PSNR (dB)"),
                                     (axes[1], "lpips_alex", "lpips_linear", "LPIPS-Alex"),
                                     (axes[2], "facenet_cos", None, "facenet cosine")):
