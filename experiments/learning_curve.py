@@ -37,10 +37,10 @@ def trend(paths: list[str], from_kimg: float) -> None:
     h_per_img = (cpu[-1] - cpu[0]) / (seen[-1] - seen[0])
     print(f"trend over {len(rows)} evaluations, {seen[0] / 1000:.0f}-{seen[-1] / 1000:.0f} kimg "
           f"({cpu[0]:.2f}-{cpu[-1]:.2f} CPU-h, {h_per_img * 1e4:.3f} CPU-h per 10k images):")
+    A = np.stack([x, np.ones_like(x)], 1)
     for key in ("psnr", "lpips_alex", "facenet_cos"):
         y = np.array([float(r[key]) for r in rows])
-        A = np.stack([x, np.ones_like(x)], 1)
-        coef, res, *_ = np.linalg.lstsq(A, y, rcond=None)
+        coef = np.linalg.lstsq(A, y, rcond=None)[0]
         resid = y - A @ coef
         se = np.sqrt(resid @ resid / (len(y) - 2) / ((x - x.mean()) ** 2).sum())
         proj = [coef[0] * np.log2(k * seen[-1]) + coef[1] for k in (2, 4)]

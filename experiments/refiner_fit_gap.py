@@ -28,14 +28,13 @@ sys.path.insert(0, ROOT)
 def main() -> None:
     import numpy as np
     import torch
-    import torch.nn.functional as F
 
-    from stylecodec.analysis.face_teachers import flip_identity, utkface_teachers
+    from stylecodec.analysis.face_teachers import utkface_teachers
     from stylecodec.assets.facenet import load_facenet
     from stylecodec.assets.lpips import load_lpips
     from stylecodec.data import default_data_root, list_images, pixel_array, split_files
     from stylecodec.machine_first import MachineFirstModel
-    from stylecodec.train.refiner import _identity_cos, _unit
+    from stylecodec.train.refiner import _unit, face_latents, score_faces
     from stylecodec.zoo import load
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -58,7 +57,6 @@ def main() -> None:
     n_train = len(split_files(list_images(root), "train", a.val_count))
     assert n_train == n_all - a.val_count, (n_train, n_all)
     lpips, facenet = load_lpips("alex", "cpu"), load_facenet("cpu")
-    ident = torch.from_numpy(flip_identity(t))
     result = {"model": str(a.model), "quality": a.quality, "faces": a.faces}
     for split, offset, count in (("train", 0, n_train), ("val", n_train, a.val_count)):
         pick = np.unique(np.linspace(0, count - 1, a.faces).round().astype(np.int64))
@@ -68,23 +66,11 @@ def main() -> None:
         for c in range(0, len(pick), a.chunk):
             i = pick[c:c + a.chunk]
             g = offset + i                                       # rows of the teacher cache
-            with torch.no_grad():
-                ys = [model.basic_latent(ident[g], torch.from_numpy(t["landmarks"][g]))]
-                ys += model.pixel_latents(_unit(np.asarray(pix_small[i])))
-                res = model(ys, torch.full((len(i),), a.quality), quant="ste")
-                ref = _unit(np.asarray(pix_full[i]))
-                target = torch.from_numpy(t["facenet"][g, 0])
-                lin = F.interpolate(model.linear_image(res["y_hat"][1], res["y_hat"][2]), size=model.resolution,
-                                    mode="bicubic", align_corners=False).clamp(-1, 1)
-                row = []
-                for img in (model.render(res["y_hat"]), lin):
-                    u = ((img + 1) * 127.5).round() / 127.5 - 1
-                    mse = (((u - ref) * 127.5) ** 2).mean((1, 2, 3))
-                    row.append((10 * torch.log10(255 ** 2 / mse)).sum().item())
-                    row.append(lpips(u, ref).sum().item())
-                    if len(row) == 2:
-                        row.append(_identity_cos(facenet, u, target).sum().item())
-            sums += np.array(row)
+            ys = face_latents(model, t, g, np.asarray(pix_small[i]))
+            (psnr, lp, cos), (psnr_lin, lp_lin, _) = score_faces(
+                model, ys, a.quality, _unit(np.asarray(pix_full[i])), torch.from_numpy(t["facenet"][g, 0]),
+                lpips, facenet)
+            sums += len(i) * np.array([psnr, lp, cos, psnr_lin, lp_lin])        # chunk means -> sums
             print(f"{split}: {min(c + a.chunk, len(pick))}/{len(pick)}", file=sys.stderr, flush=True)
         m = sums / len(pick)
         result[split] = {"psnr": m[0], "lpips_alex": m[1], "facenet_cos": m[2], "psnr_eigenfaces": m[3],

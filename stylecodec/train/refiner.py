@@ -51,7 +51,7 @@ from .projected_d import ProjectedDiscriminator, d_loss, g_loss
 
 KIND = "stylecodec.refiner"
 
-__all__ = ["RefinerConfig", "train_refiner", "transfer_refiner", "pca_signs", "KIND"]
+__all__ = ["RefinerConfig", "train_refiner", "transfer_refiner", "pca_signs", "face_latents", "score_faces", "KIND"]
 
 
 @dataclass
@@ -258,18 +258,7 @@ def train_refiner(cfg: RefinerConfig, log=print) -> Path:
     @torch.no_grad()
     def _evaluate(cpu_now: float, csv_path: Path, save: bool, what: str = "") -> None:
         model.eval()
-        q = torch.full((cfg.eval_images,), cfg.eval_quality, device=dev)
-        res = model(val_latents, q, quant="ste")
-        lin = model.linear_image(res["y_hat"][1], res["y_hat"][2])
-        rows = []
-        for img in (model.render(res["y_hat"]), F.interpolate(lin, size=model.resolution, mode="bicubic",
-                                                             align_corners=False).clamp(-1, 1)):
-            u8 = ((img + 1) * 127.5).round()
-            ref = (val_full + 1) * 127.5
-            mse = ((u8 - ref) ** 2).mean((1, 2, 3))
-            rows.append(((10 * torch.log10(255 ** 2 / mse)).mean().item(),
-                         lpips(u8 / 127.5 - 1, val_full).mean().item(),
-                         _identity_cos(facenet, u8 / 127.5 - 1, val_id).mean().item()))
+        rows = score_faces(model, val_latents, cfg.eval_quality, val_full, val_id, lpips, facenet)
         model.train()
         line = (f"{step},{seen},{cpu_now / 3600:.4f},{rows[0][0]:.3f},{rows[0][1]:.4f},{rows[0][2]:.4f},"
                 f"{rows[1][0]:.3f},{rows[1][1]:.4f}\n")
@@ -353,13 +342,44 @@ def train_refiner(cfg: RefinerConfig, log=print) -> Path:
 @torch.no_grad()
 def _val_latents(model: MachineFirstModel, root: Path, cfg: RefinerConfig) -> list[torch.Tensor]:
     """Latents of the first eval_images held-out faces (cached teacher outputs + their pixels)."""
+    t = utkface_teachers(root)
+    rows = np.arange(len(t["files"]) - cfg.val_count, len(t["files"]) - cfg.val_count + cfg.eval_images)
+    pixels = pixel_array(root, "val", model.pixel_resolution, cfg.val_count)[:cfg.eval_images]
+    return face_latents(model, t, rows, pixels)
+
+
+@torch.no_grad()
+def face_latents(model: MachineFirstModel, teachers: dict, rows: np.ndarray, pixels: np.ndarray) -> list[torch.Tensor]:
+    """Latents [y0, y1, y2] of faces as the encoder makes them: the basic layer from the cached teacher outputs
+    (``teachers`` rows ``rows``: flip-averaged identity, landmarks), the others from their pixels (uint8
+    [N, P, P, 3] at the model's pixel resolution)."""
     from ..analysis.face_teachers import flip_identity
 
-    t = utkface_teachers(root)
-    val = slice(len(t["files"]) - cfg.val_count, len(t["files"]) - cfg.val_count + cfg.eval_images)
-    y0 = model.basic_latent(torch.from_numpy(flip_identity(t)[val]), torch.from_numpy(t["landmarks"][val]))
-    x = _unit(pixel_array(root, "val", model.pixel_resolution, cfg.val_count)[:cfg.eval_images])
-    return [y0] + model.pixel_latents(x)
+    y0 = model.basic_latent(torch.from_numpy(flip_identity(teachers)[rows]),
+                            torch.from_numpy(teachers["landmarks"][rows]))
+    return [y0] + model.pixel_latents(_unit(pixels))
+
+
+@torch.no_grad()
+def score_faces(model: MachineFirstModel, ys: list[torch.Tensor], quality: int, full: torch.Tensor,
+                target_id: torch.Tensor, lpips, facenet) -> list[tuple[float, float, float]]:
+    """The trainer's scoring: faces of latents ``ys`` coded at ``quality`` (ŷ rounded around the LSET
+    means), decoded from all layers at the model's resolution as uint8, against ``full`` [N, 3, R, R] in
+    [-1, 1]. Returns the batch means (PSNR dB, LPIPS-Alex, facenet cosine to ``target_id`` [N, 512]) of
+    the refined face and of the eigenface image (bicubic to R), in that order."""
+    q = torch.full((full.shape[0],), quality, device=full.device)
+    res = model(ys, q, quant="ste")
+    lin = model.linear_image(res["y_hat"][1], res["y_hat"][2])
+    rows = []
+    for img in (model.render(res["y_hat"]), F.interpolate(lin, size=model.resolution, mode="bicubic",
+                                                         align_corners=False).clamp(-1, 1)):
+        u8 = ((img + 1) * 127.5).round()
+        ref = (full + 1) * 127.5
+        mse = ((u8 - ref) ** 2).mean((1, 2, 3))
+        rows.append(((10 * torch.log10(255 ** 2 / mse)).mean().item(),
+                     lpips(u8 / 127.5 - 1, full).mean().item(),
+                     _identity_cos(facenet, u8 / 127.5 - 1, target_id).mean().item()))
+    return rows
 
 
 @torch.no_grad()
