@@ -316,6 +316,26 @@ def test_teacher_labels_cache_round_trip(teachers, tmp_path, monkeypatch):
     teacher.chunked_npz(tmp_path / "s.npz", 5, lambda a, b: calls.append(a) or {"x": np.arange(a, b)}, chunk=2,
                         progress=False)
     assert calls == [2, 4]
+    # a helper fills chunks from the end and stops at the first finished one; the forward run skips what it
+    # finds finished meanwhile (a chunk written by the helper between the forward run's start and its turn)
+    calls.clear()
+    helped = lambda a, b: calls.append(("h", a)) or {"x": np.arange(a, b)}                     # noqa: E731
+    (tmp_path / "h.npz.parts").mkdir()
+    np.savez(tmp_path / "h.npz.parts" / "part-00000002.npz", x=np.arange(2, 4))
+    assert teacher.chunked_npz(tmp_path / "h.npz", 7, helped, chunk=2, progress=False, helper=True) is None
+    assert calls == [("h", 6), ("h", 4)] and not (tmp_path / "h.npz").exists()
+
+    def forward(a, b):
+        calls.append(("f", a))
+        if a == 0:      # the helper finishes the last chunk while the forward run works on the first
+            np.savez(tmp_path / "w.npz.parts" / "part-00000004.npz", x=np.arange(4, 5))
+        return {"x": np.arange(a, b)}
+
+    calls.clear()
+    (tmp_path / "w.npz.parts").mkdir()
+    out = teacher.chunked_npz(tmp_path / "w.npz", 5, forward, chunk=2, progress=False)
+    assert calls == [("f", 0), ("f", 2)] and out["x"].tolist() == list(range(5))
+    assert not (tmp_path / "w.npz.parts").exists()
 
 
 @pytest.mark.assets

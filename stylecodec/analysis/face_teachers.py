@@ -14,7 +14,10 @@ encode time (SFace of face + mirror, averaged, unit). Cache: ``<cache>/teacher2/
 key = sha256 of (tag, R, names)[:16]; work is saved per chunk of 256 faces, so an interrupted run
 resumes (:func:`stylecodec.analysis.teacher.chunked_npz`).
 
-    python -m stylecodec.analysis.face_teachers          (UTKFace; LFW: stylecodec.eval.lfw_features)
+    python -m stylecodec.analysis.face_teachers [--helper]   (UTKFace; LFW: stylecodec.eval.lfw_features)
+
+``--helper`` beside a run that is computing the same cache (e.g. a trainer's first start) fills chunks
+from the end on another core, halving the wait; the running process skips what it finds finished.
 """
 from __future__ import annotations
 
@@ -53,8 +56,9 @@ def flip_identity(t: dict) -> np.ndarray:
 
 
 def face_teachers(tag: str, names: Sequence[str], load_faces: Callable[[Sequence[str]], np.ndarray],
-                  resolution: int = RESOLUTION, progress: bool = True) -> dict[str, np.ndarray]:
-    """Cached teacher outputs (module docstring) of the faces ``load_faces(names[i:j])`` -> uint8 [n, R, R, 3]."""
+                  resolution: int = RESOLUTION, progress: bool = True, helper: bool = False) -> dict | None:
+    """Cached teacher outputs (module docstring) of the faces ``load_faces(names[i:j])`` -> uint8 [n, R, R, 3].
+    ``helper``: only fill chunks from the end for a run in progress (:func:`chunked_npz`); returns None."""
     import cv2
 
     cv2.setNumThreads(1)          # OpenCV's pool otherwise spins on every core (measured: 2/3 system time)
@@ -80,22 +84,27 @@ def face_teachers(tag: str, names: Sequence[str], load_faces: Callable[[Sequence
 
     path = cache_root() / "teacher2" / f"{tag}-{cache_key(tag, names, resolution)}.npz"
     return chunked_npz(path, len(names), compute, chunk=256, desc=f"{tag} teachers", progress=progress,
-                       meta={"files": np.array(names)})
+                       meta={"files": np.array(names)}, helper=helper)
 
 
-def utkface_teachers(root: str | Path | None = None, progress: bool = True) -> dict[str, np.ndarray]:
+def utkface_teachers(root: str | Path | None = None, progress: bool = True, helper: bool = False) -> dict | None:
     """Teacher outputs of every UTKFace file (train and held-out; sorted by name), centre square -> 256²."""
     root = Path(root) if root is not None else shared_dir() / "data" / "utkface"
     names = list_images(root)
     return face_teachers("utkface", names, lambda ns: np.stack([load_rgb(root / n, RESOLUTION) for n in ns]),
-                         progress=progress)
+                         progress=progress, helper=helper)
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m stylecodec.analysis.face_teachers", description=__doc__.splitlines()[0])
-    p.parse_args(argv)
+    p.add_argument("--helper", action="store_true",
+                   help="help a run in progress on another core: fill chunks from the end, stop where they meet")
+    args = p.parse_args(argv)
     torch.set_num_threads(1)
-    out = utkface_teachers()
+    out = utkface_teachers(helper=args.helper)
+    if out is None:
+        print("utkface: helper finished (the forward run merges the chunks)")
+        return 0
     print(f"utkface: {len(out['files'])} faces; SFace fallbacks {int(out['sface_fb'].sum())}, dlib found "
           f"{int(out['found'].sum())}")
     return 0

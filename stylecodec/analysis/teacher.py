@@ -65,11 +65,15 @@ def cache_key(root: str | os.PathLike, resolution: int, files: Sequence[str]) ->
 
 
 def chunked_npz(path: str | os.PathLike, n: int, compute: Callable[[int, int], dict], chunk: int = 256,
-                desc: str = "labels", progress: bool = True, meta: dict | None = None) -> dict[str, np.ndarray]:
+                desc: str = "labels", progress: bool = True, meta: dict | None = None,
+                helper: bool = False) -> dict[str, np.ndarray] | None:
     """Arrays over items 0..n-1 from ``path`` if it exists, else computed chunk by chunk
     (``compute(start, stop) -> {name: array [stop - start, ...]}``), each chunk saved under
-    ``<path>.parts/`` (a rerun skips finished chunks), merged into ``path`` atomically.
-    ``meta`` (name -> array) is stored with the result and checked when it is loaded."""
+    ``<path>.parts/`` (a rerun skips finished chunks, and so does a run that finds a chunk finished
+    by another process), merged into ``path`` atomically.
+    ``meta`` (name -> array) is stored with the result and checked when it is loaded.
+    ``helper``: fill chunks from the last one backwards, for a second process beside a running one;
+    stop at the first finished chunk and return None (the forward run merges)."""
     path = Path(path)
     meta = {k: np.asarray(v) for k, v in (meta or {}).items()}
     if path.is_file():
@@ -82,15 +86,22 @@ def chunked_npz(path: str | os.PathLike, n: int, compute: Callable[[int, int], d
     parts = path.with_name(path.name + ".parts")
     parts.mkdir(parents=True, exist_ok=True)
     starts = list(range(0, n, chunk))
-    done = {s for s in starts if (parts / f"part-{s:08d}.npz").is_file()}
+    part = lambda s: parts / f"part-{s:08d}.npz"                                 # noqa: E731
+    done = {s for s in starts if part(s).is_file()}
     with tqdm(total=n, initial=sum(min(chunk, n - s) for s in done), desc=desc, unit="img",
               disable=not progress, dynamic_ncols=True) as bar:
-        for s in starts:
-            if s in done:
+        for s in (starts[::-1] if helper else starts):
+            if part(s).is_file():                   # finished earlier, or meanwhile by another process
+                if helper:
+                    return None
+                if s not in done:
+                    bar.update(min(chunk, n - s))
                 continue
             arrays = compute(s, min(s + chunk, n))
-            write_npz(parts / f"part-{s:08d}.npz", arrays)
+            write_npz(part(s), arrays)
             bar.update(min(chunk, n - s))
+    if helper:
+        return None
     pieces = []
     for s in starts:
         with np.load(parts / f"part-{s:08d}.npz", allow_pickle=False) as z:
