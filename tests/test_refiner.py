@@ -267,3 +267,21 @@ def test_weight_average_halves_a_step_per_half_life_and_swaps_back():
         other.load_state_dict({"weight": ema.avg["weight"]})
     with pytest.raises(ValueError):
         WeightAverage(net, 0.0, 8)
+
+
+def test_precision_auto_takes_the_faster_of_two_timed_steps():
+    import time
+
+    from stylecodec.train import common
+
+    calls = []
+
+    def step(bf16: bool, slow_bf16: bool) -> None:
+        calls.append(bf16)
+        time.sleep(0.02 if bf16 == slow_bf16 else 0.001)
+
+    faster, s16, s32 = common.bf16_is_faster(lambda b: step(b, slow_bf16=True))
+    assert not faster and s16 > s32 >= 0.001
+    assert calls == [True] * 4 + [False] * 4          # one warm-up and three timed steps of each
+    faster, s16, s32 = common.bf16_is_faster(lambda b: step(b, slow_bf16=False), repeats=1)
+    assert faster and s32 > s16

@@ -315,7 +315,8 @@ def _add_refiner(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-minutes", type=float, default=None, help="stop (and save) after this long")
     p.add_argument("--eval-every", type=int, default=500, help="steps between held-out evaluations")
     p.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto",
-                   help="bf16 autocast for training (auto: where the device supports it)")
+                   help="bf16 autocast for training (auto: on CUDA with bf16; on a CPU with avx512_bf16 when a "
+                        "timed step is faster than fp32, which depends on the chip)")
     p.add_argument("--device", default="auto", help="cpu, cuda[:i] or auto (cuda when available; default)")
     p.add_argument("--resume", default="auto", metavar="auto|PATH|none", help="default: auto")
     p.add_argument("--seed", type=int, default=0)

@@ -80,8 +80,9 @@ class RefinerConfig:
     eval_quality: int = 5
     save_every: int = 250
     device: str = "auto"                     # "cpu", "cuda", "cuda:1", or "auto": cuda when available
-    precision: str = "auto"                  # "bf16": autocast the networks (CPU with avx512_bf16: measured 2.2x
-                                             # faster steps with channels_last); "fp32"; "auto": bf16 where supported
+    precision: str = "auto"                  # "bf16": autocast the networks; "fp32"; "auto": bf16 on CUDA, and on a
+                                             # CPU with avx512_bf16 whichever a timed step finds faster (faster on
+                                             # an AMD Zen 4, slower on an Intel Xeon: common.bf16_is_faster)
     seed: int = 0
     resume: str | None = "auto"
 
@@ -217,8 +218,22 @@ def train_refiner(cfg: RefinerConfig, log=print) -> Path:
     # channels_last: oneDNN's fast convolution layout on CPU (refiner f+b at batch 8: 3.8 s -> 1.7 s fp32)
     for net in (model.refiner, lpips, facenet):
         net.to(memory_format=torch.channels_last)
-    bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and (torch.cuda.is_bf16_supported() if dev.type == "cuda"
-                                                                    else torch.cpu._is_avx512_bf16_supported()))
+    tid_of = lambda face, mirror: target_id[torch.from_numpy(face),                           # noqa: E731
+                                            torch.from_numpy(mirror.astype(np.int64))].to(dev)
+
+    def generator_loss(x_hat: torch.Tensor, x: torch.Tensor, tid: torch.Tensor, adv: bool = True) -> torch.Tensor:
+        """The refiner's loss (module docstring) of faces x_hat against x [N, 3, P, P], facenet targets tid
+        (the discriminator's term only with ``adv``)."""
+        loss = (x_hat - x).abs().mean() + cfg.w_lpips * lpips(x_hat, x).float().mean()
+        if cfg.w_mse:
+            loss = loss + cfg.w_mse * ((x_hat - x) ** 2).mean()
+        if cfg.w_id:
+            loss = loss + cfg.w_id * (1 - _identity_cos(facenet, x_hat, tid).float()).mean()
+        if disc is not None and adv:
+            disc.requires_grad_(False)
+            loss = loss + cfg.w_adv * g_loss([o.float() for o in disc(x_hat)])
+        return loss
+
     opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], cfg.lr, betas=(0.9, 0.99))
     disc = d_opt = None
     if cfg.w_adv > 0:
@@ -227,6 +242,22 @@ def train_refiner(cfg: RefinerConfig, log=print) -> Path:
         if resumed is not None and "disc" in resumed:
             disc.load_state_dict(resumed["disc"])
             d_opt.load_state_dict(resumed["d_opt"])
+    bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and dev.type == "cuda" and torch.cuda.is_bf16_supported())
+    if cfg.precision == "auto" and dev.type == "cpu" and torch.cpu._is_avx512_bf16_supported():
+        first = np.arange(cfg.batch)     # a fixed batch, no randomness, no discriminator: resuming stays exact
+        px = _unit(np.asarray(faces[first])).to(dev)
+        p_lin = model.linear_image(ys[1][first].to(dev), ys[2][first].to(dev)).contiguous(
+            memory_format=torch.channels_last)
+        p_ys, p_tid = [y[first].to(dev) for y in ys], tid_of(first, np.zeros(cfg.batch, bool))
+
+        def probe(use_bf16: bool) -> None:
+            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=use_bf16):
+                generator_loss(model.refiner(p_lin, p_ys).float(), px, p_tid, adv=False).backward()
+            model.refiner.zero_grad(set_to_none=True)
+
+        bf16, s16, s32 = common.bf16_is_faster(probe)
+        log(f"precision auto: a step's forward + backward takes {s16:.2f} s in bf16, {s32:.2f} s in fp32 on this "
+            f"CPU -> {'bf16' if bf16 else 'fp32'}")
     ema = WeightAverage(model.refiner, cfg.ema_kimg, cfg.batch) if cfg.ema_kimg > 0 else None
     step, seen, cpu_s = 0, 0, 0.0
     if resumed is not None:
@@ -298,15 +329,7 @@ def train_refiner(cfg: RefinerConfig, log=print) -> Path:
                 x_lin = model.linear_image(y_hat[1], y_hat[2])
             with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16):
                 x_hat = model.refiner(x_lin.contiguous(memory_format=torch.channels_last), y_hat).float()
-                loss = (x_hat - x).abs().mean() + cfg.w_lpips * lpips(x_hat, x).float().mean()
-                if cfg.w_mse:
-                    loss = loss + cfg.w_mse * ((x_hat - x) ** 2).mean()
-                if cfg.w_id:
-                    tid = target_id[torch.from_numpy(face), torch.from_numpy(mirror.astype(np.int64))].to(dev)
-                    loss = loss + cfg.w_id * (1 - _identity_cos(facenet, x_hat, tid).float()).mean()
-                if disc is not None:
-                    disc.requires_grad_(False)
-                    loss = loss + cfg.w_adv * g_loss([o.float() for o in disc(x_hat)])
+                loss = generator_loss(x_hat, x, tid_of(face, mirror))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
