@@ -285,3 +285,18 @@ def test_precision_auto_takes_the_faster_of_two_timed_steps():
     assert calls == [True] * 4 + [False] * 4          # one warm-up and three timed steps of each
     faster, s16, s32 = common.bf16_is_faster(lambda b: step(b, slow_bf16=False), repeats=1)
     assert faster and s32 > s16
+
+
+def test_quality_weights_are_checked_and_normalised():
+    from stylecodec.commands.train import _numbers
+    from stylecodec.errors import StylecodecError
+    from stylecodec.train.refiner import quality_weights
+
+    assert quality_weights((), 8) is None
+    assert np.allclose(quality_weights(_numbers("1,1,1,1,2,8,12,10", "--quality-probs"), 8),
+                       np.array([1, 1, 1, 1, 2, 8, 12, 10]) / 36)
+    for bad in ((1, 1), (1,) * 7 + (-1,), (0,) * 8, (1,) * 7 + (float("nan"),)):
+        with pytest.raises(StylecodecError, match="quality-probs"):
+            quality_weights(bad, 8)
+    with pytest.raises(StylecodecError, match="not a comma-separated list"):
+        _numbers("1,x", "--quality-probs")

@@ -311,6 +311,9 @@ def _add_refiner(p: argparse.ArgumentParser) -> None:
                    help="projected-discriminator (frozen EfficientNet-Lite0 features) hinge-loss weight; 0: no GAN "
                         "(default: %(default)s)")
     p.add_argument("--d-lr", type=float, default=2e-4, help="the discriminator's learning rate (default: %(default)s)")
+    p.add_argument("--quality-probs", default="", metavar="W0,W1,...",
+                   help="weight of each quality in training, quality 0 first (e.g. the qualities the default "
+                        "budget picks; normalised); default: uniform")
     p.add_argument("--kimg", type=float, default=1000.0, help="stop after this many thousand images")
     p.add_argument("--max-minutes", type=float, default=None, help="stop (and save) after this long")
     p.add_argument("--eval-every", type=int, default=500, help="steps between held-out evaluations")
@@ -322,14 +325,23 @@ def _add_refiner(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0)
 
 
+def _numbers(text: str, flag: str) -> tuple[float, ...]:
+    from ..errors import StylecodecError
+
+    try:
+        return tuple(float(v) for v in text.split(",")) if text.strip() else ()
+    except ValueError:
+        raise StylecodecError(f"{flag} {text!r} is not a comma-separated list of numbers") from None
+
+
 def _run_refiner(args: argparse.Namespace) -> int:
     from ..train.refiner import RefinerConfig, train_refiner
 
     cfg = RefinerConfig(model=args.model, out=args.out, latents=args.latents, init_refiner=args.init_refiner,
                         data=args.data, batch=args.batch,
                         lr=args.lr, ema_kimg=args.ema_kimg, w_lpips=args.w_lpips, w_id=args.w_id,
-                        w_mse=args.w_mse, w_adv=args.w_adv,
-                        d_lr=args.d_lr, kimg=args.kimg,
+                        w_mse=args.w_mse, w_adv=args.w_adv, d_lr=args.d_lr, kimg=args.kimg,
+                        quality_probs=_numbers(args.quality_probs, "--quality-probs"),
                         max_minutes=args.max_minutes, eval_every=args.eval_every, precision=args.precision,
                         device=args.device, resume=None if args.resume == "none" else args.resume, seed=args.seed)
     train_refiner(cfg)

@@ -4,7 +4,8 @@ Everything but the :class:`~stylecodec.refiner.Refiner` stays frozen (PCA models
 the bitstream of a face does not change, only what the decoder makes of it). Each step:
 
 1. a batch of training faces (or their mirrors) at P x P and their cached latents
-   (``RUN_DIR/latents.npz`` of the machine-first run, else computed), a random quality each;
+   (``RUN_DIR/latents.npz`` of the machine-first run, else computed), a random quality each
+   (uniform, or drawn with ``quality_probs``, e.g. as often as the default rate budget picks each);
 2. ŷ as the decoder gets it (``GroupCoder`` emulation: rounded around the LSET's means), and a
    random layer prefix (basic / + middle / all; missing layers predicted by the LSET's means);
 3. x_hat = refiner(eigenface image, ŷ) and the loss
@@ -30,7 +31,7 @@ import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -72,6 +73,7 @@ class RefinerConfig:
     w_adv: float = 0.0                       # weight of the projected discriminator's hinge loss (0: no GAN)
     d_lr: float = 2e-4                       # its Adam learning rate (betas 0, 0.99, as Projected GAN)
     prefix_probs: tuple = (0.2, 0.2, 0.6)    # basic / + middle / all layers
+    quality_probs: tuple = ()                # weight of each quality in training (normalised); (): uniform
     widths: tuple = (32, 64, 128, 192)
     kimg: float = 1000.0                     # stop after this many thousand images
     max_minutes: float | None = None
@@ -85,6 +87,17 @@ class RefinerConfig:
                                              # an AMD Zen 4, slower on an Intel Xeon: common.bf16_is_faster)
     seed: int = 0
     resume: str | None = "auto"
+
+
+def quality_weights(weights: Sequence[float], num_qualities: int) -> np.ndarray | None:
+    """The training distribution over qualities 0..num_qualities-1 from non-negative weights (None: uniform)."""
+    if not len(weights):
+        return None
+    w = np.asarray(weights, np.float64)
+    if w.shape != (num_qualities,) or (w < 0).any() or not np.isfinite(w).all() or w.sum() <= 0:
+        raise StylecodecError(f"--quality-probs wants {num_qualities} non-negative weights (quality 0 first), "
+                              f"not {list(weights)}")
+    return w / w.sum()
 
 
 def _unit(u8: np.ndarray) -> torch.Tensor:
@@ -159,6 +172,7 @@ def _identity_cos(net, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 
 def train_refiner(cfg: RefinerConfig, log=print) -> Path:
+    quality_weights(cfg.quality_probs, len(cfg.quality_probs) or 1)     # a bad list fails before any work
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     root = Path(cfg.data) if cfg.data else default_data_root()
@@ -305,6 +319,7 @@ def train_refiner(cfg: RefinerConfig, log=print) -> Path:
 
     info = common.DistInfo()
     total = int(cfg.kimg * 1000 / cfg.batch)
+    q_probs = quality_weights(cfg.quality_probs, model.num_qualities)
     cpu0, t0 = time.process_time(), time.perf_counter()
     rng = np.random.default_rng(cfg.seed + step)
     model.train()
@@ -318,7 +333,8 @@ def train_refiner(cfg: RefinerConfig, log=print) -> Path:
             x = _unit(np.asarray(faces[face])).to(dev)
             x = torch.where(torch.from_numpy(mirror).to(dev)[:, None, None, None], x.flip(3), x)
             batch_ys = [y[torch.from_numpy(idx)].to(dev) for y in ys]
-            q = torch.from_numpy(rng.integers(0, model.num_qualities, cfg.batch)).to(dev)
+            q = torch.from_numpy(rng.choice(model.num_qualities, cfg.batch, p=q_probs) if q_probs is not None
+                                 else rng.integers(0, model.num_qualities, cfg.batch)).to(dev)
             k = int(rng.choice(3, p=cfg.prefix_probs)) + 1
             with torch.no_grad():
                 g, gi = model.gains(q, cfg.batch)
