@@ -104,7 +104,7 @@ def chunked_npz(path: str | os.PathLike, n: int, compute: Callable[[int, int], d
         return None
     pieces = []
     for s in starts:
-        with np.load(parts / f"part-{s:08d}.npz", allow_pickle=False) as z:
+        with np.load(part(s), allow_pickle=False) as z:
             pieces.append({k: z[k] for k in z.files})
     out = {k: np.concatenate([p[k] for p in pieces]) for k in pieces[0]} if pieces else {}
     out.update(meta)

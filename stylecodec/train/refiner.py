@@ -172,7 +172,6 @@ def _identity_cos(net, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 
 def train_refiner(cfg: RefinerConfig, log=print) -> Path:
-    quality_weights(cfg.quality_probs, len(cfg.quality_probs) or 1)     # a bad list fails before any work
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     root = Path(cfg.data) if cfg.data else default_data_root()
@@ -205,6 +204,7 @@ def train_refiner(cfg: RefinerConfig, log=print) -> Path:
             init_seen, init_cpu_s = _carried(donor.meta)
             log(f"refiner weights from {cfg.init_refiner} ({init_seen} images, {init_cpu_s / 3600:.2f} CPU-h "
                 f"carried over: the learning curve goes on)")
+    q_probs = quality_weights(cfg.quality_probs, model.num_qualities)  # a bad list fails before the caches
     for name, p in model.named_parameters():
         p.requires_grad_(name.startswith("refiner."))
     P = model.pixel_resolution
@@ -319,7 +319,6 @@ def train_refiner(cfg: RefinerConfig, log=print) -> Path:
 
     info = common.DistInfo()
     total = int(cfg.kimg * 1000 / cfg.batch)
-    q_probs = quality_weights(cfg.quality_probs, model.num_qualities)
     cpu0, t0 = time.process_time(), time.perf_counter()
     rng = np.random.default_rng(cfg.seed + step)
     model.train()
