@@ -48,11 +48,12 @@ def code_face(face: np.ndarray, codecs: dict, linear, vvc) -> list[tuple[str, np
     """[(column, decoded uint8, bytes)] for one face."""
     out = []
     first = None
-    streams: dict[bytes, bytes] = {}             # models with one stream key write the same file
+    streams: dict[tuple, bytes] = {}             # models with one stream key write the same file
     for tag, codec in codecs.items():
-        if codec.key.digest not in streams:
-            streams[codec.key.digest] = codec.compress(face, aligned=True)
-        data = streams[codec.key.digest]
+        key = (codec.key.digest, codec.search and codec.search.config)   # a search writes other files
+        if key not in streams:
+            streams[key] = codec.compress(face, aligned=True)
+        data = streams[key]
         first = first or len(data)
         for k, prefix in zip((1, 2, 3), PREFIXES):
             part = data if k == 3 else extract(data, k)
@@ -89,6 +90,8 @@ def main() -> int:
     p.add_argument("--out", required=True, help="JSON-lines file (appended; a rerun resumes)")
     p.add_argument("--no-anchors", action="store_true",
                    help="models only (e.g. a new refiner snapshot, compared face by face with an earlier file's rows)")
+    p.add_argument("--search-steps", type=int, default=0,
+                   help="encoder-side search of the pixel latents, steps per face (stylecodec.latent_search; 0: off)")
     p.add_argument("--shard", default="0/1", help="K/N: code only faces i with i %% N == K (one process per core, "
                    "each with its own --out; concatenate the files and rerun without --shard for the summary)")
     a = p.parse_args()
@@ -102,7 +105,7 @@ def main() -> int:
     k, n = (int(v) for v in a.shard.split("/"))
     if not 0 <= k < n:
         p.error(f"--shard {a.shard}: need 0 <= K < N")
-    codecs = {t: Codec.from_pretrained(m) for t, m in zip(tags, models)}
+    codecs = {t: Codec.from_pretrained(m, search_steps=a.search_steps) for t, m in zip(tags, models)}
     linear, vvc = (None, None) if a.no_anchors else (LinearAnchor(data=root, val_count=a.val_count), get_anchor("vvc"))
     measurer = Measurer(SKIP)
     t0 = time.time()

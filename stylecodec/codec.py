@@ -36,6 +36,7 @@ from .bitstream import (MAX_QUALITY, MAX_STREAM_BYTES, BitstreamError, ModelKey,
 from .entropy.coder import DECODE_ERRORS, GroupCoder
 from .errors import StylecodecError
 from .images import centre_square, load_image
+from .latent_search import LatentSearch, SearchConfig
 from .layers import parse_layers
 from .machine_first import MachineFirstModel
 from .model import GAIN_MIN, StyleCodecModel
@@ -82,11 +83,27 @@ class Codec:
         self._coder = GroupCoder(copy.deepcopy(model.lset).to("cpu", torch.float64).eval())  # the exact path
         self._gain = model.gain.detach().to("cpu", torch.float64).abs().clamp_min(GAIN_MIN)
         self._inv_gain = model.inv_gain.detach().float().abs().clamp_min(GAIN_MIN)
+        self.search: LatentSearch | None = None      # encoder-side search (set_search); None: the plain encoder
 
     @classmethod
     def from_pretrained(cls, name_or_path: str | os.PathLike = "default", device: str = "cpu",
-                        align: Align | None = None) -> "Codec":
-        return cls(load(name_or_path, device), align)
+                        align: Align | None = None, search_steps: int = 0) -> "Codec":
+        return cls(load(name_or_path, device), align).set_search(search_steps)
+
+    def set_search(self, steps: int, **config) -> "Codec":
+        """Let :meth:`compress` search the pixel layers' latents for ``steps`` steps per face
+        (:mod:`stylecodec.latent_search`; ``config``: other :class:`SearchConfig` fields); 0: the plain
+        encoder. Machine-first models only. Returns self."""
+        if steps < 0:
+            raise StylecodecError(f"search steps must be >= 0, got {steps}")
+        if steps == 0:
+            self.search = None
+            return self
+        if not isinstance(self.model, MachineFirstModel):
+            raise StylecodecError("the encoder's search needs a machine-first model (pixel layers of eigenface "
+                                  f"coefficients); this one is {type(self.model).__name__}")
+        self.search = LatentSearch(self.model, SearchConfig(steps=int(steps), **config))
+        return self
 
     @property
     def resolution(self) -> int:
@@ -142,7 +159,10 @@ class Codec:
         aligned (R x R); ``align`` is not run again."""
         request = self.resolve_rate(quality, bpp, basic_bpp)
         if request.quality is not None:
-            return self.compress_latents(self.encode_latents(self.preprocess(image, aligned)), request.quality)[0]
+            x = self.preprocess(image, aligned)
+            ys = self.encode_latents(x)
+            data = self.compress_latents(ys, request.quality)[0]
+            return data if self.search is None else self._searched(x, ys, request.quality, data, None, None)
         data, fits = self.compress_within(image, request.bpp, request.basic_bpp, aligned)
         if fits or not request.strict:
             return data
@@ -156,7 +176,8 @@ class Codec:
         """(stream at the highest quality within the budgets, True), or (the lowest quality's
         stream, False) when none fits (:func:`choose_quality`). One analysis; qualities are coded
         from the highest down until one fits."""
-        ys = self.encode_latents(self.preprocess(image, aligned))
+        x = self.preprocess(image, aligned)
+        ys = self.encode_latents(x)
         stream = functools.cache(lambda q: self.compress_latents(ys, q)[0])
 
         def sizes(q: int) -> tuple[int, int]:
@@ -168,7 +189,35 @@ class Codec:
             return stream_sizes(stream(q))
 
         q, fits = choose_quality(self.quality_range, sizes, self.resolution, bpp, basic_bpp)
-        return stream(q), fits
+        if self.search is None or not fits:
+            return stream(q), fits
+        return self._searched(x, ys, q, stream(q), bpp, basic_bpp), True
+
+    def _searched(self, x: torch.Tensor, ys: Sequence[torch.Tensor], quality: int, plain: bytes,
+                  bpp: float | None, basic_bpp: float | None) -> bytes:
+        """The searched stream at ``quality`` when it fits the budgets (no budget: bytes <= the plain
+        stream's + 1) and decodes closer to ``x`` (the search's distortion) than ``plain``; else ``plain``.
+        The pixel layers may spend the budget's room above ``plain`` less the config's margin."""
+        cfg = self.search.config
+        with torch.no_grad():
+            out = self.model([y.float() for y in ys], torch.full((1,), quality), quant="ste")
+            bits = self.model.bits(out)[0, 1:].sum().item()
+        room = 8 * (bpp * self.resolution ** 2 / 8 - len(plain) - cfg.margin_bytes) if bpp is not None else 0.0
+        found = self.search(x, ys, quality, bits + max(room, 0.0))
+        data = self.compress_latents(found, quality)[0]
+        size, basic = stream_sizes(data)
+        fits = (within_budget(size, basic, self.resolution, bpp, basic_bpp) if bpp is not None
+                else size <= len(plain) + 1)
+        if not fits:
+            return plain
+        with torch.no_grad():
+            d = [self.search.distortion(self._decoded_pixels(s), x.float()).item() for s in (plain, data)]
+        return data if d[1] < d[0] else plain
+
+    def _decoded_pixels(self, data: bytes) -> torch.Tensor:
+        """[1, 3, R, R] in [-1, 1]: the face a decoder of all layers draws from ``data`` (uint8 levels)."""
+        arr = self.decompress(data, output="array")
+        return (torch.from_numpy(arr).permute(2, 0, 1)[None].float() / 127.5 - 1).to(self.device)
 
     @torch.no_grad()
     def compress_ws(self, ws: torch.Tensor, quality: int) -> list[bytes]:

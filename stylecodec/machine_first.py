@@ -212,16 +212,18 @@ class MachineFirstModel(QualityGains, nn.Module):
         p = self.pixel_resolution
         return (self.pix_mean + z @ self.pix_basis).view(-1, 3, p, p)
 
-    def render(self, y_hat: Sequence[torch.Tensor]) -> torch.Tensor:
-        """Decoded latents of every layer (received, then predicted) -> image [N, 3, R, R] in [-1, 1]."""
+    def render(self, y_hat: Sequence[torch.Tensor], fast: bool = False) -> torch.Tensor:
+        """Decoded latents of every layer (received, then predicted) -> image [N, 3, R, R] in [-1, 1].
+        ``fast``: as in training (oneDNN, the batch as is), for the encoder's search; decoding never sets it."""
         assert len(y_hat) == len(self.latent_dims), len(y_hat)
-        if not self.training and len(y_hat[0]) > 1:     # decoding: a face's pixels never depend on its batch
+        fast = fast or self.training
+        if not fast and len(y_hat[0]) > 1:             # decoding: a face's pixels never depend on its batch
             return torch.cat([self.render([y[i:i + 1] for y in y_hat]) for i in range(len(y_hat[0]))])
         img = self.linear_image(y_hat[1], y_hat[2])
         if self.refiner is not None:
             # oneDNN's convolutions round differently with the thread count, the native ones do not: decoding
             # uses those, so a stream gives the same pixels in any run (training keeps oneDNN: faster)
-            with torch.backends.mkldnn.flags(enabled=self.training, allow_tf32=None):   # (None: leave TF32 be)
+            with torch.backends.mkldnn.flags(enabled=fast, allow_tf32=None):   # (None: leave TF32 be)
                 img = self.refiner(img, y_hat)
         return upsample(img, self.resolution).clamp(-1, 1)
 

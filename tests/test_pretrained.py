@@ -124,3 +124,34 @@ def test_default_name_is_the_codec_with_the_shipped_refiner(default_codec):
     assert data == linear.compress(Image.open(SAMPLE))
     refined, plain = (c.decompress(data, output="array").astype(int) for c in (default_codec, linear))
     assert np.abs(refined - plain).mean() > 1
+
+
+def test_cli_search_on_the_default_codec(default_codec, tmp_path, capsys):
+    """``compress --search-steps``: the default budget holds, any decoder reads the stream, the search's
+    distortion is not above the plain stream's; a negative count is a usage error; a W+ model refuses."""
+    from PIL import Image
+
+    from stylecodec.cli import main
+    from stylecodec.model import StyleCodecModel, tiny_config
+    from stylecodec.rate import fits_budget
+
+    plain, searched = tmp_path / "plain.sfc", tmp_path / "searched.sfc"
+    for out, extra in ((plain, []), (searched, ["--search-steps", "4"])):
+        assert main(["compress", str(SAMPLE), "-o", str(out), "--align", "off", *extra]) == 0
+    a, b = plain.read_bytes(), searched.read_bytes()
+    assert fits_budget(b, 256, *default_codec.default_budget)
+    default_codec.set_search(1)
+    try:
+        x = default_codec.preprocess(Image.open(SAMPLE), aligned=True)
+        da, db = (default_codec.search.distortion(default_codec._decoded_pixels(s), x).item() for s in (a, b))
+    finally:
+        default_codec.set_search(0)
+    assert db <= da
+    with pytest.raises(SystemExit) as e:
+        main(["compress", str(SAMPLE), "-o", str(tmp_path / "x.sfc"), "--search-steps", "-1"])
+    assert e.value.code == 2
+    from stylecodec.codec import Codec
+    from stylecodec.errors import StylecodecError
+
+    with pytest.raises(StylecodecError, match="machine-first"):
+        Codec(StyleCodecModel(tiny_config())).set_search(3)

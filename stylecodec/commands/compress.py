@@ -1,4 +1,4 @@
-"""``stylecodec compress IN -o OUT.sfc [--quality Q | --bpp B] [--basic-bpp B] [--model NAME|PATH] [--align auto|on|off]``."""
+"""``stylecodec compress IN -o OUT.sfc [--quality Q | --bpp B] [--basic-bpp B] [--search-steps N] [--model NAME|PATH] [--align auto|on|off]``."""
 from __future__ import annotations
 
 import argparse
@@ -7,7 +7,7 @@ import sys
 from ..bitstream import describe
 from ..files import write_bytes
 from ..rate import budget_text
-from ._rate import add_rate_arguments, rate_kwargs
+from ._rate import add_rate_arguments, add_search_argument, rate_kwargs
 
 # Library imports sit inside the functions: the CLI imports only what the command it runs needs
 # (start-up time; see stylecodec/commands/__init__.py).
@@ -17,6 +17,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("input", metavar="IN", help="face image (any format Pillow reads)")
     parser.add_argument("-o", "--output", metavar="OUT.sfc", required=True, help="stream to write")
     add_rate_arguments(parser)
+    add_search_argument(parser)
     parser.add_argument("--model", default="default", metavar="NAME|PATH", help="model name or checkpoint (default: default)")
     parser.add_argument("--device", default="cpu", help="device for the networks (default: cpu)")
     parser.add_argument("--align", choices=("auto", "on", "off"), default="auto",
@@ -31,7 +32,8 @@ def run(args: argparse.Namespace) -> int:
 
     rate = rate_kwargs(args)
     aligner = FaceAligner(args.align)
-    codec = Codec.from_pretrained(args.model, device=args.device, align=aligner)
+    codec = Codec.from_pretrained(args.model, device=args.device, align=aligner,
+                                  search_steps=args.search_steps)
     data = codec.compress(args.input, **rate)
     write_bytes(args.output, data)
     d = describe(data)

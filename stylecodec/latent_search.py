@@ -1,0 +1,98 @@
+"""Encoder-side search: the pixel layers' latents chosen for the face the decoder will draw.
+
+The plain encoder sends the eigenface coefficients of a face (a projection) and lets the decoder
+refine what it receives. The search starts there and moves ``[y_middle, y_enhanced]`` by gradient
+descent on the *decoded* face, through the coder's exact emulation (each group rounded around its
+LSET mean, straight-through) and the frozen decoder (eigenfaces + refiner):
+
+    min_y  w_l1·|x̂ - x|₁ + w_mse·|x̂ - x|² + w_lpips·LPIPS-Alex(x̂, x) + w_rate·max(0, bits(y) - target)
+
+x̂: the R x R face decoded from all layers, x: the face being coded (both in [-1, 1]); bits: the
+LSET's ideal bits of the pixel layers. The basic layer (identity, shape) is not touched: what the
+machines read stays the plain encoder's. Nothing changes for the decoder or the stream format;
+a search is the encoder spending time (like a video encoder's rate-distortion search), so a
+stream's bytes depend on the thread count here, its decoding does not.
+
+    search = LatentSearch(model)                        # SearchConfig() defaults
+    ys = search(x, ys, quality, target_bits)            # x [1, 3, R, R]; ys unscaled [y_l [1, d_l]]
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+
+__all__ = ["SearchConfig", "LatentSearch"]
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    steps: int = 40               # Adam steps per face (0: no search)
+    lr: float = 0.03              # first step size, whitened latent units; cosine-annealed to 0
+    w_l1: float = 1.0             # weight of the mean absolute error (images in [-1, 1])
+    w_mse: float = 15.0           # weight of the mean squared error (PSNR's loss)
+    w_lpips: float = 1.0          # weight of LPIPS-Alex
+    w_rate: float = 0.01          # weight per bit of the pixel layers above the target
+    margin_bytes: float = 2.0     # bytes kept free below a budget (the coder's overhead over ideal bits)
+
+    def __post_init__(self):
+        if self.steps < 0 or not self.lr > 0 or min(self.w_l1, self.w_mse, self.w_lpips, self.w_rate) < 0:
+            raise ValueError(f"bad search config {self}")
+
+
+class LatentSearch:
+    """See the module docstring. ``model``: a MachineFirstModel (eval mode; its weights are not changed)."""
+
+    def __init__(self, model, config: SearchConfig = SearchConfig()):
+        if not hasattr(model, "pixel_latents"):
+            raise TypeError(f"the latent search needs a machine-first model, got {type(model).__name__}")
+        from .assets.lpips import load_lpips
+
+        self.model, self.config = model, config
+        self.lpips = load_lpips("alex", model.gain.device).eval()
+        for p in self.lpips.parameters():
+            p.requires_grad_(False)
+
+    def distortion(self, x_hat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """The search's distortion per face [N]; x_hat, x [N, 3, R, R] in [-1, 1]."""
+        c = self.config
+        d = c.w_l1 * (x_hat - x).abs().mean((1, 2, 3)) + c.w_mse * ((x_hat - x) ** 2).mean((1, 2, 3))
+        return d + c.w_lpips * self.lpips(x_hat, x).flatten().float()
+
+    def __call__(self, x: torch.Tensor, ys: Sequence[torch.Tensor], quality: int, target_bits: float | None = None,
+                 ) -> list[torch.Tensor]:
+        """x [1, 3, R, R] in [-1, 1]; ys unscaled latents [y_l [1, d_l]] (the plain encoder's); ``target_bits``:
+        pixel-layer bits the search may use at no cost (None: what ``ys`` costs). Returns the latents
+        [y_basic (as given), y_middle, y_enhanced] as float64 CPU tensors for ``Codec.compress_latents``."""
+        m, c = self.model, self.config
+        assert x.ndim == 4 and x.shape[0] == 1 and x.shape[1:] == (3, m.resolution, m.resolution), tuple(x.shape)
+        assert len(ys) == 3 and all(y.shape == (1, d) for y, d in zip(ys, m.latent_dims)), [tuple(y.shape) for y in ys]
+        dev = m.gain.device
+        x = x.to(dev, torch.float32)
+        y0 = ys[0].to(dev, torch.float32)
+        var = [y.detach().to(dev, torch.float32).clone().requires_grad_(True) for y in ys[1:]]
+        q = torch.full((1,), int(quality), device=dev)
+        frozen = [p for p in m.parameters() if p.requires_grad]
+        for p in frozen:
+            p.requires_grad_(False)
+        try:
+            with torch.enable_grad():
+                opt = torch.optim.Adam(var, lr=c.lr)
+                for step in range(c.steps):
+                    for g in opt.param_groups:                     # cosine annealing to 0
+                        g["lr"] = 0.5 * c.lr * (1 + math.cos(math.pi * step / c.steps))
+                    out = m([y0, *var], q, quant="ste")
+                    bits = m.bits(out)[0, 1:].sum()
+                    if target_bits is None:
+                        target_bits = bits.item()
+                    loss = self.distortion(m.render(out["y_hat"], fast=True), x).sum()
+                    loss = loss + c.w_rate * torch.relu(bits - target_bits)
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    opt.step()
+        finally:
+            for p in frozen:
+                p.requires_grad_(True)
+        return [ys[0].detach().to("cpu", torch.float64)] + [v.detach().to("cpu", torch.float64) for v in var]

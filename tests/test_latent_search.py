@@ -1,0 +1,69 @@
+"""The encoder's search of the pixel latents (stylecodec.latent_search): better decoded faces, same format."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from stylecodec.codec import Codec
+from stylecodec.errors import StylecodecError
+from stylecodec.latent_search import LatentSearch, SearchConfig
+from stylecodec.rate import fits_budget
+
+from test_machine_first import faces, tiny_model
+from test_metrics import lpips_mod  # noqa: F401  (fixture: LPIPS weights cached, or skip)
+from test_refiner import _with_refiner
+
+
+def _x(u8: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(u8).permute(2, 0, 1)[None].float() / 127.5 - 1
+
+
+def test_search_lowers_the_emulated_distortion(lpips_mod):
+    m = _with_refiner(tiny_model(), seed=1)
+    x = _x(faces(1)[0])
+    with torch.no_grad():
+        ys = [y.double() for y in m.encode_latents(x)]
+
+    def distortion(search, found):
+        with torch.no_grad():
+            out = m([y.float() for y in found], torch.full((1,), 3), quant="ste")
+            return search.distortion(m.render(out["y_hat"]), x).item()
+
+    idle = LatentSearch(m, SearchConfig(steps=0))
+    assert all(torch.equal(a, b) for a, b in zip(idle(x, ys, 3), ys))          # 0 steps: the plain latents
+    search = LatentSearch(m, SearchConfig(steps=30, lr=0.1))
+    found = search(x, ys, 3)
+    assert torch.equal(found[0], ys[0])                                          # the basic layer is not touched
+    assert distortion(search, found) < 0.98 * distortion(search, ys)
+    assert all(p.requires_grad for p in m.parameters())                         # the model is left as it was
+
+
+def test_searched_streams_fit_the_budget_and_decode_anywhere(lpips_mod):
+    m = _with_refiner(tiny_model(), seed=1)
+    plain, searching = Codec(m), Codec(m).set_search(30, lr=0.1)
+    changed = 0
+    for face in faces(3, seed=4):
+        budget = 8 * (len(plain.compress(face, quality=3, aligned=True)) + 2) / 32 ** 2   # room above quality 3
+        a = plain.compress(face, bpp=budget, aligned=True)
+        b = searching.compress(face, bpp=budget, aligned=True)
+        assert fits_budget(b, 32, budget)
+        x = _x(face)
+        da, db = (searching.search.distortion(_x(plain.decompress(s, output="array")), x).item() for s in (a, b))
+        assert db <= da                                                          # never worse than the plain encoder
+        changed += a != b
+        # the format is unchanged: a codec without the search decodes the searched stream, to the same pixels
+        assert np.array_equal(plain.decompress(b, output="array"), searching.decompress(b, output="array"))
+        c = searching.compress(face, quality=2, aligned=True)                   # a fixed quality: no more bytes
+        assert len(c) <= len(plain.compress(face, quality=2, aligned=True)) + 1
+    assert changed >= 1                                                          # the search found better latents
+
+
+def test_search_settings_are_checked():
+    with pytest.raises(ValueError, match="bad search config"):
+        SearchConfig(steps=-1)
+    with pytest.raises(ValueError, match="bad search config"):
+        SearchConfig(lr=0)
+    with pytest.raises(StylecodecError, match="search steps"):
+        Codec(tiny_model()).set_search(-2)
+    assert Codec(tiny_model()).set_search(0).search is None
