@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import hashlib
 import os
 from typing import Callable, Sequence
 
@@ -89,6 +90,14 @@ class Codec:
     def from_pretrained(cls, name_or_path: str | os.PathLike = "default", device: str = "cpu",
                         align: Align | None = None, search_steps: int = 0) -> "Codec":
         return cls(load(name_or_path, device), align).set_search(search_steps)
+
+    @property
+    def results_id(self) -> str:
+        """Keys cached results of this codec (LFW embeddings, evaluation rows): :attr:`weights_id`, plus
+        the encoder's search when one is set (it writes other streams from the same weights)."""
+        if self.search is None:
+            return self.weights_id
+        return f"{self.weights_id}+search-{hashlib.sha1(repr(self.search.config).encode()).hexdigest()[:10]}"
 
     def set_search(self, steps: int, **config) -> "Codec":
         """Let :meth:`compress` search the pixel layers' latents for ``steps`` steps per face

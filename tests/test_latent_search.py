@@ -67,3 +67,11 @@ def test_search_settings_are_checked():
     with pytest.raises(StylecodecError, match="search steps"):
         Codec(tiny_model()).set_search(-2)
     assert Codec(tiny_model()).set_search(0).search is None
+
+
+def test_searching_codecs_key_their_results_apart(lpips_mod):
+    # cached results (LFW embeddings, evaluation rows) of a searching encoder are not the plain encoder's
+    plain, a, b = Codec(tiny_model()), Codec(tiny_model()).set_search(5), Codec(tiny_model()).set_search(6)
+    assert plain.results_id == plain.weights_id == a.weights_id
+    assert len({plain.results_id, a.results_id, b.results_id}) == 3
+    assert a.results_id == Codec(tiny_model()).set_search(5).results_id

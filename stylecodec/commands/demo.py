@@ -66,7 +66,7 @@ def _face_grid(codec, folder: Path, out: Path, quiet: bool) -> str | None:
     from ..images import load_image
 
     paths = find_samples(folder)
-    key = {"weights": codec.weights_id, "faces": [p.name for p in paths]}
+    key = {"weights": codec.results_id, "faces": [p.name for p in paths]}
     old = read_json(out / "face_grid.json", {}) or {}
     if {k: old.get(k) for k in key} == key and (out / "face_grid.png").is_file():
         return None

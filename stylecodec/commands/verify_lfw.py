@@ -32,7 +32,7 @@ import json
 
 from ..layers import LAYER_NAMES
 from ..paths import cache_root
-from ._rate import add_rate_arguments, rate_kwargs
+from ._rate import add_rate_arguments, add_search_argument, rate_kwargs
 
 # Library imports sit inside run(): `stylecodec verify-lfw --help` and the other commands start
 # without torch (CLI start-up; see stylecodec/commands/__init__.py).
@@ -50,6 +50,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--limit-pairs", type=int, default=None, metavar="N",
                         help="use N pairs (at least 4), balanced over folds and same/different")
     add_rate_arguments(parser)
+    add_search_argument(parser)
     parser.add_argument("--pairs", default=None, metavar="CSV",
                         help="pairs csv (default: ../shared/data/lfw_pairs.csv; images in lfw/ beside it)")
     parser.add_argument("--device", default="cpu", help="device for the networks (default: cpu)")
@@ -75,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
 
     layer_list = args.layers or ["basic" if args.judge == "head" else "enhanced"]
     rate = rate_kwargs(args)
-    codec = Codec.from_pretrained(args.model, device=args.device)
+    codec = Codec.from_pretrained(args.model, device=args.device, search_steps=args.search_steps)
     cache = None if args.no_cache else (args.cache or cache_root() / "lfw")
     memo: dict = {}
     results = [verify_lfw(codec, layers, args.judge, args.both, args.limit_pairs, rate["quality"], rate["bpp"],

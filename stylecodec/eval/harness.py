@@ -95,7 +95,7 @@ def _run_info(cfg: EvalConfig, codec, specs: list[AnchorSpec], qualities, n_imag
         loaded = codec.loaded
         meta = loaded.meta if loaded is not None else {}
         info.update(model=str(cfg.model), model_source=str(loaded.source) if loaded is not None else None,
-                    fingerprint=f"0x{codec.fingerprint:04x}", weights=codec.weights_id, resolution=codec.resolution,
+                    fingerprint=f"0x{codec.fingerprint:04x}", weights=codec.results_id, resolution=codec.resolution,
                     qualities=list(qualities), num_qualities=len(codec.quality_range),
                     default_quality=(meta.get("rate_control") or {}).get("default_quality"),   # the trainer's record
                     has_analyze=hasattr(codec, "analyze"))

@@ -193,7 +193,7 @@ def run_lfw(codec, out_dir: str | os.PathLike, pairs_csv: str | os.PathLike | No
     r = codec.resolution
     rate = codec.resolve_rate(quality, bpp, basic_bpp)
     q, bpp, basic_bpp = rate.quality, rate.bpp, rate.basic_bpp
-    config = {"pairs_csv": str(csv_path), "n_pairs": len(pairs), "fingerprint": codec.weights_id,
+    config = {"pairs_csv": str(csv_path), "n_pairs": len(pairs), "fingerprint": codec.results_id,
               "quality": q, "bpp_target": bpp, "align": ALIGN_NAME, "vvc_qp": vvc_qp, "protocol": PROTOCOL}
     if basic_bpp is not None:                  # only then, so that earlier lfw.json files are reused
         config["basic_bpp_target"] = basic_bpp
@@ -287,7 +287,7 @@ def verify_lfw(codec, layers: str, judge: str = "sface", both: bool = False, lim
         else:
             cache = None
             if cache_dir is not None:
-                key = {"model": codec.weights_id, "layers": layers, "judge": judge, "both": both,
+                key = {"model": codec.results_id, "layers": layers, "judge": judge, "both": both,
                        "quality": quality, "bpp": bpp, "basic_bpp": basic_bpp, "pairs": str(csv_path.resolve()),
                        "align": ALIGN_NAME}
                 cache = Path(cache_dir) / (hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
@@ -302,4 +302,5 @@ def verify_lfw(codec, layers: str, judge: str = "sface", both: bool = False, lim
             "align_fallbacks": coder.fallbacks, "over_budget": coder.over_budget, "quality": quality, "bpp_target": bpp,
             "basic_bpp_target": basic_bpp,
             "resolution": codec.resolution, "model_fingerprint": f"0x{codec.fingerprint:04x}",
-            "model_weights": codec.weights_id}
+            "model_weights": codec.weights_id,
+            "search_steps": codec.search.config.steps if codec.search else 0}
