@@ -1,6 +1,6 @@
 """The comparison grid of issue 17 on held-out UTKFace faces (columns: :mod:`stylecodec.eval.face_grid`).
 
-    OMP_NUM_THREADS=1 python experiments/face_grid.py --model NAME_OR_PATH --out FILE.png [--faces 8] [--cell 128]
+    OMP_NUM_THREADS=1 python experiments/face_grid.py --model NAME_OR_PATH --out FILE.png [--faces 8] [--cell 128] [--search-steps N]
 
 Faces: the first ``--faces`` held-out UTKFace faces (files sorted by name, the last ``--val-count``
 = 1,000 are held out), in the training view at the model's resolution (centre square, Lanczos;
@@ -29,12 +29,14 @@ def main() -> int:
     p.add_argument("--data", default=None, help="UTKFace folder (default: ../shared/data/utkface)")
     p.add_argument("--val-count", type=int, default=1000, help="held-out files at the end of the sorted list")
     p.add_argument("--cell", type=int, default=128, help="pixels per face in the grid (default 128)")
+    p.add_argument("--search-steps", type=int, default=0,
+                   help="the encoder's search of the pixel latents, steps per face (stylecodec.latent_search; 0: off)")
     a = p.parse_args()
 
     t0 = time.time()
     root = Path(a.data) if a.data else default_data_root()
     names = split_files(list_images(root), "val", a.val_count)[:a.faces]
-    codec = Codec.from_pretrained(a.model)
+    codec = Codec.from_pretrained(a.model, search_steps=a.search_steps)
     faces = [(name, load_rgb(root / name, codec.resolution)) for name in names]
     linear = LinearAnchor(data=root, val_count=a.val_count)
     grid, table = face_grid(codec, faces, get_anchor("vvc"), linear, a.cell, log=lambda s: print(s, flush=True))
