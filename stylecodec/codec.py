@@ -213,6 +213,8 @@ class Codec:
             bits = self.model.bits(out)[0, 1:].sum().item()
         room = 8 * (bpp * self.resolution ** 2 / 8 - len(plain) - cfg.margin_bytes) if bpp is not None else 0.0
         found = self.search(x, ys, quality, bits + max(room, 0.0))
+        if not all(torch.isfinite(y).all() for y in found):     # a diverged search never reaches the coder
+            return plain
         data = self.compress_latents(found, quality)[0]
         size, basic = stream_sizes(data)
         fits = (within_budget(size, basic, self.resolution, bpp, basic_bpp) if bpp is not None

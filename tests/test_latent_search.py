@@ -75,3 +75,21 @@ def test_searching_codecs_key_their_results_apart(lpips_mod):
     assert plain.results_id == plain.weights_id == a.weights_id
     assert len({plain.results_id, a.results_id, b.results_id}) == 3
     assert a.results_id == Codec(tiny_model()).set_search(5).results_id
+
+
+def test_a_diverged_search_keeps_the_plain_stream(lpips_mod):
+    m = _with_refiner(tiny_model(), seed=1)
+    plain, searching = Codec(m), Codec(m).set_search(2)
+    inner = searching.search
+
+    class Diverged:
+        config, distortion = inner.config, inner.distortion
+
+        def __call__(self, x, ys, quality, target_bits):
+            return [ys[0]] + [torch.full_like(y, float("nan")) for y in ys[1:]]
+
+    searching.search = Diverged()
+    face = faces(1)[0]
+    assert searching.compress(face, quality=2, aligned=True) == plain.compress(face, quality=2, aligned=True)
+    budget = 8 * (len(plain.compress(face, quality=3, aligned=True)) + 2) / 32 ** 2
+    assert searching.compress(face, bpp=budget, aligned=True) == plain.compress(face, bpp=budget, aligned=True)
