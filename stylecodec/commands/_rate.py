@@ -67,7 +67,7 @@ def _steps(text: str) -> int:
 
 
 def add_search_argument(parser: argparse.ArgumentParser) -> None:
-    """--search-steps N (compress, compress-dir): the encoder's search of the pixel latents."""
+    """--search-steps N (compress, compress-dir, verify-lfw): the encoder's search of the pixel latents."""
     parser.add_argument("--search-steps", type=_steps, default=0, metavar="N",
                         help="encoder-side search: N gradient steps per face on the pixel layers' latents against "
                              "the decoded face, within the same budget (machine-first models; ~0.3 s per step on "
