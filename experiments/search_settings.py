@@ -21,7 +21,7 @@ from stylecodec.data import default_data_root, list_images, split_files
 from stylecodec.eval.measure import Measurer, Reference
 from stylecodec.images import load_rgb
 
-METRICS = ("psnr", "lpips_alex", "id_sface", "dist_dlib")
+from paired_faces import METRICS, paired
 
 
 def parse_setting(text: str) -> dict:
@@ -55,10 +55,8 @@ def main() -> int:
             s = codec.compress(f, aligned=True)
             sizes.append(len(s))
             rows.append(measurer.measure(r, [codec.decompress(s, output="array")])[0][0])
-        parts = []
-        for m in METRICS:
-            d = np.array([x[m] - b[m] for x, b in zip(rows, base)])
-            parts.append(f"{m} {np.mean([x[m] for x in rows]):.4f} ({d.mean():+.4f} ± {d.std(ddof=1) / np.sqrt(len(d)):.4f})")
+        diff = paired(dict(zip(names, rows)), dict(zip(names, base)))
+        parts = [f"{m} {np.mean([x[m] for x in rows]):.4f} ({mean:+.4f} ± {se:.4f})" for m, (mean, se, _) in diff.items()]
         sec = (time.process_time() - t0) / len(faces)
         print(f"{text}: {np.mean(sizes):.1f} B  " + "  ".join(parts) + f"  {sec:.1f} CPU-s per face (with measuring)",
               flush=True)

@@ -207,12 +207,9 @@ class Codec:
         """The searched stream at ``quality`` when it fits the budgets (no budget: bytes <= the plain
         stream's + 1) and decodes closer to ``x`` (the search's distortion) than ``plain``; else ``plain``.
         The pixel layers may spend the budget's room above ``plain`` less the config's margin."""
-        cfg = self.search.config
-        with torch.no_grad():
-            out = self.model([y.float() for y in ys], torch.full((1,), quality), quant="ste")
-            bits = self.model.bits(out)[0, 1:].sum().item()
-        room = 8 * (bpp * self.resolution ** 2 / 8 - len(plain) - cfg.margin_bytes) if bpp is not None else 0.0
-        found = self.search(x, ys, quality, bits + max(room, 0.0))
+        margin = self.search.config.margin_bytes
+        room = 8 * (bpp * self.resolution ** 2 / 8 - len(plain) - margin) if bpp is not None else 0.0
+        found = self.search(x, ys, quality, extra_bits=room)
         if not all(torch.isfinite(y).all() for y in found):     # a diverged search never reaches the coder
             return plain
         data = self.compress_latents(found, quality)[0]

@@ -14,7 +14,7 @@ a search is the encoder spending time (like a video encoder's rate-distortion se
 stream's bytes depend on the thread count here, its decoding does not.
 
     search = LatentSearch(model)                        # SearchConfig() defaults
-    ys = search(x, ys, quality, target_bits)            # x [1, 3, R, R]; ys unscaled [y_l [1, d_l]]
+    ys = search(x, ys, quality, extra_bits)             # x [1, 3, R, R]; ys unscaled [y_l [1, d_l]]
 """
 from __future__ import annotations
 
@@ -61,10 +61,10 @@ class LatentSearch:
         d = c.w_l1 * (x_hat - x).abs().mean((1, 2, 3)) + c.w_mse * ((x_hat - x) ** 2).mean((1, 2, 3))
         return d + c.w_lpips * self.lpips(x_hat, x).flatten().float()
 
-    def __call__(self, x: torch.Tensor, ys: Sequence[torch.Tensor], quality: int, target_bits: float | None = None,
+    def __call__(self, x: torch.Tensor, ys: Sequence[torch.Tensor], quality: int, extra_bits: float = 0.0,
                  ) -> list[torch.Tensor]:
-        """x [1, 3, R, R] in [-1, 1]; ys unscaled latents [y_l [1, d_l]] (the plain encoder's); ``target_bits``:
-        pixel-layer bits the search may use at no cost (None: what ``ys`` costs). Returns the latents
+        """x [1, 3, R, R] in [-1, 1]; ys unscaled latents [y_l [1, d_l]] (the plain encoder's); ``extra_bits``:
+        pixel-layer bits above what ``ys`` costs that the search may use at no cost. Returns the latents
         [y_basic (as given), y_middle, y_enhanced] as float64 CPU tensors for ``Codec.compress_latents``."""
         m, c = self.model, self.config
         assert x.ndim == 4 and x.shape[0] == 1 and x.shape[1:] == (3, m.resolution, m.resolution), tuple(x.shape)
@@ -74,6 +74,7 @@ class LatentSearch:
         y0 = ys[0].to(dev, torch.float32)
         var = [y.detach().to(dev, torch.float32).clone().requires_grad_(True) for y in ys[1:]]
         q = torch.full((1,), int(quality), device=dev)
+        target_bits = None                                          # what ys cost (the first step) + extra_bits
         frozen = [p for p in m.parameters() if p.requires_grad]
         for p in frozen:
             p.requires_grad_(False)
@@ -86,7 +87,7 @@ class LatentSearch:
                     out = m([y0, *var], q, quant="ste")
                     bits = m.bits(out)[0, 1:].sum()
                     if target_bits is None:
-                        target_bits = bits.item()
+                        target_bits = bits.item() + max(extra_bits, 0.0)
                     loss = self.distortion(m.render(out["y_hat"], fast=True), x).sum()
                     loss = loss + c.w_rate * torch.relu(bits - target_bits)
                     opt.zero_grad(set_to_none=True)

@@ -85,7 +85,7 @@ def test_a_diverged_search_keeps_the_plain_stream(lpips_mod):
     class Diverged:
         config, distortion = inner.config, inner.distortion
 
-        def __call__(self, x, ys, quality, target_bits):
+        def __call__(self, x, ys, quality, extra_bits=0.0):
             return [ys[0]] + [torch.full_like(y, float("nan")) for y in ys[1:]]
 
     searching.search = Diverged()
