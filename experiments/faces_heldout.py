@@ -39,6 +39,8 @@ from stylecodec.eval.settings import VVC_FLOOR_QP
 from stylecodec.images import load_rgb
 from stylecodec.metrics.frechet import frechet_distance
 
+from search_settings import parse_setting
+
 SKIP = ("ms_ssim", "lpips_vgg", "facenet", "dlib")
 METRICS = ("psnr", "lpips_alex", "id_sface", "dist_dlib")
 PREFIXES = ("basic", "+middle", "all")
@@ -67,6 +69,17 @@ def code_face(face: np.ndarray, codecs: dict, linear, vvc) -> list[tuple[str, np
     return out
 
 
+def append_row(out: Path, measurer: Measurer, name: str, face: np.ndarray, cells: list) -> None:
+    """Measure ``cells`` ([(column, decoded uint8, bytes)]) against ``face`` and append the JSON line to ``out``."""
+    ref = Reference(face)
+    vals, emb = measurer.measure(ref, [c[1] for c in cells])
+    row = {"face": name, "emb_ref": measurer.ref_embedding(ref).tolist(),
+           "columns": {c[0]: {"bytes": c[2], **{m: v[m] for m in METRICS}, "emb": e.tolist()}
+                       for c, v, e in zip(cells, vals, emb)}}
+    with open(out, "a") as fh:
+        fh.write(json.dumps(row) + "\n")
+
+
 def summarise(rows: list[dict], models: list[str]) -> str:
     cols = list(rows[0]["columns"])
     lines = [f"{len(rows)} held-out UTKFace faces (models: {', '.join(models)})", "",
@@ -92,6 +105,8 @@ def main() -> int:
                    help="models only (e.g. a new refiner snapshot, compared face by face with an earlier file's rows)")
     p.add_argument("--search-steps", type=int, default=0,
                    help="encoder-side search of the pixel latents, steps per face (stylecodec.latent_search; 0: off)")
+    p.add_argument("--search-config", default="", metavar="K=V,...",
+                   help="other SearchConfig fields of that search, e.g. w_mse=30,margin_bytes=81 (default: none)")
     p.add_argument("--shard", default="0/1", help="K/N: code only faces i with i %% N == K (one process per core, "
                    "each with its own --out; concatenate the files and rerun without --shard for the summary)")
     a = p.parse_args()
@@ -105,7 +120,10 @@ def main() -> int:
     k, n = (int(v) for v in a.shard.split("/"))
     if not 0 <= k < n:
         p.error(f"--shard {a.shard}: need 0 <= K < N")
-    codecs = {t: Codec.from_pretrained(m, search_steps=a.search_steps) for t, m in zip(tags, models)}
+    config = parse_setting(a.search_config)
+    if config and not a.search_steps:
+        p.error("--search-config needs --search-steps N")
+    codecs = {t: Codec.from_pretrained(m).set_search(a.search_steps, **config) for t, m in zip(tags, models)}
     linear, vvc = (None, None) if a.no_anchors else (LinearAnchor(data=root, val_count=a.val_count), get_anchor("vvc"))
     measurer = Measurer(SKIP)
     t0 = time.time()
@@ -113,14 +131,7 @@ def main() -> int:
         if name in done or i % n != k:
             continue
         face = load_rgb(root / name, 256)
-        ref = Reference(face)
-        cells = code_face(face, codecs, linear, vvc)
-        vals, emb = measurer.measure(ref, [c[1] for c in cells])
-        row = {"face": name, "emb_ref": measurer.ref_embedding(ref).tolist(),
-               "columns": {c[0]: {"bytes": c[2], **{m: v[m] for m in METRICS}, "emb": e.tolist()}
-                           for c, v, e in zip(cells, vals, emb)}}
-        with open(out, "a") as fh:
-            fh.write(json.dumps(row) + "\n")
+        append_row(out, measurer, name, face, code_face(face, codecs, linear, vvc))
         print(f"[{i + 1}/{len(names)}] {name} {time.time() - t0:.0f} s", flush=True)
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     rows = [r for r in rows if r["face"] in set(names[k::n])]

@@ -79,9 +79,9 @@ class RegistryEntry:
 
 
 REGISTRY: dict[str, RegistryEntry] = {
-    # codec 0xe9ac with the refiner of legs a-g at 150,000 images, weight average (issue 17): both names, one stream
-    "default": RegistryEntry("default.pt", "refiner_g_150k.pt",
-                             "ecc0a36d7171b2536cfcfb68abbe51fb5ebd84dfae5090c238ba0be308cfc43e"),
+    # codec 0xe9ac with the refiner of leg g2qf at 168,000 images, weight average (issue 17): both names, one stream
+    "default": RegistryEntry("default.pt", "refiner_g2qf_168k.pt",
+                             "bd6f0cb2dbd346ed6a5a082e44e8e0d82199166c1736ddf4eace74a4836296e9"),
     "default-linear": RegistryEntry("default.pt"),       # the same codec decoding to eigenfaces alone (faster)
 }
 _FP16_PREFIXES = ("G.", "E.")
