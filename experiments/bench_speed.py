@@ -3,6 +3,7 @@
     python experiments/bench_speed.py --model pretrained/default.pt --images ../shared/data/utkface -n 10
     python experiments/bench_speed.py --model random-default -n 5     # untrained default-size model
     python experiments/bench_speed.py --model random-tiny -n 3        # tiny random model (mechanics)
+    python experiments/bench_speed.py --model default --search-steps 40 -n 10 --threads 1 --anchors ""   # the encoder search
 
 Timings do not depend on trained weights, so ``random-default`` (the default config, random
 weights) times the shipped architecture before a trained model exists. Devices: CPU with
@@ -29,7 +30,7 @@ sys.path.insert(0, ROOT)
 LOW_RATE = {"vvc": 63, "hevc": 51, "av1": 63, "jxl": 15.0, "jpeg": 5}
 
 
-def build_codec(name: str, device: str):
+def build_codec(name: str, device: str, search_steps: int = 0):
     import torch
 
     from stylecodec.codec import Codec
@@ -39,7 +40,7 @@ def build_codec(name: str, device: str):
         torch.manual_seed(0)
         cfg = default_config() if name == "random-default" else tiny_config()
         return Codec(StyleCodecModel(cfg).to(device))
-    return Codec.from_pretrained(name, device=device)
+    return Codec.from_pretrained(name, device=device, search_steps=search_steps)
 
 
 def faces(args, resolution: int):
@@ -76,6 +77,7 @@ def bench_stylecodec(codec, images, quality, device):
     settings = [codec.quality_range[-1] if quality is None else quality]
     if quality is None and codec.default_budget != (None, None):
         settings.append("default")
+    search = f"+search{codec.search.config.steps}" if getattr(codec, "search", None) else ""
     rows = []
     for q in settings:
         kw = {} if q == "default" else {"quality": q}
@@ -84,7 +86,7 @@ def bench_stylecodec(codec, images, quality, device):
             data, enc = timed(lambda: codec.compress(img, **kw), sync)
             _, dec_b = timed(lambda: codec.decompress(data, "basic", output="array"), sync)
             _, dec_a = timed(lambda: codec.decompress(data, "enhanced", output="array"), sync)
-            rows.append({"codec": "stylecodec", "setting": q if q == "default" else f"q{q}", "image": name,
+            rows.append({"codec": "stylecodec", "setting": (q if q == "default" else f"q{q}") + search, "image": name,
                          "bytes": len(data), "encode_s": enc, "decode_s": dec_a, "decode_basic_s": dec_b})
     return rows
 
@@ -113,6 +115,8 @@ def main() -> int:
     ap.add_argument("--anchors", default="vvc,hevc,av1,jxl,jpeg")
     ap.add_argument("--quality", type=int, help="stylecodec quality (default: the highest, and the model's "
                                                 "default rate budget when it has one)")
+    ap.add_argument("--search-steps", type=int, default=0,
+                    help="the encoder's search of the pixel latents, steps per face (stylecodec.latent_search; 0: off)")
     ap.add_argument("--out", default=os.path.join(ROOT, "experiments", "results", "speed.csv"))
     args = ap.parse_args()
 
@@ -125,7 +129,7 @@ def main() -> int:
         if device.startswith("cuda") and not torch.cuda.is_available():
             print(f"{device}: not available, skipped")
             continue
-        codec = build_codec(args.model, device)
+        codec = build_codec(args.model, device, args.search_steps)
         images = images or faces(args, codec.resolution)
         label = f"{device} ({torch.cuda.get_device_name() if device.startswith('cuda') else f'{args.threads} threads'})"
         rows += [{"device": label, **r} for r in bench_stylecodec(codec, images, args.quality, device)]

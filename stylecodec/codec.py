@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import copy
 import functools
-import hashlib
 import os
 from typing import Callable, Sequence
 
@@ -97,7 +96,7 @@ class Codec:
         the encoder's search when one is set (it writes other streams from the same weights)."""
         if self.search is None:
             return self.weights_id
-        return f"{self.weights_id}+search-{hashlib.sha1(repr(self.search.config).encode()).hexdigest()[:10]}"
+        return f"{self.weights_id}+search-{self.search.config.key()}"
 
     def set_search(self, steps: int, **config) -> "Codec":
         """Let :meth:`compress` search the pixel layers' latents for ``steps`` steps per face

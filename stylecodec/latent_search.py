@@ -5,7 +5,8 @@ refine what it receives. The search starts there and moves ``[y_middle, y_enhanc
 descent on the *decoded* face, through the coder's exact emulation (each group rounded around its
 LSET mean, straight-through) and the frozen decoder (eigenfaces + refiner):
 
-    min_y  w_l1·|x̂ - x|₁ + w_mse·|x̂ - x|² + w_lpips·LPIPS-Alex(x̂, x) + w_rate·max(0, bits(y) - target)
+    min_y  w_l1·|x̂ - x|₁ + w_mse·|x̂ - x|² + w_lpips·LPIPS-Alex(x̂, x) + w_id·(1 - cos(facenet(x̂), facenet(x)))
+           + w_rate·max(0, bits(y) - target)
 
 x̂: the R x R face decoded from all layers, x: the face being coded (both in [-1, 1]); bits: the
 LSET's ideal bits of the pixel layers. The basic layer (identity, shape) is not touched: what the
@@ -18,11 +19,13 @@ stream's bytes depend on the thread count here, its decoding does not.
 """
 from __future__ import annotations
 
+import hashlib
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Sequence
 
 import torch
+import torch.nn.functional as F
 
 __all__ = ["SearchConfig", "LatentSearch"]
 
@@ -34,12 +37,22 @@ class SearchConfig:
     w_l1: float = 1.0             # weight of the mean absolute error (images in [-1, 1])
     w_mse: float = 15.0           # weight of the mean squared error (PSNR's loss)
     w_lpips: float = 1.0          # weight of LPIPS-Alex
+    w_id: float = 0.0             # weight of 1 - facenet cosine (the refiner's identity teacher; 0: off, not loaded)
     w_rate: float = 0.01          # weight per bit of the pixel layers above the target
     margin_bytes: float = 2.0     # bytes kept free below a budget (the coder's overhead over ideal bits)
 
     def __post_init__(self):
-        if self.steps < 0 or not self.lr > 0 or min(self.w_l1, self.w_mse, self.w_lpips, self.w_rate) < 0:
+        if self.steps < 0 or not self.lr > 0 or min(self.w_l1, self.w_mse, self.w_lpips, self.w_id, self.w_rate) < 0:
             raise ValueError(f"bad search config {self}")
+
+    def key(self) -> str:
+        """Names the streams this search writes: ``s40``, plus a hash of the fields that differ from the
+        defaults (so adding a field with a default does not rename earlier searches)."""
+        changed = {f.name: getattr(self, f.name) for f in fields(self)
+                   if f.name != "steps" and getattr(self, f.name) != f.default}
+        if not changed:
+            return f"s{self.steps}"
+        return f"s{self.steps}-" + hashlib.sha1(repr(sorted(changed.items())).encode()).hexdigest()[:10]
 
 
 class LatentSearch:
@@ -54,12 +67,28 @@ class LatentSearch:
         self.lpips = load_lpips("alex", model.gain.device).eval()
         for p in self.lpips.parameters():
             p.requires_grad_(False)
+        self.facenet = None
+        if config.w_id > 0:
+            from .assets.facenet import load_facenet
 
-    def distortion(self, x_hat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        """The search's distortion per face [N]; x_hat, x [N, 3, R, R] in [-1, 1]."""
+            self.facenet = load_facenet(model.gain.device)            # frozen, eval mode
+
+    def identity(self, x: torch.Tensor) -> torch.Tensor:
+        """facenet embeddings [N, 512] (unit) of x [N, 3, R, R] in [-1, 1], differentiable."""
+        from .assets.facenet import preprocess
+
+        return self.facenet(preprocess(x, 160))
+
+    def distortion(self, x_hat: torch.Tensor, x: torch.Tensor, x_id: torch.Tensor | None = None) -> torch.Tensor:
+        """The search's distortion per face [N]; x_hat, x [N, 3, R, R] in [-1, 1]; ``x_id``: :meth:`identity`
+        of ``x`` when already computed (w_id > 0)."""
         c = self.config
         d = c.w_l1 * (x_hat - x).abs().mean((1, 2, 3)) + c.w_mse * ((x_hat - x) ** 2).mean((1, 2, 3))
-        return d + c.w_lpips * self.lpips(x_hat, x).flatten().float()
+        d = d + c.w_lpips * self.lpips(x_hat, x).flatten().float()
+        if self.facenet is not None:
+            x_id = self.identity(x) if x_id is None else x_id
+            d = d + c.w_id * (1 - F.cosine_similarity(self.identity(x_hat), x_id, dim=1))
+        return d
 
     def __call__(self, x: torch.Tensor, ys: Sequence[torch.Tensor], quality: int, extra_bits: float = 0.0,
                  ) -> list[torch.Tensor]:
@@ -75,6 +104,8 @@ class LatentSearch:
         var = [y.detach().to(dev, torch.float32).clone().requires_grad_(True) for y in ys[1:]]
         q = torch.full((1,), int(quality), device=dev)
         target_bits = None                                          # what ys cost (the first step) + extra_bits
+        with torch.no_grad():
+            x_id = self.identity(x) if self.facenet is not None else None
         frozen = [p for p in m.parameters() if p.requires_grad]
         for p in frozen:
             p.requires_grad_(False)
@@ -88,7 +119,7 @@ class LatentSearch:
                     bits = m.bits(out)[0, 1:].sum()
                     if target_bits is None:
                         target_bits = bits.item() + max(extra_bits, 0.0)
-                    loss = self.distortion(m.render(out["y_hat"], fast=True), x).sum()
+                    loss = self.distortion(m.render(out["y_hat"], fast=True), x, x_id).sum()
                     loss = loss + c.w_rate * torch.relu(bits - target_bits)
                     opt.zero_grad(set_to_none=True)
                     loss.backward()

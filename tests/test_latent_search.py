@@ -11,6 +11,7 @@ from stylecodec.latent_search import LatentSearch, SearchConfig
 from stylecodec.rate import fits_budget
 
 from test_machine_first import faces, tiny_model
+from test_analysis import teachers  # noqa: F401  (fixture: facenet weights cached, or skip)
 from test_metrics import lpips_mod  # noqa: F401  (fixture: LPIPS weights cached, or skip)
 from test_refiner import _with_refiner
 
@@ -64,6 +65,8 @@ def test_search_settings_are_checked():
         SearchConfig(steps=-1)
     with pytest.raises(ValueError, match="bad search config"):
         SearchConfig(lr=0)
+    with pytest.raises(ValueError, match="bad search config"):
+        SearchConfig(w_id=-1)
     with pytest.raises(StylecodecError, match="search steps"):
         Codec(tiny_model()).set_search(-2)
     assert Codec(tiny_model()).set_search(0).search is None
@@ -75,6 +78,25 @@ def test_searching_codecs_key_their_results_apart(lpips_mod):
     assert plain.results_id == plain.weights_id == a.weights_id
     assert len({plain.results_id, a.results_id, b.results_id}) == 3
     assert a.results_id == Codec(tiny_model()).set_search(5).results_id
+    # other weights of the same step count write other streams; fields left at their defaults do not rename a key
+    assert Codec(tiny_model()).set_search(5, w_mse=30).results_id not in {a.results_id, b.results_id}
+    assert SearchConfig(steps=5, w_id=0.0).key() == SearchConfig(steps=5).key() == "s5"
+
+
+def test_identity_term_is_facenet_cosine_and_differentiable(lpips_mod, teachers):
+    # w_id adds w_id * (1 - cos(facenet(decoded), facenet(original))) to the distortion, with gradients to the face
+    m = tiny_model()
+    x = _x(faces(1)[0])
+    x_hat = _x(faces(1, seed=5)[0]).requires_grad_(True)
+    with_id = LatentSearch(m, SearchConfig(steps=1, w_id=2.0))
+    without = LatentSearch(m, SearchConfig(steps=1))
+    assert without.facenet is None                                              # off: facenet is not loaded
+    extra = with_id.distortion(x_hat, x) - without.distortion(x_hat, x)
+    cos = torch.nn.functional.cosine_similarity(with_id.identity(x_hat), with_id.identity(x))
+    assert torch.allclose(extra, 2.0 * (1 - cos), atol=1e-5) and float(extra) > 0.01
+    assert torch.allclose(with_id.distortion(x, x), without.distortion(x, x), atol=1e-5)   # no term for the original
+    extra.sum().backward()
+    assert float(x_hat.grad.abs().sum()) > 0
 
 
 def test_a_diverged_search_keeps_the_plain_stream(lpips_mod):
