@@ -93,7 +93,7 @@ def test_identity_term_is_facenet_cosine_and_differentiable(lpips_mod, teachers)
     assert without.facenet is None                                              # off: facenet is not loaded
     extra = with_id.distortion(x_hat, x) - without.distortion(x_hat, x)
     cos = torch.nn.functional.cosine_similarity(with_id.identity(x_hat), with_id.identity(x))
-    assert torch.allclose(extra, 2.0 * (1 - cos), atol=1e-5) and float(extra) > 0.01
+    assert torch.allclose(extra, 2.0 * (1 - cos), atol=1e-5) and float(extra.detach()) > 0.01
     assert torch.allclose(with_id.distortion(x, x), without.distortion(x, x), atol=1e-5)   # no term for the original
     extra.sum().backward()
     assert float(x_hat.grad.abs().sum()) > 0
