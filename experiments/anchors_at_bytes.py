@@ -37,8 +37,10 @@ def main() -> int:
     p.add_argument("--val-count", type=int, default=1000)
     p.add_argument("--out", required=True, help="JSON-lines file (appended; a rerun resumes)")
     a = p.parse_args()
+    if len({name for _, name in a.bytes}) < len(a.bytes):
+        p.error("--bytes: each COLUMN once (it names the anchor's column)")
     limits = {name: column(path, name) for path, name in a.bytes}
-    faces = [f for f in column(*a.bytes[0]) if all(f in rows for rows in limits.values())]
+    faces = [f for f in next(iter(limits.values())) if all(f in rows for rows in limits.values())]
     out = Path(a.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     done = {json.loads(line)["face"] for line in out.read_text().splitlines()} if out.is_file() else set()

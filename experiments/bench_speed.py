@@ -39,7 +39,7 @@ def build_codec(name: str, device: str, search_steps: int = 0):
     if name in ("random-default", "random-tiny"):
         torch.manual_seed(0)
         cfg = default_config() if name == "random-default" else tiny_config()
-        return Codec(StyleCodecModel(cfg).to(device))
+        return Codec(StyleCodecModel(cfg).to(device)).set_search(search_steps)
     return Codec.from_pretrained(name, device=device, search_steps=search_steps)
 
 
@@ -77,7 +77,7 @@ def bench_stylecodec(codec, images, quality, device):
     settings = [codec.quality_range[-1] if quality is None else quality]
     if quality is None and codec.default_budget != (None, None):
         settings.append("default")
-    search = f"+search{codec.search.config.steps}" if getattr(codec, "search", None) else ""
+    search = f"+search{codec.search.config.steps}" if codec.search else ""
     rows = []
     for q in settings:
         kw = {} if q == "default" else {"quality": q}
