@@ -218,7 +218,9 @@ class Codec:
         if not fits:
             return plain
         with torch.no_grad():
-            d = [self.search.distortion(self._decoded_pixels(s), x.float()).item() for s in (plain, data)]
+            x = x.float()
+            x_id = self.search.identity(x) if self.search.facenet is not None else None   # once for both
+            d = [self.search.distortion(self._decoded_pixels(s), x, x_id).item() for s in (plain, data)]
         return data if d[1] < d[0] else plain
 
     def _decoded_pixels(self, data: bytes) -> torch.Tensor:

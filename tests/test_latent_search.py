@@ -60,6 +60,21 @@ def test_searched_streams_fit_the_budget_and_decode_anywhere(lpips_mod):
     assert changed >= 1                                                          # the search found better latents
 
 
+
+def test_identity_search_through_the_codec(lpips_mod, teachers):
+    # with w_id the codec's keep-or-drop choice scores both streams with the identity term (the original's
+    # facenet embedding computed once): the stream it keeps is the one of lower distortion, within the budget
+    m = _with_refiner(tiny_model(), seed=1)
+    plain, searching = Codec(m), Codec(m).set_search(5, lr=0.1, w_id=0.5)
+    face = faces(1, seed=4)[0]
+    budget = 8 * (len(plain.compress(face, quality=3, aligned=True)) + 2) / 32 ** 2
+    a = plain.compress(face, bpp=budget, aligned=True)
+    b = searching.compress(face, bpp=budget, aligned=True)
+    assert fits_budget(b, 32, budget)
+    x = _x(face)
+    da, db = (searching.search.distortion(_x(plain.decompress(s, output="array")), x).item() for s in (a, b))
+    assert db <= da
+
 def test_search_settings_are_checked():
     with pytest.raises(ValueError, match="bad search config"):
         SearchConfig(steps=-1)
@@ -95,6 +110,8 @@ def test_identity_term_is_facenet_cosine_and_differentiable(lpips_mod, teachers)
     cos = torch.nn.functional.cosine_similarity(with_id.identity(x_hat), with_id.identity(x))
     assert torch.allclose(extra, 2.0 * (1 - cos), atol=1e-5) and float(extra.detach()) > 0.01
     assert torch.allclose(with_id.distortion(x, x), without.distortion(x, x), atol=1e-5)   # no term for the original
+    given = with_id.distortion(x_hat, x, with_id.identity(x))                  # the original's identity passed in
+    assert torch.allclose(given, with_id.distortion(x_hat, x), atol=1e-6)
     extra.sum().backward()
     assert float(x_hat.grad.abs().sum()) > 0
 
