@@ -83,6 +83,9 @@ REGISTRY: dict[str, RegistryEntry] = {
     "default": RegistryEntry("default.pt", "refiner_g2qf_168k.pt",
                              "bd6f0cb2dbd346ed6a5a082e44e8e0d82199166c1736ddf4eace74a4836296e9"),
     "default-linear": RegistryEntry("default.pt"),       # the same codec decoding to eigenfaces alone (faster)
+    # the same codec with leg g2qf's refiner at 228,000 images (issue 17's next candidate; not yet measured on 1,000 faces)
+    "g2qf228k": RegistryEntry("default.pt", "refiner_g2qf_228k.pt",
+                              "0a9be3691a692fe2a7b7586b815e0c0e1a2ba527241550a55ad771ce62dde240"),
 }
 _FP16_PREFIXES = ("G.", "E.")
 _FP16_MAX = 65504.0

@@ -126,6 +126,20 @@ def test_default_name_is_the_codec_with_the_shipped_refiner(default_codec):
     assert np.abs(refined - plain).mean() > 1
 
 
+
+@pytest.mark.parametrize("name", sorted(n for n, e in REGISTRY.items() if e.refiner))
+def test_every_registry_refiner_is_shipped_and_pinned(name):
+    """Each name with a refiner points at a file listed in the card whose sha256 the registry pins (a name
+    always makes the same pixels), and the file is a refiner of the name's codec."""
+    from stylecodec.refiner_weights import is_refiner_file
+
+    entry = REGISTRY[name]
+    card = _card_files()
+    if entry.refiner not in card:
+        pytest.skip(f"{entry.refiner} is not shipped in this checkout")
+    assert entry.refiner_sha256 == card[entry.refiner]
+    assert is_refiner_file(PRETRAINED / entry.refiner)
+
 def test_cli_search_on_the_default_codec(default_codec, tmp_path, capsys):
     """``compress --search-steps``: the default budget holds, any decoder reads the stream, the search's
     distortion is not above the plain stream's; a negative count is a usage error; a W+ model refuses."""
