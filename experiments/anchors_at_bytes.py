@@ -13,11 +13,10 @@ faces_heldout.py's format (resumable, appended), so ``merge_faces.py`` and ``pai
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
-from faces_heldout import SKIP, append_row, summarise
+from faces_heldout import SKIP, append_row, read_rows, summarise
 from paired_faces import column
 
 from stylecodec.anchors import get_anchor
@@ -43,7 +42,7 @@ def main() -> int:
     faces = [f for f in next(iter(limits.values())) if all(f in rows for rows in limits.values())]
     out = Path(a.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    done = {json.loads(line)["face"] for line in out.read_text().splitlines()} if out.is_file() else set()
+    done = {r["face"] for r in read_rows(out)}
     root = default_data_root()
     linear = LinearAnchor(data=root, val_count=a.val_count)
     vvc = get_anchor("vvc") if a.vvc else None
@@ -62,7 +61,7 @@ def main() -> int:
             cells.append((f"VVC QP {VVC_FLOOR_QP} (floor)", rec, enc.nbytes))
         append_row(out, measurer, name, face, cells)
         print(f"[{i + 1}/{len(faces)}] {name} {time.time() - t0:.0f} s", flush=True)
-    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    rows = read_rows(out)
     text = summarise([r for r in rows if r["face"] in set(faces)], [a.out])
     out.with_suffix(".md").write_text(text + "\n")
     print(text)

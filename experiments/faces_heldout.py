@@ -69,6 +69,24 @@ def code_face(face: np.ndarray, codecs: dict, linear, vvc) -> list[tuple[str, np
     return out
 
 
+def read_rows(out: Path) -> list[dict]:
+    """The rows of a JSON-lines file written by :func:`append_row` ([] when absent). A last line cut by an
+    interrupted run is dropped from the file (its face is coded again); damage anywhere else is an error."""
+    if not out.is_file():
+        return []
+    lines = out.read_text().splitlines(keepends=True)
+    rows = []
+    for i, line in enumerate(lines):
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            if i != len(lines) - 1:
+                raise SystemExit(f"{out}: line {i + 1} is not JSON (only the last line may be cut); fix or delete the file")
+            print(f"{out}: dropping the cut last line (an interrupted run); its face is coded again", flush=True)
+            out.write_text("".join(lines[:-1]))
+    return rows
+
+
 def append_row(out: Path, measurer: Measurer, name: str, face: np.ndarray, cells: list) -> None:
     """Measure ``cells`` ([(column, decoded uint8, bytes)]) against ``face`` and append the JSON line to ``out``."""
     ref = Reference(face)
@@ -116,7 +134,7 @@ def main() -> int:
     names = split_files(list_images(root), "val", a.val_count)[:a.limit]
     out = Path(a.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    done = {json.loads(line)["face"] for line in out.read_text().splitlines()} if out.is_file() else set()
+    done = {r["face"] for r in read_rows(out)}
     k, n = (int(v) for v in a.shard.split("/"))
     if not 0 <= k < n:
         p.error(f"--shard {a.shard}: need 0 <= K < N")
@@ -133,8 +151,7 @@ def main() -> int:
         face = load_rgb(root / name, 256)
         append_row(out, measurer, name, face, code_face(face, codecs, linear, vvc))
         print(f"[{i + 1}/{len(names)}] {name} {time.time() - t0:.0f} s", flush=True)
-    rows = [json.loads(line) for line in out.read_text().splitlines()]
-    rows = [r for r in rows if r["face"] in set(names[k::n])]
+    rows = [r for r in read_rows(out) if r["face"] in set(names[k::n])]
     text = summarise(rows, models)
     out.with_suffix(".md").write_text(text + "\n")
     print(text)
