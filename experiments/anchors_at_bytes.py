@@ -42,7 +42,12 @@ def main() -> int:
     faces = [f for f in next(iter(limits.values())) if all(f in rows for rows in limits.values())]
     out = Path(a.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    done = {r["face"] for r in read_rows(out)}
+    wanted = [f"linear prior (<= {col})" for col in limits] + ([f"VVC QP {VVC_FLOOR_QP} (floor)"] if a.vvc else [])
+    rows = read_rows(out)
+    lacking = sorted({c for r in rows for c in wanted if c not in r["columns"]})
+    if lacking:
+        p.error(f"{out} holds rows without {', '.join(lacking)} (written with other --bytes/--vvc): use another --out")
+    done = {r["face"] for r in rows}
     root = default_data_root()
     linear = LinearAnchor(data=root, val_count=a.val_count)
     vvc = get_anchor("vvc") if a.vvc else None
@@ -61,8 +66,8 @@ def main() -> int:
             cells.append((f"VVC QP {VVC_FLOOR_QP} (floor)", rec, enc.nbytes))
         append_row(out, measurer, name, face, cells)
         print(f"[{i + 1}/{len(faces)}] {name} {time.time() - t0:.0f} s", flush=True)
-    rows = read_rows(out)
-    text = summarise([r for r in rows if r["face"] in set(faces)], [a.out])
+    chosen = set(faces)
+    text = summarise([r for r in read_rows(out) if r["face"] in chosen], [a.out])
     out.with_suffix(".md").write_text(text + "\n")
     print(text)
     return 0

@@ -151,7 +151,8 @@ def main() -> int:
         face = load_rgb(root / name, 256)
         append_row(out, measurer, name, face, code_face(face, codecs, linear, vvc))
         print(f"[{i + 1}/{len(names)}] {name} {time.time() - t0:.0f} s", flush=True)
-    rows = [r for r in read_rows(out) if r["face"] in set(names[k::n])]
+    shard = set(names[k::n])
+    rows = [r for r in read_rows(out) if r["face"] in shard]
     text = summarise(rows, models)
     out.with_suffix(".md").write_text(text + "\n")
     print(text)

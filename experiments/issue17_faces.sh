@@ -10,7 +10,7 @@
 # second); STEPS: search steps (default 40; 0: plain only); SEARCH_CONFIG: faces_heldout.py --search-config.
 # Environment: LIMIT (held-out faces, default 1000), SHARDS (processes, default 2), PY (default .venv/bin/python).
 # Writes runs/heldout_LIMIT_TAG.jsonl, runs/heldout_LIMIT_SEARCH_TAG.jsonl (shards: *_shardK.jsonl, concatenated),
-# runs/heldout_LIMIT_anchors_TAG.jsonl and experiments/results/faces/heldout_LIMIT_TAG[_search].md.
+# runs/heldout_LIMIT_anchors_TAG[_search].jsonl and experiments/results/faces/heldout_LIMIT_TAG[_search].md.
 # Time for 1,000 faces on two Xeon cores: plain ≈ 15 min, 40-step search ≈ 2 h (14 s per face per core),
 # anchors ≈ 27 min (one process).
 set -euo pipefail
@@ -43,7 +43,7 @@ PLAIN=runs/heldout_${LIMIT}_$TAG
 heldout "$PLAIN" "$TAG"
 BYTES=(--bytes "$PLAIN.jsonl" "$TAG all")
 TABLES=("$PLAIN.jsonl")
-OUT_MD=experiments/results/faces/heldout_${LIMIT}_$TAG.md
+NAME=$TAG                      # names the table and the anchors file: the search's tag when there is a search
 if [ "$STEPS" -gt 0 ]; then
   SEARCH=runs/heldout_${LIMIT}_${SEARCH_TAG//+/_}
   EXTRA=(--search-steps "$STEPS")
@@ -51,9 +51,10 @@ if [ "$STEPS" -gt 0 ]; then
   heldout "$SEARCH" "$SEARCH_TAG" "${EXTRA[@]}"
   BYTES+=(--bytes "$SEARCH.jsonl" "$SEARCH_TAG all")
   TABLES+=("$SEARCH.jsonl")
-  OUT_MD=experiments/results/faces/heldout_${LIMIT}_${SEARCH_TAG//+/_}.md
+  NAME=${SEARCH_TAG//+/_}
 fi
-ANCHORS=runs/heldout_${LIMIT}_anchors_$TAG.jsonl
+OUT_MD=experiments/results/faces/heldout_${LIMIT}_$NAME.md
+ANCHORS=runs/heldout_${LIMIT}_anchors_$NAME.jsonl
 $PY experiments/anchors_at_bytes.py "${BYTES[@]}" --vvc --out "$ANCHORS" > "${ANCHORS%.jsonl}.log" 2>&1
 TABLES+=("$ANCHORS")
 $PY experiments/merge_faces.py "${TABLES[@]}" --out "$OUT_MD"

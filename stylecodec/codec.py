@@ -219,7 +219,7 @@ class Codec:
             return plain
         with torch.no_grad():
             x = x.float()
-            x_id = self.search.identity(x) if self.search.facenet is not None else None   # once for both
+            x_id = self.search.reference_identity(x)                               # once for both streams
             d = [self.search.distortion(self._decoded_pixels(s), x, x_id).item() for s in (plain, data)]
         return data if d[1] < d[0] else plain
 

@@ -79,6 +79,11 @@ class LatentSearch:
 
         return self.facenet(preprocess(x, 160))
 
+    @torch.no_grad()
+    def reference_identity(self, x: torch.Tensor) -> torch.Tensor | None:
+        """:meth:`identity` of the face being coded, for :meth:`distortion`'s ``x_id`` (None when w_id is 0)."""
+        return self.identity(x) if self.facenet is not None else None
+
     def distortion(self, x_hat: torch.Tensor, x: torch.Tensor, x_id: torch.Tensor | None = None) -> torch.Tensor:
         """The search's distortion per face [N]; x_hat, x [N, 3, R, R] in [-1, 1]; ``x_id``: :meth:`identity`
         of ``x`` when already computed (w_id > 0)."""
@@ -104,8 +109,7 @@ class LatentSearch:
         var = [y.detach().to(dev, torch.float32).clone().requires_grad_(True) for y in ys[1:]]
         q = torch.full((1,), int(quality), device=dev)
         target_bits = None                                          # what ys cost (the first step) + extra_bits
-        with torch.no_grad():
-            x_id = self.identity(x) if self.facenet is not None else None
+        x_id = self.reference_identity(x)
         frozen = [p for p in m.parameters() if p.requires_grad]
         for p in frozen:
             p.requires_grad_(False)

@@ -40,18 +40,24 @@ def test_search_lowers_the_emulated_distortion(lpips_mod):
     assert all(p.requires_grad for p in m.parameters())                         # the model is left as it was
 
 
+def _plain_and_searched_within_budget(plain, searching, face):
+    """Both codecs' streams of ``face`` at a budget with 2 B of room above quality 3; checks that the searched
+    one fits and decodes no farther from the face (the search's own distortion) than the plain one."""
+    budget = 8 * (len(plain.compress(face, quality=3, aligned=True)) + 2) / 32 ** 2
+    a = plain.compress(face, bpp=budget, aligned=True)
+    b = searching.compress(face, bpp=budget, aligned=True)
+    assert fits_budget(b, 32, budget)
+    x = _x(face)
+    da, db = (searching.search.distortion(_x(plain.decompress(s, output="array")), x).item() for s in (a, b))
+    assert db <= da                                                              # never worse than the plain encoder
+    return a, b
+
 def test_searched_streams_fit_the_budget_and_decode_anywhere(lpips_mod):
     m = _with_refiner(tiny_model(), seed=1)
     plain, searching = Codec(m), Codec(m).set_search(30, lr=0.1)
     changed = 0
     for face in faces(3, seed=4):
-        budget = 8 * (len(plain.compress(face, quality=3, aligned=True)) + 2) / 32 ** 2   # room above quality 3
-        a = plain.compress(face, bpp=budget, aligned=True)
-        b = searching.compress(face, bpp=budget, aligned=True)
-        assert fits_budget(b, 32, budget)
-        x = _x(face)
-        da, db = (searching.search.distortion(_x(plain.decompress(s, output="array")), x).item() for s in (a, b))
-        assert db <= da                                                          # never worse than the plain encoder
+        a, b = _plain_and_searched_within_budget(plain, searching, face)
         changed += a != b
         # the format is unchanged: a codec without the search decodes the searched stream, to the same pixels
         assert np.array_equal(plain.decompress(b, output="array"), searching.decompress(b, output="array"))
@@ -60,20 +66,12 @@ def test_searched_streams_fit_the_budget_and_decode_anywhere(lpips_mod):
     assert changed >= 1                                                          # the search found better latents
 
 
-
 def test_identity_search_through_the_codec(lpips_mod, teachers):
     # with w_id the codec's keep-or-drop choice scores both streams with the identity term (the original's
     # facenet embedding computed once): the stream it keeps is the one of lower distortion, within the budget
     m = _with_refiner(tiny_model(), seed=1)
-    plain, searching = Codec(m), Codec(m).set_search(5, lr=0.1, w_id=0.5)
-    face = faces(1, seed=4)[0]
-    budget = 8 * (len(plain.compress(face, quality=3, aligned=True)) + 2) / 32 ** 2
-    a = plain.compress(face, bpp=budget, aligned=True)
-    b = searching.compress(face, bpp=budget, aligned=True)
-    assert fits_budget(b, 32, budget)
-    x = _x(face)
-    da, db = (searching.search.distortion(_x(plain.decompress(s, output="array")), x).item() for s in (a, b))
-    assert db <= da
+    _plain_and_searched_within_budget(Codec(m), Codec(m).set_search(5, lr=0.1, w_id=0.5), faces(1, seed=4)[0])
+
 
 def test_search_settings_are_checked():
     with pytest.raises(ValueError, match="bad search config"):

@@ -126,11 +126,11 @@ def test_default_name_is_the_codec_with_the_shipped_refiner(default_codec):
     assert np.abs(refined - plain).mean() > 1
 
 
-
 @pytest.mark.parametrize("name", sorted(n for n, e in REGISTRY.items() if e.refiner))
 def test_every_registry_refiner_is_shipped_and_pinned(name):
     """Each name with a refiner points at a file listed in the card whose sha256 the registry pins (a name
-    always makes the same pixels), and the file is a refiner of the name's codec."""
+    always makes the same pixels), and the file is a refiner weights file (its base fingerprint is checked
+    when the name is loaded: test_refiner)."""
     from stylecodec.refiner_weights import is_refiner_file
 
     entry = REGISTRY[name]
@@ -139,6 +139,7 @@ def test_every_registry_refiner_is_shipped_and_pinned(name):
         pytest.skip(f"{entry.refiner} is not shipped in this checkout")
     assert entry.refiner_sha256 == card[entry.refiner]
     assert is_refiner_file(PRETRAINED / entry.refiner)
+
 
 def test_cli_search_on_the_default_codec(default_codec, tmp_path, capsys):
     """``compress --search-steps``: the default budget holds, any decoder reads the stream, the search's
