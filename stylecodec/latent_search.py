@@ -30,6 +30,10 @@ import torch.nn.functional as F
 __all__ = ["SearchConfig", "LatentSearch"]
 
 
+# The field values a key names by the step count alone ("s40"): the defaults when keys were introduced.
+_KEY_BASE = dict(lr=0.03, w_l1=1.0, w_mse=15.0, w_lpips=1.0, w_id=0.0, w_rate=0.01, margin_bytes=2.0)
+
+
 @dataclass(frozen=True)
 class SearchConfig:
     steps: int = 40               # Adam steps per face (0: no search)
@@ -46,10 +50,11 @@ class SearchConfig:
             raise ValueError(f"bad search config {self}")
 
     def key(self) -> str:
-        """Names the streams this search writes: ``s40``, plus a hash of the fields that differ from the
-        defaults (so adding a field with a default does not rename earlier searches)."""
+        """Names the streams this search writes: ``s40``, plus a hash of the fields that differ from
+        ``_KEY_BASE`` (fixed values, not the current defaults: changing a default must not re-mean a key
+        that cached results were written under; a new field is added there with its first default)."""
         changed = {f.name: getattr(self, f.name) for f in fields(self)
-                   if f.name != "steps" and getattr(self, f.name) != f.default}
+                   if f.name != "steps" and getattr(self, f.name) != _KEY_BASE[f.name]}
         if not changed:
             return f"s{self.steps}"
         return f"s{self.steps}-" + hashlib.sha1(repr(sorted(changed.items())).encode()).hexdigest()[:10]

@@ -1,6 +1,8 @@
 """The encoder's search of the pixel latents (stylecodec.latent_search): better decoded faces, same format."""
 from __future__ import annotations
 
+from dataclasses import fields, replace
+
 import numpy as np
 import pytest
 import torch
@@ -93,7 +95,16 @@ def test_searching_codecs_key_their_results_apart(lpips_mod):
     assert a.results_id == Codec(tiny_model()).set_search(5).results_id
     # other weights of the same step count write other streams; fields left at their defaults do not rename a key
     assert Codec(tiny_model()).set_search(5, w_mse=30).results_id not in {a.results_id, b.results_id}
-    assert SearchConfig(steps=5, w_id=0.0).key() == SearchConfig(steps=5).key() == "s5"
+    assert SearchConfig(steps=5, w_id=0.0, w_mse=15.0).key() == "s5"
+
+
+def test_search_key_does_not_follow_the_defaults():
+    # keys are spelled against fixed base values, so a changed default never re-means a cached key
+    from stylecodec.latent_search import _KEY_BASE
+    assert set(_KEY_BASE) == {f.name for f in fields(SearchConfig)} - {"steps"}
+    base = SearchConfig(steps=7, **_KEY_BASE)
+    assert base.key() == "s7"
+    assert replace(base, w_mse=25.0).key() != "s7" and replace(base, w_mse=25.0).key().startswith("s7-")
 
 
 def test_identity_term_is_facenet_cosine_and_differentiable(lpips_mod, teachers):
