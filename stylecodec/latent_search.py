@@ -39,7 +39,7 @@ class SearchConfig:
     steps: int = 40               # Adam steps per face (0: no search)
     lr: float = 0.03              # first step size, whitened latent units; cosine-annealed to 0
     w_l1: float = 1.0             # weight of the mean absolute error (images in [-1, 1])
-    w_mse: float = 15.0           # weight of the mean squared error (PSNR's loss)
+    w_mse: float = 25.0           # weight of the mean squared error (PSNR's loss; 15 until issue 17's 1,000-face run)
     w_lpips: float = 1.0          # weight of LPIPS-Alex
     w_id: float = 0.0             # weight of 1 - facenet cosine (the refiner's identity teacher; 0: off, not loaded)
     w_rate: float = 0.01          # weight per bit of the pixel layers above the target

@@ -79,11 +79,12 @@ class RegistryEntry:
 
 
 REGISTRY: dict[str, RegistryEntry] = {
-    # codec 0xe9ac with the refiner of leg g2qf at 168,000 images, weight average (issue 17): both names, one stream
-    "default": RegistryEntry("default.pt", "refiner_g2qf_168k.pt",
-                             "bd6f0cb2dbd346ed6a5a082e44e8e0d82199166c1736ddf4eace74a4836296e9"),
+    # codec 0xe9ac with the refiner of leg g2qf at 228,000 images, weight average (issue 17): both names, one stream;
+    # "g2qf228k" names the same pixels for the commands of issue 17's evidence (the 168k refiner before it:
+    # `git show 8c61c80:pretrained/refiner_g2qf_168k.pt`)
+    "default": RegistryEntry("default.pt", "refiner_g2qf_228k.pt",
+                             "0a9be3691a692fe2a7b7586b815e0c0e1a2ba527241550a55ad771ce62dde240"),
     "default-linear": RegistryEntry("default.pt"),       # the same codec decoding to eigenfaces alone (faster)
-    # the same codec with leg g2qf's refiner at 228,000 images (issue 17's next candidate; not yet measured on 1,000 faces)
     "g2qf228k": RegistryEntry("default.pt", "refiner_g2qf_228k.pt",
                               "0a9be3691a692fe2a7b7586b815e0c0e1a2ba527241550a55ad771ce62dde240"),
 }
