@@ -27,13 +27,13 @@ def main() -> int:
     a = p.parse_args()
     rename = dict(a.rename)
     tables = [{r["face"]: r for r in map(json.loads, Path(f).read_text().splitlines())} for f in a.files]
-    faces = [f for f in tables[-1] if all(f in t for t in tables)]
-    rows = [{**tables[0][f], "columns": {rename.get(c, c): v for t in tables for c, v in t[f]["columns"].items()
-                                         if c not in a.drop}} for f in faces]
     present = {c for t in tables for r in t.values() for c in r["columns"]}
     missing = sorted((set(a.drop) | set(rename)) - present)
     if missing:
         p.error(f"no such column: {', '.join(missing)}")
+    faces = [f for f in tables[-1] if all(f in t for t in tables)]
+    rows = [{**tables[0][f], "columns": {rename.get(c, c): v for t in tables for c, v in t[f]["columns"].items()
+                                         if c not in a.drop}} for f in faces]
     text = summarise(rows, a.files)
     if a.out:
         Path(a.out).write_text(text + "\n")

@@ -78,15 +78,14 @@ class RegistryEntry:
     refiner_sha256: str | None = None    # that file's sha256, so that a name always makes the same pixels
 
 
+# codec 0xe9ac with the refiner of leg g2qf at 228,000 images, weight average (issue 17); the 168k refiner before it:
+# `git show 8c61c80:pretrained/refiner_g2qf_168k.pt`
+_REFINED_228K = RegistryEntry("default.pt", "refiner_g2qf_228k.pt",
+                              "0a9be3691a692fe2a7b7586b815e0c0e1a2ba527241550a55ad771ce62dde240")
 REGISTRY: dict[str, RegistryEntry] = {
-    # codec 0xe9ac with the refiner of leg g2qf at 228,000 images, weight average (issue 17): both names, one stream;
-    # "g2qf228k" names the same pixels for the commands of issue 17's evidence (the 168k refiner before it:
-    # `git show 8c61c80:pretrained/refiner_g2qf_168k.pt`)
-    "default": RegistryEntry("default.pt", "refiner_g2qf_228k.pt",
-                             "0a9be3691a692fe2a7b7586b815e0c0e1a2ba527241550a55ad771ce62dde240"),
+    "default": _REFINED_228K,                            # the shipped default
     "default-linear": RegistryEntry("default.pt"),       # the same codec decoding to eigenfaces alone (faster)
-    "g2qf228k": RegistryEntry("default.pt", "refiner_g2qf_228k.pt",
-                              "0a9be3691a692fe2a7b7586b815e0c0e1a2ba527241550a55ad771ce62dde240"),
+    "g2qf228k": _REFINED_228K,                           # the same entry: the name in issue 17's commands
 }
 _FP16_PREFIXES = ("G.", "E.")
 _FP16_MAX = 65504.0

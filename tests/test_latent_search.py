@@ -54,6 +54,7 @@ def _plain_and_searched_within_budget(plain, searching, face):
     assert db <= da                                                              # never worse than the plain encoder
     return a, b
 
+
 def test_searched_streams_fit_the_budget_and_decode_anywhere(lpips_mod):
     m = _with_refiner(tiny_model(), seed=1)
     plain, searching = Codec(m), Codec(m).set_search(30, lr=0.1)
